@@ -1,0 +1,20 @@
+//! forkr-node-agent: owns the node's btrfs pool and serves it over gRPC.
+
+pub mod bases;
+pub mod checkpoint;
+pub mod error;
+pub mod fault;
+pub mod import;
+pub mod loopback;
+pub mod meta;
+pub mod names;
+pub mod pool;
+pub mod rootfs;
+pub mod roots;
+pub mod sizes;
+pub mod sys;
+pub mod volumes;
+
+pub use checkpoint::{Shelf, Subject};
+pub use error::{Error, Result};
+pub use pool::Pool;

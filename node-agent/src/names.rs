@@ -1,0 +1,69 @@
+//! Checks on names that become path components in the pool.
+//!
+//! Kept in one place so that the shared rules of `forkr-crds::validation` can replace them.
+
+use crate::error::{Error, Result};
+
+/// Longest name accepted for any component; well under the 255-byte limit of a btrfs name,
+/// leaving room for the `-vYYYYMMDDhhmmss` version suffix and `box-<name>-<vol>` clones.
+pub const MAX_LEN: usize = 200;
+
+/// Accepts a name that is safe as one path component: not empty, not `.` or `..`, no `/` or NUL.
+pub fn component(kind: &str, name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "invalid {kind} name {name:?}: {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name == "." || name == ".." {
+        return bad("must not be . or ..");
+    }
+    if name.contains('/') || name.contains('\0') {
+        return bad("must not contain / or NUL");
+    }
+    if name.starts_with(crate::pool::STAGING_PREFIX) {
+        return bad("names starting with .forkr- are reserved");
+    }
+    if name.len() > MAX_LEN {
+        return bad("too long");
+    }
+    Ok(())
+}
+
+/// Snapshot names follow the documented pattern `^[a-zA-Z0-9_.-]+$`.
+pub fn snapshot(name: &str) -> Result<()> {
+    component("snapshot", name)?;
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "invalid snapshot name {name:?}: must match ^[a-zA-Z0-9_.-]+$"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_dangerous_components() {
+        for bad in ["", ".", "..", "a/b", "a\0b", "/"] {
+            assert!(component("box", bad).is_err(), "{bad:?}");
+        }
+        assert!(component("box", &"x".repeat(MAX_LEN + 1)).is_err());
+        assert!(component("box", "web-1").is_ok());
+    }
+
+    #[test]
+    fn snapshot_pattern() {
+        assert!(snapshot("before-upgrade.v2_x").is_ok());
+        assert!(snapshot("white space").is_err());
+        assert!(snapshot("..").is_err());
+    }
+}

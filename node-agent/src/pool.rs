@@ -1,0 +1,437 @@
+//! The node's btrfs pool: layout, opening, work directories and crash recovery.
+//!
+//! Layout under the pool directory:
+//!
+//! ```text
+//! bases/<version>                         read-only base versions
+//! roots/<project>/<box>                   writable box roots
+//! checkpoints/<project>/<box>/<name>      read-only root snapshots
+//! volumes/<project>/<vol>                 data volumes
+//! volume-checkpoints/<project>/<vol>/<n>  read-only volume snapshots, deleted with the volume
+//! volume-backups/<project>/<vol>/<n>      read-only volume snapshots that outlive the volume
+//! system/box-bin, system/box-all          global system volumes
+//! system/projects/<project>/{box-proj,home}  per-project system volumes
+//! meta/<same path>.json, meta/aliases/<base>.json   sidecars (see `meta`)
+//! tmp/<op-id>/                            work directories of operations in flight
+//! ```
+//!
+//! Every mutating operation builds its result inside its own work directory under `tmp/`, which
+//! starts with an `intent.json`, and publishes it with one rename. Whatever a crash leaves in
+//! `tmp/` is rolled back on the next open, except a restore that had already moved the live root
+//! aside: that one is rolled forward, so a root is never lost.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fault::Faults;
+use crate::{meta, names, sys};
+
+/// Global system volumes, behind `/box/bin` and `/box/all`.
+pub const GLOBAL_SYSTEM_VOLUMES: [&str; 2] = ["box-bin", "box-all"];
+/// Per-project system volumes, behind `/box/proj` and `/home`.
+pub const PROJECT_SYSTEM_VOLUMES: [&str; 2] = ["box-proj", "home"];
+
+const TOP_DIRS: [&str; 9] = [
+    "bases",
+    "roots",
+    "checkpoints",
+    "volumes",
+    "volume-checkpoints",
+    "volume-backups",
+    "system",
+    "meta",
+    "tmp",
+];
+
+/// An open pool. Cheap operations serialise on one lock; long ones (import, diff) only hold it to
+/// publish their result.
+pub struct Pool {
+    dir: PathBuf,
+    ops: Mutex<()>,
+    in_flight: Mutex<HashSet<String>>,
+    faults: Faults,
+}
+
+/// Why a work directory exists; read back by recovery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Intent {
+    pub op: String,
+    /// Pool-relative path of the object the operation publishes or replaces.
+    pub target: PathBuf,
+}
+
+/// A work directory under `tmp/`, registered as in flight while this value lives.
+pub(crate) struct Work<'a> {
+    pool: &'a Pool,
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+impl Drop for Work<'_> {
+    fn drop(&mut self) {
+        self.pool.lock_in_flight().remove(&self.id);
+    }
+}
+
+static OP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Pool {
+    /// Opens the pool at `dir`, creating its layout, and repairs what a crash left behind.
+    /// Fails with a clear message when `dir` is not on btrfs.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Pool> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(Error::NotFound(format!(
+                "pool directory {} does not exist",
+                dir.display()
+            )));
+        }
+        if !sys::is_btrfs(&dir)? {
+            return Err(Error::FailedPrecondition(format!(
+                "pool directory {} is not on a btrfs filesystem; mount one there or use a loopback pool",
+                dir.display()
+            )));
+        }
+        for top in TOP_DIRS {
+            let p = dir.join(top);
+            fs::create_dir_all(&p).ctx("create", &p)?;
+        }
+        let pool = Pool {
+            dir,
+            ops: Mutex::new(()),
+            in_flight: Mutex::new(HashSet::new()),
+            faults: Faults::default(),
+        };
+        pool.recover()?;
+        for vol in GLOBAL_SYSTEM_VOLUMES {
+            pool.ensure_subvolume(&Path::new("system").join(vol))?;
+        }
+        Ok(pool)
+    }
+
+    /// The pool's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Testing hook: the `n`-th step of the following operations fails as a crash would.
+    pub fn arm_fault(&self, n: usize) {
+        self.faults.arm(n);
+    }
+
+    pub(crate) fn step(&self, what: &str) -> Result<()> {
+        self.faults.step(what)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
+        self.ops.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_in_flight(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn abs(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub(crate) fn meta_path(&self, rel: &Path) -> PathBuf {
+        meta::sidecar(&self.dir.join("meta"), rel)
+    }
+
+    pub(crate) fn read_meta(&self, rel: &Path) -> Option<meta::Meta> {
+        meta::read(&self.meta_path(rel))
+    }
+
+    pub(crate) fn write_meta(&self, rel: &Path, m: &meta::Meta) -> Result<()> {
+        meta::write(&self.meta_path(rel), m)
+    }
+
+    /// Paths of the per-project system volumes, created on first use.
+    pub fn ensure_project(&self, project: &str) -> Result<Vec<PathBuf>> {
+        names::component("project", project)?;
+        let mut out = Vec::new();
+        for vol in PROJECT_SYSTEM_VOLUMES {
+            let rel = Path::new("system/projects").join(project).join(vol);
+            self.ensure_subvolume(&rel)?;
+            out.push(self.abs(rel));
+        }
+        Ok(out)
+    }
+
+    /// Paths of the global system volumes.
+    pub fn global_system_volumes(&self) -> Vec<PathBuf> {
+        GLOBAL_SYSTEM_VOLUMES
+            .iter()
+            .map(|v| self.abs(Path::new("system").join(v)))
+            .collect()
+    }
+
+    /// Creates a subvolume at `rel` unless it exists, publishing it atomically.
+    fn ensure_subvolume(&self, rel: &Path) -> Result<()> {
+        if sys::is_subvolume(&self.abs(rel))? {
+            return Ok(());
+        }
+        let _g = self.lock();
+        if sys::is_subvolume(&self.abs(rel))? {
+            return Ok(());
+        }
+        self.run(Intent::new("create-system-volume", rel), |work| {
+            let staged = work.stage(rel, "new")?;
+            sys::create_subvolume(&staged)?;
+            self.write_meta(
+                rel,
+                &meta::Meta {
+                    created: meta::now_rfc3339(),
+                    ..Default::default()
+                },
+            )?;
+            self.publish(&staged, rel)
+        })
+    }
+
+    /// Runs `f` inside a fresh work directory. On success the directory is cleared; on an
+    /// ordinary error it is rolled back at once; on an injected fault it is left for recovery,
+    /// which is what a crash would do.
+    pub(crate) fn run<T>(
+        &self,
+        intent: Intent,
+        f: impl FnOnce(&Work<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let work = self.begin(&intent)?;
+        match f(&work) {
+            Ok(v) => {
+                self.clear_work_dir(&work.dir)?;
+                Ok(v)
+            }
+            Err(e @ Error::Fault { .. }) => Err(e),
+            Err(e) => {
+                if let Err(cleanup) = self.recover_work_dir(&work.dir) {
+                    tracing::warn!(error = %cleanup, dir = %work.dir.display(), "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn begin(&self, intent: &Intent) -> Result<Work<'_>> {
+        let id = format!(
+            "{}-{}-{}",
+            jiff::Timestamp::now().as_nanosecond(),
+            std::process::id(),
+            OP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        self.lock_in_flight().insert(id.clone());
+        let work = Work {
+            pool: self,
+            dir: self.abs("tmp").join(&id),
+            id,
+        };
+        fs::create_dir(&work.dir).ctx("create", &work.dir)?;
+        meta::write(&work.dir.join("intent.json"), intent)?;
+        Ok(work)
+    }
+
+    /// Moves a staged subvolume to its final place; the rename is the commit point.
+    pub(crate) fn publish(&self, staged: &Path, rel: &Path) -> Result<()> {
+        let dst = self.abs(rel);
+        let parent = dst.parent().unwrap_or(&self.dir);
+        if dst.symlink_metadata().is_ok() {
+            return Err(Error::AlreadyExists(format!(
+                "{} already exists",
+                rel.display()
+            )));
+        }
+        fs::rename(staged, &dst).ctx("rename into place", &dst)?;
+        sys::sync_dir(parent)
+    }
+
+    /// Moves a published subvolume (or a directory of them) aside under a staging name, so that
+    /// it disappears atomically and is deleted as debris if we crash before deleting it.
+    pub(crate) fn retire(&self, rel: &Path, work: &Work<'_>, slot: &str) -> Result<bool> {
+        let src = self.abs(rel);
+        if src.symlink_metadata().is_err() {
+            return Ok(false);
+        }
+        let aside = work.stage(rel, slot)?;
+        fs::rename(&src, &aside).ctx("move aside", &src)?;
+        if let Some(parent) = src.parent() {
+            sys::sync_dir(parent)?;
+        }
+        Ok(true)
+    }
+
+    /// Repairs the pool after a crash: finishes or rolls back every work directory, removes
+    /// half-written sidecars and sidecars whose subvolume is gone, and re-points base aliases.
+    pub fn recover(&self) -> Result<()> {
+        let _g = self.lock();
+        let tmp = self.abs("tmp");
+        let busy = self.lock_in_flight().clone();
+        for entry in fs::read_dir(&tmp).ctx("read", &tmp)? {
+            let entry = entry.ctx("read", &tmp)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !busy.contains(&name) {
+                self.recover_work_dir(&entry.path())?;
+            }
+        }
+        if busy.is_empty() {
+            self.sweep_meta(&self.abs("meta"), Path::new(""))?;
+            crate::bases::repair_aliases(self)?;
+        }
+        Ok(())
+    }
+
+    fn recover_work_dir(&self, dir: &Path) -> Result<()> {
+        let intent: Option<Intent> = meta::read(&dir.join("intent.json"));
+        let staged = self.staged_in(dir)?;
+        if let Some(intent) = intent.filter(|i| i.op == "restore") {
+            let live = self.abs(&intent.target);
+            if live.symlink_metadata().is_err() {
+                // The live root was moved aside: put a whole root back, preferring the new one,
+                // which was complete before the old one moved.
+                for slot in ["new", "old"] {
+                    let Some((_, cand)) = staged.iter().find(|(s, _)| s == slot) else {
+                        continue;
+                    };
+                    if sys::is_subvolume(cand)? {
+                        fs::rename(cand, &live).ctx("restore into place", &live)?;
+                        if let Some(parent) = live.parent() {
+                            sys::sync_dir(parent)?;
+                        }
+                        tracing::info!(target = %intent.target.display(), slot, "recovered interrupted restore");
+                        break;
+                    }
+                }
+            }
+        }
+        self.clear_work_dir(dir)
+    }
+
+    /// Staged paths recorded in a work directory, as (slot, absolute path).
+    fn staged_in(&self, dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+        let mut out = Vec::new();
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(out);
+        };
+        for entry in entries {
+            let entry = entry.ctx("read", dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(slot) = name.strip_prefix("staged-") else {
+                continue;
+            };
+            if name.contains(meta::TEMP_MARK) {
+                continue;
+            }
+            if let Some(rel) = meta::read::<PathBuf>(&entry.path()) {
+                out.push((slot.to_string(), self.abs(rel)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes everything an operation staged, then its work directory.
+    fn clear_work_dir(&self, dir: &Path) -> Result<()> {
+        for (_, path) in self.staged_in(dir)? {
+            delete_tree(&path)?;
+        }
+        delete_tree(dir)
+    }
+
+    fn sweep_meta(&self, dir: &Path, rel: &Path) -> Result<()> {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for entry in entries {
+            let entry = entry.ctx("read", dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let child_rel = rel.join(&name);
+            if entry.file_type().ctx("stat", &path)?.is_dir() {
+                self.sweep_meta(&path, &child_rel)?;
+                // Empty directories of deleted boxes are noise; ignore failure when not empty.
+                let _ = fs::remove_dir(&path);
+                continue;
+            }
+            if name.contains(meta::TEMP_MARK) {
+                meta::remove(&path)?;
+                continue;
+            }
+            let Some(subject) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if rel.starts_with("aliases") {
+                continue;
+            }
+            if !sys::is_subvolume(&self.abs(rel.join(subject)))? {
+                meta::remove(&path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prefix of staging names; `names` refuses it so a user's object can never look like one.
+pub const STAGING_PREFIX: &str = ".forkr-";
+
+impl Work<'_> {
+    /// A staging path next to `target` (same directory, so even a read-only subvolume can be
+    /// renamed into place), recorded in the work directory before it is used.
+    pub(crate) fn stage(&self, target: &Path, slot: &str) -> Result<PathBuf> {
+        let parent = target.parent().unwrap_or(Path::new(""));
+        let abs_parent = self.pool.abs(parent);
+        fs::create_dir_all(&abs_parent).ctx("create", &abs_parent)?;
+        let rel = parent.join(format!("{STAGING_PREFIX}tmp-{}-{slot}", self.id));
+        meta::write(&self.dir.join(format!("staged-{slot}")), &rel)?;
+        Ok(self.pool.abs(rel))
+    }
+}
+
+impl Intent {
+    pub(crate) fn new(op: &str, target: impl AsRef<Path>) -> Intent {
+        Intent {
+            op: op.to_string(),
+            target: target.as_ref().to_path_buf(),
+        }
+    }
+}
+
+/// Removes `path` whatever it holds: subvolumes (recursively), directories, files.
+pub(crate) fn delete_tree(path: &Path) -> Result<()> {
+    let Ok(md) = path.symlink_metadata() else {
+        return Ok(());
+    };
+    if md.is_dir() && sys::is_subvolume(path)? {
+        return sys::delete_subvolume_tree(path);
+    }
+    if md.is_dir() {
+        for entry in fs::read_dir(path).ctx("read", path)? {
+            delete_tree(&entry.ctx("read", path)?.path())?;
+        }
+        return fs::remove_dir(path).ctx("remove", path);
+    }
+    fs::remove_file(path).ctx("remove", path)
+}
+
+/// Lists the names of subvolumes directly inside `dir` (missing dir = none), sorted.
+pub(crate) fn list_subvolumes(dir: &Path) -> Result<Vec<String>> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.ctx("read", dir)?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(STAGING_PREFIX) && sys::is_subvolume(&entry.path())?
+        {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
