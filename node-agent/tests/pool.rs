@@ -1,5 +1,7 @@
 //! The pool on real btrfs: layout, roots, checkpoints, nested subvolumes, restart.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
 mod common;
 
 use std::fs;
