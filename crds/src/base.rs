@@ -23,9 +23,17 @@ pub const VERSION_SUFFIX_LEN: usize = 16;
     shortname = "fbase",
     category = "forkr",
     doc = "A Forkr base: a versioned alias of read-only template filesystems that boxes clone.",
-    printcolumn(name = "Version", type_ = "string", json_path = ".status.currentVersion"),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.currentVersion"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BaseSpec {
@@ -178,7 +186,9 @@ pub fn next_version_name<'a>(
         if !taken(&name) {
             return name;
         }
-        at = at.checked_add(jiff::SignedDuration::from_secs(1)).unwrap_or(at);
+        at = at
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(at);
         if at == now {
             // Unreachable in practice (the clock would have to be at its maximum); fall back to
             // a name the caller will report as a conflict rather than looping forever.

@@ -162,7 +162,10 @@ pub struct DataMount {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishedHost {
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub host: String,
     /// The port inside the box; the box's `port` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,7 +258,9 @@ pub struct RestoreStatus {
 pub fn validate_tag_key(key: &str) -> Result<(), ValidationError> {
     let ok = !key.is_empty()
         && key.len() <= 63
-        && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'/'));
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'/'));
     if ok {
         Ok(())
     } else {
@@ -289,7 +294,8 @@ impl BoxResource {
         if let Some(ns) = self.metadata.namespace.as_deref() {
             errs.check("metadata.namespace", v::validate_project_name(ns));
         }
-        self.spec.validate_into(name, self.metadata.namespace.as_deref(), &mut errs);
+        self.spec
+            .validate_into(name, self.metadata.namespace.as_deref(), &mut errs);
         errs.into_result()
     }
 }
@@ -324,7 +330,8 @@ impl BoxSpec {
             }
         }
         if let Err(e) = v::validate_env(&self.env) {
-            errs.0.extend(e.0.into_iter().map(|(f, e)| (format!("spec.{f}"), e)));
+            errs.0
+                .extend(e.0.into_iter().map(|(f, e)| (format!("spec.{f}"), e)));
         }
         if let Some(cpu) = &self.cpu {
             errs.check("spec.cpu", v::cpu_millis(&cpu.0).map(drop));
@@ -332,25 +339,33 @@ impl BoxSpec {
         if let Some(memory) = &self.memory {
             errs.check("spec.memory", v::memory_bytes(&memory.0).map(drop));
         }
-        if let Some(port) = self.port {
-            if !(1..=65535).contains(&port) {
-                errs.push("spec.port", ValidationError::InvalidPort { value: port.to_string() });
-            }
+        if let Some(port) = self.port
+            && !(1..=65535).contains(&port)
+        {
+            errs.push(
+                "spec.port",
+                ValidationError::InvalidPort {
+                    value: port.to_string(),
+                },
+            );
         }
-        if let Some(grace) = self.termination_grace_period_seconds {
-            if !(0..=v::MAX_GRACE_SECONDS).contains(&grace) {
-                errs.push(
-                    "spec.terminationGracePeriodSeconds",
-                    ValidationError::InvalidGrace { value: grace.to_string() },
-                );
-            }
+        if let Some(grace) = self.termination_grace_period_seconds
+            && !(0..=v::MAX_GRACE_SECONDS).contains(&grace)
+        {
+            errs.push(
+                "spec.terminationGracePeriodSeconds",
+                ValidationError::InvalidGrace {
+                    value: grace.to_string(),
+                },
+            );
         }
         for (key, value) in &self.tags {
             errs.check(format!("spec.tags.{key}"), validate_tag_key(key));
             errs.check(format!("spec.tags.{key}"), validate_tag_value(key, value));
         }
         if let Err(e) = v::validate_mounts(&self.data) {
-            errs.0.extend(e.0.into_iter().map(|(f, e)| (format!("spec.{f}"), e)));
+            errs.0
+                .extend(e.0.into_iter().map(|(f, e)| (format!("spec.{f}"), e)));
         }
         let mut hosts = std::collections::HashSet::new();
         for (i, p) in self.publish.iter().enumerate() {
@@ -358,35 +373,48 @@ impl BoxSpec {
             if !hosts.insert(p.host.as_str()) {
                 errs.push(
                     format!("spec.publish[{i}].host"),
-                    ValidationError::InvalidHost { host: p.host.clone(), rule: "listed twice" },
-                );
-            }
-            if let Some(port) = p.port {
-                if !(1..=65535).contains(&port) {
-                    errs.push(
-                        format!("spec.publish[{i}].port"),
-                        ValidationError::InvalidPort { value: port.to_string() },
-                    );
-                }
-            }
-            if let Some(service) = &p.service {
-                errs.check(format!("spec.publish[{i}].service"), v::validate_service_name(service));
-            }
-        }
-        if let Some(image) = &self.runner_image {
-            if image.trim().is_empty() || image.len() > 512 || image.chars().any(char::is_whitespace) {
-                errs.push(
-                    "spec.runnerImage",
-                    ValidationError::Invalid {
-                        what: "runner image",
-                        value: image.clone(),
-                        rule: "an image reference is 1-512 characters with no whitespace",
+                    ValidationError::InvalidHost {
+                        host: p.host.clone(),
+                        rule: "listed twice",
                     },
                 );
             }
+            if let Some(port) = p.port
+                && !(1..=65535).contains(&port)
+            {
+                errs.push(
+                    format!("spec.publish[{i}].port"),
+                    ValidationError::InvalidPort {
+                        value: port.to_string(),
+                    },
+                );
+            }
+            if let Some(service) = &p.service {
+                errs.check(
+                    format!("spec.publish[{i}].service"),
+                    v::validate_service_name(service),
+                );
+            }
+        }
+        if let Some(image) = &self.runner_image
+            && (image.trim().is_empty()
+                || image.len() > 512
+                || image.chars().any(char::is_whitespace))
+        {
+            errs.push(
+                "spec.runnerImage",
+                ValidationError::Invalid {
+                    what: "runner image",
+                    value: image.clone(),
+                    rule: "an image reference is 1-512 characters with no whitespace",
+                },
+            );
         }
         if let Some(restore) = &self.restore {
-            errs.check("spec.restore.snapshot", v::validate_snapshot_name(&restore.snapshot));
+            errs.check(
+                "spec.restore.snapshot",
+                v::validate_snapshot_name(&restore.snapshot),
+            );
             let id_ok = !restore.request_id.is_empty()
                 && restore.request_id.len() <= 128
                 && restore

@@ -9,7 +9,12 @@ use crate::{Base, BoxResource, DataVolume, Snapshot};
 
 /// Every CRD, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![BoxResource::crd(), Base::crd(), Snapshot::crd(), DataVolume::crd()]
+    vec![
+        BoxResource::crd(),
+        Base::crd(),
+        Snapshot::crd(),
+        DataVolume::crd(),
+    ]
 }
 
 /// The file a CRD is written to: `<plural>.<group>.yaml`.
@@ -29,7 +34,11 @@ pub fn render(crd: &CustomResourceDefinition) -> Result<String, serde_yaml_ng::E
 /// refuse the unknown field. The Rust validation module enforces the same rules there.
 pub fn without_cel(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
-        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
             strip(schema);
         }
     }
@@ -51,7 +60,10 @@ fn strip(schema: &mut JSONSchemaProps) {
     {
         strip(extra);
     }
-    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of].into_iter().flatten() {
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
+        .into_iter()
+        .flatten()
+    {
         list.iter_mut().for_each(strip);
     }
 }

@@ -24,7 +24,11 @@ use crate::validation::{self as v, ValidationError, ValidationErrors};
     printcolumn(name = "Used", type_ = "integer", json_path = ".status.size"),
     printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DataVolumeSpec {
@@ -172,7 +176,10 @@ impl DataVolume {
             }
         }
         if let Some(src) = &self.spec.clone_from {
-            errs.check("spec.cloneFrom.volume", v::validate_volume_name(&src.volume));
+            errs.check(
+                "spec.cloneFrom.volume",
+                v::validate_volume_name(&src.volume),
+            );
             if let Some(p) = &src.project {
                 errs.check("spec.cloneFrom.project", v::validate_project_name(p));
             }
@@ -182,35 +189,49 @@ impl DataVolume {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.spec.checkpoints.iter().enumerate() {
-            errs.check(format!("spec.checkpoints[{i}].name"), v::validate_snapshot_name(&c.name));
+            errs.check(
+                format!("spec.checkpoints[{i}].name"),
+                v::validate_snapshot_name(&c.name),
+            );
             if !seen.insert(c.name.as_str()) {
                 errs.push(
                     format!("spec.checkpoints[{i}].name"),
-                    ValidationError::Invalid { what: "checkpoint", value: c.name.clone(), rule: "listed twice" },
+                    ValidationError::Invalid {
+                        what: "checkpoint",
+                        value: c.name.clone(),
+                        rule: "listed twice",
+                    },
                 );
             }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, b) in self.spec.backups.iter().enumerate() {
-            errs.check(format!("spec.backups[{i}].name"), v::validate_snapshot_name(&b.name));
+            errs.check(
+                format!("spec.backups[{i}].name"),
+                v::validate_snapshot_name(&b.name),
+            );
             if !seen.insert(b.name.as_str()) {
                 errs.push(
                     format!("spec.backups[{i}].name"),
-                    ValidationError::Invalid { what: "backup", value: b.name.clone(), rule: "listed twice" },
-                );
-            }
-        }
-        if let Some(r) = &self.spec.restore {
-            if r.checkpoint.is_some() == r.backup.is_some() {
-                errs.push(
-                    "spec.restore",
                     ValidationError::Invalid {
-                        what: "volume restore",
-                        value: String::new(),
-                        rule: "give exactly one of checkpoint and backup",
+                        what: "backup",
+                        value: b.name.clone(),
+                        rule: "listed twice",
                     },
                 );
             }
+        }
+        if let Some(r) = &self.spec.restore
+            && r.checkpoint.is_some() == r.backup.is_some()
+        {
+            errs.push(
+                "spec.restore",
+                ValidationError::Invalid {
+                    what: "volume restore",
+                    value: String::new(),
+                    rule: "give exactly one of checkpoint and backup",
+                },
+            );
         }
         errs.into_result()
     }

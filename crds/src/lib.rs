@@ -4,6 +4,10 @@
 //!
 //! The kind is `Box`, but the Rust type is [`BoxResource`], so nothing shadows `std::boxed::Box`.
 
+// kube-derive takes one `printcolumn(name, type_, ...)` per column; clippy reads the repeated
+// `type_` keys as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod base;
 pub mod box_resource;
 pub mod conditions;
@@ -13,8 +17,12 @@ pub mod labels;
 pub mod snapshot;
 pub mod validation;
 
-pub use base::{Base, BaseSpec, BaseStatus, BaseVersion, BaseVersionKind, next_version_name, script_tag};
-pub use box_resource::{BoxPhase, BoxResource, BoxSpec, BoxStatus, DataMount, ForkSource, PublishedHost, RestoreRequest};
+pub use base::{
+    Base, BaseSpec, BaseStatus, BaseVersion, BaseVersionKind, next_version_name, script_tag,
+};
+pub use box_resource::{
+    BoxPhase, BoxResource, BoxSpec, BoxStatus, DataMount, ForkSource, PublishedHost, RestoreRequest,
+};
 pub use data_volume::{DataVolume, DataVolumeSpec, DataVolumeStatus, fork_volume_name};
 pub use snapshot::{
     Snapshot, SnapshotSpec, SnapshotStatus, next_snapshot_name, parse_snapshot_object_name,

@@ -25,13 +25,21 @@ use crate::validation::{self as v, ValidationError, ValidationErrors};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Size", type_ = "integer", json_path = ".status.size"),
     printcolumn(name = "Created", type_ = "string", json_path = ".status.created"),
-    printcolumn(name = "Description", type_ = "string", json_path = ".spec.description", priority = "1"),
+    printcolumn(
+        name = "Description",
+        type_ = "string",
+        json_path = ".spec.description",
+        priority = "1"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotSpec {
     /// The box whose root this snapshots, in the same project. Immutable.
     #[serde(rename = "box")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("box is immutable"))]
     pub box_name: String,
     /// The name users see (`v0`, `before-upgrade`, `Pre_Release.1`). Immutable.
@@ -77,7 +85,8 @@ fn is_plain(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -142,7 +151,12 @@ impl Snapshot {
         let mut errs = ValidationErrors::default();
         errs.check("spec.box", v::validate_box_name(&self.spec.box_name));
         errs.check("spec.name", v::validate_snapshot_name(&self.spec.name));
-        if self.spec.description.as_ref().is_some_and(|d| d.len() > 1024) {
+        if self
+            .spec
+            .description
+            .as_ref()
+            .is_some_and(|d| d.len() > 1024)
+        {
             errs.push(
                 "spec.description",
                 ValidationError::Invalid {

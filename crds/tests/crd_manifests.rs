@@ -1,6 +1,9 @@
 //! The committed CRD YAML is exactly what the types generate, and each CRD is a schema an
 //! apiserver will accept: structural, with the names, columns and subresources we promise.
 
+// Helpers outside #[test] functions panic on broken fixtures too; that is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use forkr_crds::crdgen;
@@ -27,7 +30,10 @@ fn committed_yaml_matches_the_types() {
         "CRD YAML out of date; run `cargo run -p forkr-crds --bin forkr-crdgen`: {stale:?}"
     );
     let files = std::fs::read_dir(chart_dir()).unwrap().count();
-    assert_eq!(files, 4, "charts/forkr/crds holds a file that no type generates");
+    assert_eq!(
+        files, 4,
+        "charts/forkr/crds holds a file that no type generates"
+    );
 }
 
 #[test]
@@ -45,15 +51,30 @@ fn every_crd_has_the_promised_shape() {
         assert_eq!(crd.spec.group, "forkr.dev");
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.names.kind, kind);
-        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&[short.to_owned()][..]));
-        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["forkr".to_owned()][..]));
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&[short.to_owned()][..])
+        );
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["forkr".to_owned()][..])
+        );
         assert_eq!(crd.spec.versions.len(), 1);
         let v = &crd.spec.versions[0];
         assert_eq!(v.name, "v1alpha1");
         assert!(v.served && v.storage);
-        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{name}: status subresource");
+        assert!(
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
+            "{name}: status subresource"
+        );
         let columns = v.additional_printer_columns.as_deref().unwrap_or_default();
-        assert!(columns.iter().any(|c| c.json_path == ".status.phase"), "{name}: a Phase column");
+        assert!(
+            columns.iter().any(|c| c.json_path == ".status.phase"),
+            "{name}: a Phase column"
+        );
     }
 }
 
@@ -68,7 +89,9 @@ fn check_structural(path: &str, s: &JSONSchemaProps, errors: &mut Vec<String>) {
         errors.push(format!("{path}: $ref is not allowed"));
     }
     if s.properties.is_some() && s.additional_properties.is_some() {
-        errors.push(format!("{path}: properties and additionalProperties together"));
+        errors.push(format!(
+            "{path}: properties and additionalProperties together"
+        ));
     }
     if s.type_.as_deref() == Some("array") && s.items.is_none() {
         errors.push(format!("{path}: array without items"));
@@ -87,7 +110,9 @@ fn check_structural(path: &str, s: &JSONSchemaProps, errors: &mut Vec<String>) {
                     .and_then(|p| p.get(&key))
                     .is_some_and(|p| p.default.is_some());
                 if !required.contains(&key) && !defaulted {
-                    errors.push(format!("{path}: list map key {key} must be required or defaulted"));
+                    errors.push(format!(
+                        "{path}: list map key {key} must be required or defaulted"
+                    ));
                 }
             }
         }
@@ -104,7 +129,9 @@ fn check_structural(path: &str, s: &JSONSchemaProps, errors: &mut Vec<String>) {
     for list in [&s.all_of, &s.any_of, &s.one_of].into_iter().flatten() {
         for sub in list {
             if sub.type_.is_some() || sub.default.is_some() || sub.additional_properties.is_some() {
-                errors.push(format!("{path}: allOf/anyOf/oneOf may not set type, default or additionalProperties"));
+                errors.push(format!(
+                    "{path}: allOf/anyOf/oneOf may not set type, default or additionalProperties"
+                ));
             }
         }
     }
@@ -115,21 +142,34 @@ fn schema(crd: &CustomResourceDefinition) -> &JSONSchemaProps {
         .schema
         .as_ref()
         .and_then(|s| s.open_api_v3_schema.as_ref())
-        .unwrap()
+        .expect("every derived CRD has an openAPIV3Schema")
 }
 
 #[test]
 fn every_schema_is_structural() {
     let mut errors = Vec::new();
     for crd in crdgen::crds() {
-        check_structural(crd.metadata.name.as_deref().unwrap(), schema(&crd), &mut errors);
+        check_structural(
+            crd.metadata.name.as_deref().unwrap(),
+            schema(&crd),
+            &mut errors,
+        );
     }
-    assert!(errors.is_empty(), "non-structural schema:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "non-structural schema:\n{}",
+        errors.join("\n")
+    );
 }
 
 fn count_rules(s: &JSONSchemaProps) -> usize {
     let here = s.x_kubernetes_validations.as_ref().map_or(0, Vec::len);
-    let props: usize = s.properties.iter().flatten().map(|(_, c)| count_rules(c)).sum();
+    let props: usize = s
+        .properties
+        .iter()
+        .flatten()
+        .map(|(_, c)| count_rules(c))
+        .sum();
     let items = match &s.items {
         Some(JSONSchemaPropsOrArray::Schema(i)) => count_rules(i),
         _ => 0,

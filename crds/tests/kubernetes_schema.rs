@@ -3,6 +3,9 @@
 //! with CEL against 1.25 (the first version with CEL) and the newest, and without CEL against
 //! 1.20, the version of the test cluster in ../shared/k8s.
 
+// Helpers outside #[test] functions panic on broken fixtures too; that is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,7 +16,8 @@ fn validator(var: &str, venv: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(var) {
         return PathBuf::from(path);
     }
-    let cache = std::env::var_os("FORKR_CACHE").map_or_else(|| PathBuf::from("/var/cache/forkr"), PathBuf::from);
+    let cache = std::env::var_os("FORKR_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/forkr"), PathBuf::from);
     let path = cache.join(venv).join("bin/kubernetes-validate");
     assert!(
         path.exists(),
@@ -35,15 +39,35 @@ fn validate(bin: &Path, version: &str, dir: &Path) {
         .args(&files)
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "kubernetes-validate {version} failed:\n{text}");
-    assert_eq!(text.matches("passed for resource customresourcedefinition/").count(), 4, "{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "kubernetes-validate {version} failed:\n{text}"
+    );
+    assert_eq!(
+        text.matches("passed for resource customresourcedefinition/")
+            .count(),
+        4,
+        "{text}"
+    );
 }
 
 fn write_all(dir: &Path, without_cel: bool) {
     for crd in crdgen::crds() {
-        let crd = if without_cel { crdgen::without_cel(crd) } else { crd };
-        std::fs::write(dir.join(crdgen::file_name(&crd)), crdgen::render(&crd).unwrap()).unwrap();
+        let crd = if without_cel {
+            crdgen::without_cel(crd)
+        } else {
+            crd
+        };
+        std::fs::write(
+            dir.join(crdgen::file_name(&crd)),
+            crdgen::render(&crd).unwrap(),
+        )
+        .unwrap();
     }
 }
 

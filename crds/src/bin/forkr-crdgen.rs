@@ -7,7 +7,10 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "forkr-crdgen", about = "Generate Forkr's CustomResourceDefinitions")]
+#[command(
+    name = "forkr-crdgen",
+    about = "Generate Forkr's CustomResourceDefinitions"
+)]
 struct Args {
     /// Directory to write into.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/forkr/crds"))]
@@ -27,7 +30,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut stale = Vec::new();
     for crd in forkr_crds::crdgen::crds() {
-        let crd = if args.without_cel { forkr_crds::crdgen::without_cel(crd) } else { crd };
+        let crd = if args.without_cel {
+            forkr_crds::crdgen::without_cel(crd)
+        } else {
+            crd
+        };
         let text = forkr_crds::crdgen::render(&crd)?;
         if args.stdout {
             print!("---\n{text}");
@@ -40,13 +47,17 @@ fn main() -> anyhow::Result<()> {
                 stale.push(path.display().to_string());
             }
         } else {
-            std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?;
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             println!("wrote {}", path.display());
         }
     }
     if !stale.is_empty() {
-        bail!("out of date (run `cargo run -p forkr-crds --bin forkr-crdgen`): {}", stale.join(", "));
+        bail!(
+            "out of date (run `cargo run -p forkr-crds --bin forkr-crdgen`): {}",
+            stale.join(", ")
+        );
     }
     Ok(())
 }

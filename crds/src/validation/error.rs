@@ -11,14 +11,13 @@ pub enum ValidationError {
         rule: &'static str,
     },
     #[error("{kind} name {name:?} is reserved")]
-    ReservedName {
-        kind: super::NameKind,
-        name: String,
-    },
+    ReservedName { kind: super::NameKind, name: String },
     /// The documents give this text verbatim; the key is carried separately.
     #[error("environment variable is reserved")]
     ReservedEnv { key: String },
-    #[error("invalid environment variable name {key:?}: use letters, digits and '_', not starting with a digit")]
+    #[error(
+        "invalid environment variable name {key:?}: use letters, digits and '_', not starting with a digit"
+    )]
     InvalidEnvKey { key: String },
     #[error("invalid environment variable {key:?}: the value contains a NUL byte")]
     InvalidEnvValue { key: String },
@@ -40,7 +39,9 @@ pub enum ValidationError {
     DuplicateMountPath { path: String },
     #[error("invalid PORT {value:?}: must be an integer from 1 to 65535")]
     InvalidPort { value: String },
-    #[error("invalid termination grace period {value:?}: must be an integer from 0 to 86400 seconds")]
+    #[error(
+        "invalid termination grace period {value:?}: must be an integer from 0 to 86400 seconds"
+    )]
     InvalidGrace { value: String },
     #[error("invalid CPU {value:?}: {rule}")]
     InvalidCpu { value: String, rule: &'static str },
@@ -50,7 +51,9 @@ pub enum ValidationError {
     NoUpdates,
     #[error("invalid box ref {arg:?}: {rule}")]
     InvalidRef { arg: String, rule: &'static str },
-    #[error("`.` means the current box, but BOX_NAME is not set: run this inside a box or name the box")]
+    #[error(
+        "`.` means the current box, but BOX_NAME is not set: run this inside a box or name the box"
+    )]
     NotInsideBox,
     #[error("invalid box path {arg:?}: write it as box:/path (the :/ is required)")]
     BoxPathSyntax { arg: String },
@@ -90,9 +93,10 @@ impl ValidationError {
             InvalidCpu { .. } | InvalidMemory { .. } => "invalid_quantity",
             NoUpdates => "no_updates",
             InvalidRef { .. } | NotInsideBox => "invalid_ref",
-            BoxPathSyntax { .. } | InvalidPath { .. } | BothRemote { .. } | NeitherRemote { .. } => {
-                "invalid_path"
-            }
+            BoxPathSyntax { .. }
+            | InvalidPath { .. }
+            | BothRemote { .. }
+            | NeitherRemote { .. } => "invalid_path",
             InvalidHost { .. } => "invalid_host",
             Invalid { .. } => "invalid_argument",
         }

@@ -5,7 +5,10 @@ use super::ValidationError;
 /// A DNS-1123 subdomain: dot-separated labels of lowercase alphanumerics and '-', each 1-63
 /// long and alphanumeric at both ends, 253 in all. Wildcards are refused: a box owns exact hosts.
 pub fn validate_host(host: &str) -> Result<(), ValidationError> {
-    let invalid = |rule| ValidationError::InvalidHost { host: host.to_owned(), rule };
+    let invalid = |rule| ValidationError::InvalidHost {
+        host: host.to_owned(),
+        rule,
+    };
     if host.is_empty() || host.len() > 253 {
         return Err(invalid("a hostname is 1 to 253 characters"));
     }
@@ -13,7 +16,8 @@ pub fn validate_host(host: &str) -> Result<(), ValidationError> {
         let b = label.as_bytes();
         let ok = !b.is_empty()
             && b.len() <= 63
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
             && b[0] != b'-'
             && b[b.len() - 1] != b'-';
         if !ok {
@@ -42,7 +46,11 @@ pub fn publish_host(
         }
         (Some(host), None) => host.to_ascii_lowercase(),
         (None, Some("@")) => domain.to_ascii_lowercase(),
-        (None, Some(sub)) => format!("{}.{}", sub.to_ascii_lowercase(), domain.to_ascii_lowercase()),
+        (None, Some(sub)) => format!(
+            "{}.{}",
+            sub.to_ascii_lowercase(),
+            domain.to_ascii_lowercase()
+        ),
         (None, None) => {
             return Err(ValidationError::Invalid {
                 what: "publish target",

@@ -4,6 +4,7 @@
 //! with the same words wherever it enters. The CRDs carry the same rules as OpenAPI patterns and
 //! CEL, but clusters older than 1.25 ignore CEL, so the operator re-checks with this module.
 
+mod env;
 mod error;
 mod hosts;
 mod mounts;
@@ -12,9 +13,10 @@ mod paths;
 mod quantity;
 mod refs;
 mod settings;
-mod env;
 
-pub use env::{RESERVED_ENV, is_reserved_env, validate_env, validate_env_key, parse_env_assignment};
+pub use env::{
+    RESERVED_ENV, is_reserved_env, parse_env_assignment, validate_env, validate_env_key,
+};
 pub use error::{ValidationError, ValidationErrors};
 pub use hosts::{publish_host, validate_host};
 pub use mounts::{DataMountArg, parse_data_mount, validate_mount_path, validate_mounts};
@@ -26,6 +28,4 @@ pub use names::{
 pub use paths::{BoxPath, CopyDirection, Location, normalize_box_path, parse_copy, parse_location};
 pub use quantity::{cpu_millis, memory_bytes};
 pub use refs::{BoxRef, BoxTarget, ResolvedBox, ResolvedTarget, parse_ref};
-pub use settings::{
-    BoxUpdate, MAX_GRACE_SECONDS, parse_box_update, validate_grace, validate_port,
-};
+pub use settings::{BoxUpdate, MAX_GRACE_SECONDS, parse_box_update, validate_grace, validate_port};

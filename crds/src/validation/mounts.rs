@@ -27,7 +27,9 @@ impl From<DataMountArg> for DataMount {
 
 /// Parses `NAME=/path`, `NAME=/path:ro` or `NAME=/path:rw` (rw is the default).
 pub fn parse_data_mount(arg: &str) -> Result<DataMountArg, ValidationError> {
-    let syntax = || ValidationError::MountSyntax { arg: arg.to_owned() };
+    let syntax = || ValidationError::MountSyntax {
+        arg: arg.to_owned(),
+    };
     let (volume, rest) = arg.split_once('=').ok_or_else(syntax)?;
     if volume.is_empty() || rest.is_empty() {
         return Err(syntax());
@@ -51,7 +53,9 @@ pub fn parse_data_mount(arg: &str) -> Result<DataMountArg, ValidationError> {
 /// form stored in the spec.
 pub fn validate_mount_path(path: &str) -> Result<String, ValidationError> {
     if !path.starts_with('/') {
-        return Err(ValidationError::MountNotAbsolute { path: path.to_owned() });
+        return Err(ValidationError::MountNotAbsolute {
+            path: path.to_owned(),
+        });
     }
     let normalized = normalize_box_path(path)?;
     if normalized == "/" {
@@ -65,7 +69,10 @@ pub fn validate_mount_path(path: &str) -> Result<String, ValidationError> {
             .strip_prefix(under)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
         if inside {
-            return Err(ValidationError::MountForbidden { path: path.to_owned(), under });
+            return Err(ValidationError::MountForbidden {
+                path: path.to_owned(),
+                under,
+            });
         }
     }
     Ok(normalized)
@@ -83,7 +90,9 @@ pub fn validate_mounts(mounts: &[DataMount]) -> Result<(), ValidationErrors> {
                 if !paths.insert(p) {
                     errs.push(
                         format!("data[{i}].mountPath"),
-                        ValidationError::DuplicateMountPath { path: m.mount_path.clone() },
+                        ValidationError::DuplicateMountPath {
+                            path: m.mount_path.clone(),
+                        },
                     );
                 }
             }
@@ -92,7 +101,9 @@ pub fn validate_mounts(mounts: &[DataMount]) -> Result<(), ValidationErrors> {
         if !names.insert(m.volume.as_str()) {
             errs.push(
                 format!("data[{i}].volume"),
-                ValidationError::DuplicateMountName { name: m.volume.clone() },
+                ValidationError::DuplicateMountName {
+                    name: m.volume.clone(),
+                },
             );
         }
     }

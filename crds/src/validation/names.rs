@@ -33,21 +33,77 @@ impl fmt::Display for NameKind {
 pub const MAX_BASE_ALIAS: usize = 63 - crate::base::VERSION_SUFFIX_LEN;
 
 const BOX_RULE: &str = "use 1-63 lowercase letters, digits or '-', starting with a letter and ending with a letter or digit";
-const LABEL_RULE: &str = "use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit";
-const BASE_RULE: &str = "use 1-47 lowercase letters, digits or '-', starting and ending with a letter or digit";
-const VERSION_RULE: &str = "use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit";
+const LABEL_RULE: &str =
+    "use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit";
+const BASE_RULE: &str =
+    "use 1-47 lowercase letters, digits or '-', starting and ending with a letter or digit";
+const VERSION_RULE: &str =
+    "use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit";
 const USER_RULE: &str = "use 1-32 characters of [a-z0-9_-]";
 const SNAPSHOT_RULE: &str = "use 1-63 characters matching ^[a-zA-Z0-9_.-]+$, other than . and ..";
 
 /// Users that every Ubuntu base already has, and groups a user would collide with (UID = GID, and
 /// the group carries the user's name).
 pub const RESERVED_USERS: &[&str] = &[
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
-    "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "_apt", "messagebus",
-    "syslog", "sshd", "ubuntu", "polkitd", "tss", "uuidd", "tcpdump", "adm", "tty", "disk", "kmem",
-    "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip", "operator",
-    "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users", "input", "sgx", "kvm",
-    "render", "netdev", "crontab", "ssh", "lxd", "docker",
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "nogroup",
+    "_apt",
+    "messagebus",
+    "syslog",
+    "sshd",
+    "ubuntu",
+    "polkitd",
+    "tss",
+    "uuidd",
+    "tcpdump",
+    "adm",
+    "tty",
+    "disk",
+    "kmem",
+    "dialout",
+    "fax",
+    "voice",
+    "cdrom",
+    "floppy",
+    "tape",
+    "sudo",
+    "audio",
+    "dip",
+    "operator",
+    "src",
+    "shadow",
+    "utmp",
+    "video",
+    "sasl",
+    "plugdev",
+    "staff",
+    "users",
+    "input",
+    "sgx",
+    "kvm",
+    "render",
+    "netdev",
+    "crontab",
+    "ssh",
+    "lxd",
+    "docker",
 ];
 
 /// A DNS-1123 label: lowercase alphanumerics and '-', alphanumeric at both ends.
@@ -55,7 +111,8 @@ fn is_dns_label(s: &str, max: usize) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= max
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -172,7 +229,9 @@ pub fn validate_base_ref(reference: &str) -> Result<(), ValidationError> {
             validate_base_alias(alias)?;
             let hex = !tag.is_empty()
                 && tag.len() <= 64
-                && tag.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+                && tag
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
             if hex {
                 Ok(())
             } else {

@@ -8,7 +8,10 @@ const MAX_PATH: usize = 4096;
 /// is what the agent joins to a box root, so it can never name anything outside the root by
 /// itself (symlinks inside the root are the agent's job).
 pub fn normalize_box_path(path: &str) -> Result<String, ValidationError> {
-    let invalid = |rule| ValidationError::InvalidPath { path: path.to_owned(), rule };
+    let invalid = |rule| ValidationError::InvalidPath {
+        path: path.to_owned(),
+        rule,
+    };
     if !path.starts_with('/') {
         return Err(invalid("the path must be absolute"));
     }
@@ -50,7 +53,10 @@ pub enum Location {
 /// else is a local path.
 pub fn parse_location(arg: &str) -> Result<Location, ValidationError> {
     if arg.is_empty() {
-        return Err(ValidationError::InvalidPath { path: String::new(), rule: "the path is empty" });
+        return Err(ValidationError::InvalidPath {
+            path: String::new(),
+            rule: "the path is empty",
+        });
     }
     if let Some(idx) = arg.find(":/") {
         let (prefix, path) = (&arg[..idx], &arg[idx + 1..]);
@@ -65,10 +71,12 @@ pub fn parse_location(arg: &str) -> Result<Location, ValidationError> {
         }
         return Ok(Location::Local(arg.to_owned()));
     }
-    if let Some((prefix, _)) = arg.rsplit_once(':') {
-        if parse_ref(prefix).is_ok() {
-            return Err(ValidationError::BoxPathSyntax { arg: arg.to_owned() });
-        }
+    if let Some((prefix, _)) = arg.rsplit_once(':')
+        && parse_ref(prefix).is_ok()
+    {
+        return Err(ValidationError::BoxPathSyntax {
+            arg: arg.to_owned(),
+        });
     }
     Ok(Location::Local(arg.to_owned()))
 }
@@ -91,8 +99,12 @@ pub enum CopyDirection {
 /// Parses `4kr cp SRC DEST`: exactly one side is a box path.
 pub fn parse_copy(src: &str, dest: &str) -> Result<CopyDirection, ValidationError> {
     match (parse_location(src)?, parse_location(dest)?) {
-        (Location::Local(local), Location::Box(remote)) => Ok(CopyDirection::Upload { local, remote }),
-        (Location::Box(remote), Location::Local(local)) => Ok(CopyDirection::Download { remote, local }),
+        (Location::Local(local), Location::Box(remote)) => {
+            Ok(CopyDirection::Upload { local, remote })
+        }
+        (Location::Box(remote), Location::Local(local)) => {
+            Ok(CopyDirection::Download { remote, local })
+        }
         (Location::Box(_), Location::Box(_)) => Err(ValidationError::BothRemote {
             src: src.to_owned(),
             dest: dest.to_owned(),

@@ -73,15 +73,26 @@ fn parse(s: &str) -> Result<Exact, &'static str> {
 /// `value * factor`, rounded up to an integer, as Kubernetes rounds sub-unit precision up.
 fn ceil_times(e: &Exact, factor: u128) -> Result<u128, &'static str> {
     let n = e.numerator.checked_mul(factor).ok_or("too large")?;
-    let d = 10u128.checked_pow(e.scale).ok_or("too many decimal places")?;
+    let d = 10u128
+        .checked_pow(e.scale)
+        .ok_or("too many decimal places")?;
     let v = n.div_ceil(d);
-    if v > MAX_QUANTITY { Err("too large") } else { Ok(v) }
+    if v > MAX_QUANTITY {
+        Err("too large")
+    } else {
+        Ok(v)
+    }
 }
 
 /// CPU in millicores. Zero is refused: a box needs some CPU request.
 pub fn cpu_millis(value: &str) -> Result<u64, ValidationError> {
-    let invalid = |rule| ValidationError::InvalidCpu { value: value.to_owned(), rule };
-    let millis = parse(value).and_then(|e| ceil_times(&e, 1000)).map_err(invalid)?;
+    let invalid = |rule| ValidationError::InvalidCpu {
+        value: value.to_owned(),
+        rule,
+    };
+    let millis = parse(value)
+        .and_then(|e| ceil_times(&e, 1000))
+        .map_err(invalid)?;
     if millis == 0 {
         return Err(invalid("must be greater than zero"));
     }
@@ -90,8 +101,13 @@ pub fn cpu_millis(value: &str) -> Result<u64, ValidationError> {
 
 /// Memory in bytes, at least 16Mi.
 pub fn memory_bytes(value: &str) -> Result<u64, ValidationError> {
-    let invalid = |rule| ValidationError::InvalidMemory { value: value.to_owned(), rule };
-    let bytes = parse(value).and_then(|e| ceil_times(&e, 1)).map_err(invalid)?;
+    let invalid = |rule| ValidationError::InvalidMemory {
+        value: value.to_owned(),
+        rule,
+    };
+    let bytes = parse(value)
+        .and_then(|e| ceil_times(&e, 1))
+        .map_err(invalid)?;
     if bytes < MIN_MEMORY {
         return Err(invalid("must be at least 16Mi"));
     }

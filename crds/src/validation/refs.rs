@@ -34,7 +34,10 @@ pub enum ResolvedTarget {
 }
 
 fn invalid(arg: &str, rule: &'static str) -> ValidationError {
-    ValidationError::InvalidRef { arg: arg.to_owned(), rule }
+    ValidationError::InvalidRef {
+        arg: arg.to_owned(),
+        rule,
+    }
 }
 
 const GRAMMAR: &str = "expected box, project:box, project.box, -, project:- or .";
@@ -43,8 +46,18 @@ const GRAMMAR: &str = "expected box, project:box, project.box, -, project:- or .
 pub fn parse_ref(arg: &str) -> Result<BoxRef, ValidationError> {
     match arg {
         "" => return Err(invalid(arg, GRAMMAR)),
-        "-" => return Ok(BoxRef { project: None, target: BoxTarget::Ephemeral }),
-        "." => return Ok(BoxRef { project: None, target: BoxTarget::Current }),
+        "-" => {
+            return Ok(BoxRef {
+                project: None,
+                target: BoxTarget::Ephemeral,
+            });
+        }
+        "." => {
+            return Ok(BoxRef {
+                project: None,
+                target: BoxTarget::Current,
+            });
+        }
         _ => {}
     }
     let (project, name) = if let Some((p, b)) = arg.split_once(':') {
@@ -57,7 +70,10 @@ pub fn parse_ref(arg: &str) -> Result<BoxRef, ValidationError> {
     if let Some(p) = project {
         validate_project_name(p)?;
         if name == "-" {
-            return Ok(BoxRef { project: Some(p.to_owned()), target: BoxTarget::Ephemeral });
+            return Ok(BoxRef {
+                project: Some(p.to_owned()),
+                target: BoxTarget::Ephemeral,
+            });
         }
         if name.contains([':', '.']) {
             return Err(invalid(arg, GRAMMAR));
@@ -79,13 +95,19 @@ impl BoxRef {
         default_project: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ResolvedBox, ValidationError> {
-        let project = self.project.clone().unwrap_or_else(|| default_project.to_owned());
+        let project = self
+            .project
+            .clone()
+            .unwrap_or_else(|| default_project.to_owned());
         match &self.target {
             BoxTarget::Named(name) => Ok(ResolvedBox {
                 project,
                 target: ResolvedTarget::Named(name.clone()),
             }),
-            BoxTarget::Ephemeral => Ok(ResolvedBox { project, target: ResolvedTarget::Ephemeral }),
+            BoxTarget::Ephemeral => Ok(ResolvedBox {
+                project,
+                target: ResolvedTarget::Ephemeral,
+            }),
             BoxTarget::Current => {
                 let name = env("BOX_NAME")
                     .filter(|n| !n.is_empty())
@@ -98,7 +120,10 @@ impl BoxRef {
                     }
                     None => project,
                 };
-                Ok(ResolvedBox { project, target: ResolvedTarget::Named(name) })
+                Ok(ResolvedBox {
+                    project,
+                    target: ResolvedTarget::Named(name),
+                })
             }
         }
     }

@@ -10,14 +10,18 @@ pub const MAX_GRACE_SECONDS: i64 = 86_400;
 pub fn validate_port(value: &str) -> Result<u16, ValidationError> {
     match value.trim().parse::<u16>() {
         Ok(p) if p >= 1 => Ok(p),
-        _ => Err(ValidationError::InvalidPort { value: value.to_owned() }),
+        _ => Err(ValidationError::InvalidPort {
+            value: value.to_owned(),
+        }),
     }
 }
 
 pub fn validate_grace(value: &str) -> Result<i64, ValidationError> {
     match value.trim().parse::<i64>() {
         Ok(g) if (0..=MAX_GRACE_SECONDS).contains(&g) => Ok(g),
-        _ => Err(ValidationError::InvalidGrace { value: value.to_owned() }),
+        _ => Err(ValidationError::InvalidGrace {
+            value: value.to_owned(),
+        }),
     }
 }
 
@@ -57,7 +61,8 @@ pub fn parse_box_update(
         memory_bytes(v)?;
         update.memory = Some(v.to_owned());
     }
-    let grace = get("TERMINATION_GRACE_PERIOD_SECONDS").or_else(|| get("TERMINATION_GRACE_SECONDS"));
+    let grace =
+        get("TERMINATION_GRACE_PERIOD_SECONDS").or_else(|| get("TERMINATION_GRACE_SECONDS"));
     if let Some(v) = grace {
         update.termination_grace_period_seconds = Some(validate_grace(v)?);
     }
