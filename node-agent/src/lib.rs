@@ -2,6 +2,7 @@
 
 pub mod bases;
 pub mod checkpoint;
+pub mod diff;
 pub mod error;
 pub mod fault;
 pub mod import;
@@ -11,6 +12,7 @@ pub mod names;
 pub mod pool;
 pub mod rootfs;
 pub mod roots;
+pub mod sendstream;
 pub mod sizes;
 pub mod sys;
 pub mod volumes;

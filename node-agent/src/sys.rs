@@ -293,3 +293,12 @@ pub fn make_node(path: &Path, mode: u32, major: u32, minor: u32, uid: u32, gid: 
     )
     .map_err(io_err("chmod", path))
 }
+
+/// Snapshots `src` alone (nested subvolumes become empty directories), e.g. to freeze a live root
+/// for a diff, which never looks into nested subvolumes.
+pub fn snapshot_flat(src: &Path, dst: &Path, read_only: bool) -> Result<()> {
+    CreateSnapshotOptions::new()
+        .readonly(read_only)
+        .create(src, dst)
+        .map_err(btrfs_err("snapshot", src))
+}
