@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod diff;
 pub mod error;
 pub mod fault;
+pub mod grpc;
 pub mod import;
 pub mod loopback;
 pub mod meta;

@@ -1,0 +1,94 @@
+//! `forkr-node-agent`: opens the node's btrfs pool and serves it over gRPC on a Unix socket and,
+//! optionally, TCP.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use forkr_node_agent::loopback::Loopback;
+use forkr_node_agent::{Pool, grpc, sys};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "forkr-node-agent",
+    version,
+    about = "Serves the node's btrfs pool over gRPC"
+)]
+struct Args {
+    /// Pool directory; must be on btrfs unless --loopback-size is given.
+    #[arg(long, env = "FORKR_POOL", default_value = "/var/lib/forkr")]
+    pool: PathBuf,
+    /// When the pool directory is not on btrfs, back it with a loopback image of this many GiB
+    /// (kept next to it as <pool>.img).
+    #[arg(long, env = "FORKR_LOOPBACK_GIB")]
+    loopback_gib: Option<u64>,
+    /// Unix socket to serve on.
+    #[arg(
+        long,
+        env = "FORKR_AGENT_SOCKET",
+        default_value = "/run/forkr/agent.sock"
+    )]
+    socket: PathBuf,
+    /// TCP address to serve on as well, e.g. 0.0.0.0:7443.
+    #[arg(long, env = "FORKR_AGENT_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// File holding the bearer token every caller must present.
+    #[arg(long, env = "FORKR_AGENT_TOKEN_FILE")]
+    token_file: PathBuf,
+    /// Log as JSON lines (for clusters).
+    #[arg(long, env = "FORKR_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("reading token file {}", args.token_file.display()))?
+        .trim()
+        .to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "token file {} is empty",
+        args.token_file.display()
+    );
+
+    std::fs::create_dir_all(&args.pool)
+        .with_context(|| format!("creating {}", args.pool.display()))?;
+    let _loopback = match args.loopback_gib {
+        Some(gib) if !sys::is_btrfs(&args.pool)? => {
+            let image = args.pool.with_extension("img");
+            tracing::info!(image = %image.display(), gib, "pool is not on btrfs, mounting a loopback image");
+            Some(Loopback::mount_image(&image, gib << 30, &args.pool)?)
+        }
+        _ => None,
+    };
+    let pool = Arc::new(Pool::open(&args.pool)?);
+    tracing::info!(pool = %args.pool.display(), socket = %args.socket.display(), listen = ?args.listen, "serving");
+
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let unix = grpc::serve_unix(pool.clone(), &token, &args.socket, shutdown.clone());
+    match args.listen {
+        Some(addr) => {
+            let tcp = grpc::serve_tcp(pool.clone(), &token, addr, shutdown.clone());
+            tokio::try_join!(unix, tcp)?;
+        }
+        None => unix.await?,
+    }
+    Ok(())
+}
