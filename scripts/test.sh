@@ -25,6 +25,3 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
-
-step "doc tests"
-cargo test --workspace --doc --locked -q
