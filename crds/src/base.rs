@@ -252,6 +252,31 @@ impl Base {
                     },
                 );
             }
+            errs.check(
+                "spec.source.requestId",
+                v::validate_request_id(&source.request_id),
+            );
+            if let Some(import) = &source.import {
+                errs.check(
+                    "spec.source.import.upload",
+                    v::validate_upload_id(&import.upload),
+                );
+                if let Some(sha) = &import.sha256 {
+                    errs.check("spec.source.import.sha256", v::validate_sha256(sha));
+                }
+                if let Some(script) = &import.script {
+                    errs.check(
+                        "spec.source.import.script",
+                        v::check_len("build script", script, 262_144),
+                    );
+                }
+                if let Some(builder) = &import.builder {
+                    errs.check(
+                        "spec.source.import.builder",
+                        v::check_len("builder", builder, 128),
+                    );
+                }
+            }
             if let Some(parent) = &source.parent {
                 errs.check("spec.source.parent", v::validate_base_ref(parent));
             }

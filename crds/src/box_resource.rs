@@ -329,6 +329,15 @@ impl BoxSpec {
                 errs.push("spec.fork", ValidationError::ForkSelf);
             }
         }
+        errs.check(
+            "spec.env",
+            v::check_count("environment variables", self.env.len(), 256),
+        );
+        errs.check("spec.tags", v::check_count("tags", self.tags.len(), 64));
+        errs.check(
+            "spec.publish",
+            v::check_count("published hosts", self.publish.len(), 64),
+        );
         if let Err(e) = v::validate_env(&self.env) {
             errs.0
                 .extend(e.0.into_iter().map(|(f, e)| (format!("spec.{f}"), e)));
@@ -415,22 +424,10 @@ impl BoxSpec {
                 "spec.restore.snapshot",
                 v::validate_snapshot_name(&restore.snapshot),
             );
-            let id_ok = !restore.request_id.is_empty()
-                && restore.request_id.len() <= 128
-                && restore
-                    .request_id
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
-            if !id_ok {
-                errs.push(
-                    "spec.restore.requestId",
-                    ValidationError::Invalid {
-                        what: "restore request id",
-                        value: restore.request_id.clone(),
-                        rule: "use 1-128 letters, digits, '.', '_', ':' or '-'",
-                    },
-                );
-            }
+            errs.check(
+                "spec.restore.requestId",
+                v::validate_request_id(&restore.request_id),
+            );
         }
     }
 

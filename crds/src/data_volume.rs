@@ -187,8 +187,22 @@ impl DataVolume {
                 errs.check("spec.cloneFrom.checkpoint", v::validate_snapshot_name(c));
             }
         }
+        errs.check(
+            "spec.checkpoints",
+            v::check_count("checkpoints", self.spec.checkpoints.len(), 256),
+        );
+        errs.check(
+            "spec.backups",
+            v::check_count("backups", self.spec.backups.len(), 256),
+        );
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.spec.checkpoints.iter().enumerate() {
+            if let Some(d) = &c.description {
+                errs.check(
+                    format!("spec.checkpoints[{i}].description"),
+                    v::check_len("description", d, 1024),
+                );
+            }
             errs.check(
                 format!("spec.checkpoints[{i}].name"),
                 v::validate_snapshot_name(&c.name),
@@ -221,16 +235,23 @@ impl DataVolume {
                 );
             }
         }
-        if let Some(r) = &self.spec.restore
-            && r.checkpoint.is_some() == r.backup.is_some()
-        {
-            errs.push(
-                "spec.restore",
-                ValidationError::Invalid {
-                    what: "volume restore",
-                    value: String::new(),
-                    rule: "give exactly one of checkpoint and backup",
-                },
+        if let Some(r) = &self.spec.restore {
+            if r.checkpoint.is_some() == r.backup.is_some() {
+                errs.push(
+                    "spec.restore",
+                    ValidationError::Invalid {
+                        what: "volume restore",
+                        value: String::new(),
+                        rule: "give exactly one of checkpoint and backup",
+                    },
+                );
+            }
+            for name in r.checkpoint.iter().chain(&r.backup) {
+                errs.check("spec.restore", v::validate_snapshot_name(name));
+            }
+            errs.check(
+                "spec.restore.requestId",
+                v::validate_request_id(&r.request_id),
             );
         }
         errs.into_result()

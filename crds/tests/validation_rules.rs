@@ -934,3 +934,51 @@ fn project_names_from_directories() {
         Some(63)
     );
 }
+
+#[test]
+fn openapi_bounds_are_checked_in_rust_too() {
+    use forkr_crds::{BoxResource, BoxSpec, DataMount};
+    let mounts: Vec<DataMount> = (0..33)
+        .map(|i| DataMount {
+            volume: format!("v{i}"),
+            mount_path: format!("/d{i}"),
+            read_only: false,
+        })
+        .collect();
+    let b = BoxResource::new(
+        "web",
+        BoxSpec {
+            data: mounts,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        b.validate().unwrap_err().to_string(),
+        "spec.data: too many data mounts: 33, at most 32"
+    );
+    let env = (0..257).map(|i| (format!("K{i}"), String::new())).collect();
+    let b = BoxResource::new(
+        "web",
+        BoxSpec {
+            env,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        b.validate().unwrap_err().to_string(),
+        "spec.env: too many environment variables: 257, at most 256"
+    );
+    let long = format!("/{}", "a".repeat(1024));
+    assert_eq!(
+        validate_mount_path(&long).unwrap_err().to_string(),
+        "mount path is too long: 1025 bytes, at most 1024"
+    );
+    assert_eq!(
+        validate_request_id("a b").unwrap_err().to_string(),
+        "invalid request id \"a b\": use 1-128 letters, digits, '.', '_', ':' or '-'"
+    );
+    validate_request_id("2026-11-23T10:00:00Z").unwrap();
+    assert!(validate_upload_id("../x").is_err());
+    assert!(validate_sha256(&"A".repeat(64)).is_err());
+    validate_sha256(&"a".repeat(64)).unwrap();
+}

@@ -65,6 +65,18 @@ pub enum ValidationError {
     NeitherRemote { src: String, dest: String },
     #[error("invalid host {host:?}: {rule}")]
     InvalidHost { host: String, rule: &'static str },
+    #[error("too many {what}: {count}, at most {max}")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+    #[error("{what} is too long: {len} bytes, at most {max}")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("invalid {what} {value:?}: {rule}")]
     Invalid {
         what: &'static str,
@@ -98,7 +110,7 @@ impl ValidationError {
             | BothRemote { .. }
             | NeitherRemote { .. } => "invalid_path",
             InvalidHost { .. } => "invalid_host",
-            Invalid { .. } => "invalid_argument",
+            TooMany { .. } | TooLong { .. } | Invalid { .. } => "invalid_argument",
         }
     }
 }

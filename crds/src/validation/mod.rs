@@ -7,6 +7,7 @@
 mod env;
 mod error;
 mod hosts;
+mod limits;
 mod mounts;
 mod names;
 mod paths;
@@ -19,6 +20,9 @@ pub use env::{
 };
 pub use error::{ValidationError, ValidationErrors};
 pub use hosts::{publish_host, validate_host};
+pub use limits::{
+    check_count, check_len, validate_request_id, validate_sha256, validate_upload_id,
+};
 pub use mounts::{DataMountArg, parse_data_mount, validate_mount_path, validate_mounts};
 pub use names::{
     NameKind, RESERVED_USERS, normalize_project_name, validate_base_alias, validate_base_ref,

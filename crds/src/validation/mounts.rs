@@ -1,11 +1,18 @@
 use std::collections::HashSet;
 
-use super::{ValidationError, ValidationErrors, normalize_box_path, validate_volume_name};
+use super::{
+    ValidationError, ValidationErrors, check_count, normalize_box_path, validate_volume_name,
+};
 use crate::box_resource::DataMount;
 
 /// Paths the runner owns: a data volume there would hide the kernel surfaces, the box's own
 /// config, or the root itself (`/volumes` is where the runner mounts it).
 const FORBIDDEN_UNDER: &[&str] = &["/proc", "/sys", "/dev", "/run", "/etc", "/volumes"];
+
+/// The CRD's bound on `mountPath`.
+const MAX_MOUNT_PATH: usize = 1024;
+/// The CRD's bound on `data[]`.
+pub const MAX_MOUNTS: usize = 32;
 
 /// One `--data NAME=/path[:ro|:rw]` argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +64,13 @@ pub fn validate_mount_path(path: &str) -> Result<String, ValidationError> {
             path: path.to_owned(),
         });
     }
+    if path.len() > MAX_MOUNT_PATH {
+        return Err(ValidationError::TooLong {
+            what: "mount path",
+            len: path.len(),
+            max: MAX_MOUNT_PATH,
+        });
+    }
     let normalized = normalize_box_path(path)?;
     if normalized == "/" {
         return Err(ValidationError::MountForbidden {
@@ -81,6 +95,7 @@ pub fn validate_mount_path(path: &str) -> Result<String, ValidationError> {
 /// Every mount of a box: each valid, and no name or path used twice.
 pub fn validate_mounts(mounts: &[DataMount]) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::default();
+    errs.check("data", check_count("data mounts", mounts.len(), MAX_MOUNTS));
     let mut names = HashSet::new();
     let mut paths = HashSet::new();
     for (i, m) in mounts.iter().enumerate() {
