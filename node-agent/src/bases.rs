@@ -139,13 +139,14 @@ impl Pool {
             .map(|(v, _)| v))
     }
 
-    /// Publishes a read-only base built in `staged` as the next version of `name` and points the
-    /// alias at it. Called with the pool lock held.
+    /// Publishes the next version of `name`: writes its sidecar, lets `place` put the read-only
+    /// subvolume at the given pool-relative path, and points the alias at it. Called with the
+    /// pool lock held.
     pub(crate) fn publish_base(
         &self,
         name: &str,
-        staged: &Path,
         origin: &BaseOrigin,
+        place: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<String> {
         let version = self.version_name(name)?;
         let rel = base_rel(&version);
@@ -161,7 +162,7 @@ impl Pool {
         };
         self.write_meta(&rel, &m)?;
         self.step("base: described")?;
-        self.publish(staged, &rel)?;
+        place(&rel)?;
         self.step("base: published")?;
         meta::write(
             &self.meta_path(&alias_rel(name)),
@@ -199,10 +200,9 @@ impl Pool {
         };
         self.run(Intent::new("save-base", base_rel(name)), |work| {
             self.step("save-base: begin")?;
-            let staged = work.stage(&base_rel(name), "new")?;
-            sys::snapshot(&root, &staged, true)?;
-            self.step("save-base: snapshotted")?;
-            self.publish_base(name, &staged, &origin)
+            self.publish_base(name, &origin, |rel| {
+                self.publish_snapshot(work, &root, rel, true)
+            })
         })
     }
 
@@ -343,7 +343,7 @@ impl Pool {
         if let Ok(entries) = std::fs::read_dir(&alias_dir) {
             for e in entries.flatten() {
                 let file = e.file_name().to_string_lossy().into_owned();
-                let name = file.strip_suffix(".json").unwrap_or(&file);
+                let name = file.strip_suffix(meta::SUFFIX).unwrap_or(&file);
                 if !groups.contains_key(name) {
                     meta::remove(&e.path())?;
                 }

@@ -142,9 +142,6 @@ impl Pool {
         let rel = dir.join(&name);
         self.run(Intent::new("checkpoint", &rel), |work| {
             self.step("checkpoint: begin")?;
-            let staged = work.stage(&rel, "new")?;
-            sys::snapshot(&self.abs(subject.live()), &staged, true)?;
-            self.step("checkpoint: snapshotted")?;
             let m = Meta {
                 created: meta::now_rfc3339(),
                 description: description.filter(|d| !d.is_empty()).map(str::to_string),
@@ -153,7 +150,7 @@ impl Pool {
             };
             self.write_meta(&rel, &m)?;
             self.step("checkpoint: described")?;
-            self.publish(&staged, &rel)?;
+            self.publish_snapshot(work, &self.abs(subject.live()), &rel, true)?;
             self.step("checkpoint: published")
         })?;
         Ok(name)
@@ -233,17 +230,16 @@ impl Pool {
             let staged = work.stage(&live, "new")?;
             sys::snapshot(&self.abs(&rel), &staged, false)?;
             self.step("restore: copy built")?;
+            if self.read_meta(&live).is_none() {
+                let m = Meta {
+                    created: meta::now_rfc3339(),
+                    ..Default::default()
+                };
+                self.write_meta(&live, &m)?;
+            }
             self.retire(&live, work, "old")?;
             self.step("restore: live moved aside")?;
-            if self.read_meta(&live).is_none() {
-                self.write_meta(
-                    &live,
-                    &Meta {
-                        created: meta::now_rfc3339(),
-                        ..Default::default()
-                    },
-                )?;
-            }
+            // One directory sync makes both renames durable; recovery handles either half.
             self.publish(&staged, &live)?;
             self.step("restore: swapped")
         })

@@ -21,6 +21,18 @@ pub struct ImportOptions {
     pub request_id: Option<String>,
 }
 
+/// An io error with its causes, since tar wraps the useful part (e.g. EPERM) in a source.
+fn describe(e: &std::io::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cur = c.source();
+    }
+    msg
+}
+
 fn bad_entry(path: &Path, why: &str) -> Error {
     Error::InvalidArgument(format!("refusing tar entry {}: {why}", path.display()))
 }
@@ -115,7 +127,7 @@ pub fn extract(reader: impl Read, dst: &Path) -> Result<()> {
         }
         let unpacked = entry.unpack_in(dst).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Other => {
-                bad_entry(&path, &e.to_string())
+                bad_entry(&path, &describe(&e))
             }
             _ => Error::Io {
                 context: format!("extract {}", path.display()),
@@ -129,7 +141,7 @@ pub fn extract(reader: impl Read, dst: &Path) -> Result<()> {
     for mut dir in dirs {
         let path = dir.path().map_err(tar_err)?.into_owned();
         dir.unpack_in(dst)
-            .map_err(|e| bad_entry(&path, &e.to_string()))?;
+            .map_err(|e| bad_entry(&path, &describe(&e)))?;
     }
     Ok(())
 }
@@ -197,7 +209,7 @@ impl Pool {
                 if let Some(v) = self.find_request(opts.request_id.as_deref())? {
                     return Ok(v);
                 }
-                self.publish_base(name, &staged, &origin)
+                self.publish_base(name, &origin, |rel| self.publish(&staged, rel))
             },
         )
     }

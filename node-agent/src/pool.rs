@@ -11,12 +11,12 @@
 //! volume-backups/<project>/<vol>/<n>      read-only volume snapshots that outlive the volume
 //! system/box-bin, system/box-all          global system volumes
 //! system/projects/<project>/{box-proj,home}  per-project system volumes
-//! meta/<same path>.json, meta/aliases/<base>.json   sidecars (see `meta`)
+//! meta/<same path>.meta, meta/aliases/<base>.meta   sidecars (see `meta`)
 //! tmp/<op-id>/                            work directories of operations in flight
 //! ```
 //!
 //! Every mutating operation builds its result inside its own work directory under `tmp/`, which
-//! starts with an `intent.json`, and publishes it with one rename. Whatever a crash leaves in
+//! starts with an `intent.meta`, and publishes it with one rename. Whatever a crash leaves in
 //! `tmp/` is rolled back on the next open, except a restore that had already moved the live root
 //! aside: that one is rolled forward, so a root is never lost.
 
@@ -234,7 +234,7 @@ impl Pool {
             id,
         };
         fs::create_dir(&work.dir).ctx("create", &work.dir)?;
-        meta::write(&work.dir.join("intent.json"), intent)?;
+        meta::write(&work.dir.join("intent.meta"), intent)?;
         Ok(work)
     }
 
@@ -260,11 +260,39 @@ impl Pool {
             return Ok(false);
         }
         let aside = work.stage(rel, slot)?;
+        // Not synced: if a crash loses the rename the object is simply back, and the caller's
+        // delete or swap had not completed, which a retry finishes.
         fs::rename(&src, &aside).ctx("move aside", &src)?;
-        if let Some(parent) = src.parent() {
-            sys::sync_dir(parent)?;
-        }
         Ok(true)
+    }
+
+    /// Publishes a snapshot of `src` at `rel`. Without nested subvolumes the snapshot ioctl is
+    /// itself atomic, so it goes straight to its final name, and the transaction commit it
+    /// performs is the commit point. With nested ones (created one by one) it is built under a
+    /// staging name and renamed into place.
+    pub(crate) fn publish_snapshot(
+        &self,
+        work: &Work<'_>,
+        src: &Path,
+        rel: &Path,
+        read_only: bool,
+    ) -> Result<()> {
+        let dst = self.abs(rel);
+        if dst.symlink_metadata().is_ok() {
+            return Err(Error::AlreadyExists(format!(
+                "{} already exists",
+                rel.display()
+            )));
+        }
+        if sys::nested_subvolumes(src)?.is_empty() {
+            let parent = dst.parent().unwrap_or(&self.dir);
+            fs::create_dir_all(parent).ctx("create", parent)?;
+            return sys::snapshot_flat(src, &dst, read_only);
+        }
+        let staged = work.stage(rel, "new")?;
+        sys::snapshot(src, &staged, read_only)?;
+        self.step("snapshot: staged")?;
+        self.publish(&staged, rel)
     }
 
     /// Repairs the pool after a crash: finishes or rolls back every work directory, removes
@@ -281,6 +309,17 @@ impl Pool {
             }
         }
         if busy.is_empty() {
+            for top in [
+                "bases",
+                "roots",
+                "checkpoints",
+                "volumes",
+                "volume-checkpoints",
+                "volume-backups",
+                "system",
+            ] {
+                sweep_staging(&self.abs(top), 3)?;
+            }
             self.sweep_meta(&self.abs("meta"), Path::new(""))?;
             crate::bases::repair_aliases(self)?;
         }
@@ -288,7 +327,7 @@ impl Pool {
     }
 
     fn recover_work_dir(&self, dir: &Path) -> Result<()> {
-        let intent: Option<Intent> = meta::read(&dir.join("intent.json"));
+        let intent: Option<Intent> = meta::read(&dir.join("intent.meta"));
         let staged = self.staged_in(dir)?;
         if let Some(intent) = intent.filter(|i| i.op == "restore") {
             let live = self.abs(&intent.target);
@@ -362,7 +401,7 @@ impl Pool {
                 meta::remove(&path)?;
                 continue;
             }
-            let Some(subject) = name.strip_suffix(".json") else {
+            let Some(subject) = name.strip_suffix(meta::SUFFIX) else {
                 continue;
             };
             if rel.starts_with("aliases") {
@@ -399,6 +438,27 @@ impl Intent {
             target: target.as_ref().to_path_buf(),
         }
     }
+}
+
+/// Deletes staging leftovers whose work directory record did not survive a crash, looking
+/// `depth` levels down and never inside a subvolume.
+fn sweep_staging(dir: &Path, depth: usize) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry.ctx("read", dir)?.path();
+        let is_staging = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(STAGING_PREFIX));
+        if is_staging {
+            tracing::info!(path = %path.display(), "removing staging debris");
+            delete_tree(&path)?;
+        } else if depth > 1 && path.is_dir() && !sys::is_subvolume(&path)? {
+            sweep_staging(&path, depth - 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes `path` whatever it holds: subvolumes (recursively), directories, files.

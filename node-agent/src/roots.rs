@@ -59,12 +59,10 @@ impl Pool {
         };
         self.run(Intent::new("create-root", &rel), |work| {
             self.step("create-root: begin")?;
-            let staged = work.stage(&rel, "new")?;
-            sys::snapshot(&self.abs(Path::new("bases").join(&version)), &staged, false)?;
-            self.step("create-root: snapshotted")?;
             self.write_meta(&rel, &m)?;
             self.step("create-root: described")?;
-            self.publish(&staged, &rel)?;
+            let base = self.abs(Path::new("bases").join(&version));
+            self.publish_snapshot(work, &base, &rel, false)?;
             self.step("create-root: published")
         })?;
         Ok(root_info(project, name, m))
@@ -132,12 +130,9 @@ impl Pool {
                 )?;
                 self.step("fork: volume cloned")?;
             }
-            let staged = work.stage(&rel, "new")?;
-            sys::snapshot(&self.abs(source.live()), &staged, false)?;
-            self.step("fork: snapshotted")?;
             self.write_meta(&rel, &m)?;
             self.step("fork: described")?;
-            self.publish(&staged, &rel)?;
+            self.publish_snapshot(work, &self.abs(source.live()), &rel, false)?;
             self.step("fork: published")
         })?;
         Ok(root_info(project, name, m))
@@ -160,27 +155,20 @@ impl Pool {
             // Published by an earlier attempt of this same fork.
             return Ok(());
         }
-        let staged = work.stage(&rel, &format!("vol-{new_vol}"))?;
-        sys::snapshot(
-            &self.abs(
-                Subject::Volume {
-                    project: from_project,
-                    name: vol,
-                }
-                .live(),
-            ),
-            &staged,
-            false,
-        )?;
-        self.write_meta(
-            &rel,
-            &Meta {
-                created: meta::now_rfc3339(),
-                origin: Some(format!("fork:{from_project}/{vol}")),
-                ..Default::default()
-            },
-        )?;
-        self.publish(&staged, &rel)
+        let m = Meta {
+            created: meta::now_rfc3339(),
+            origin: Some(format!("fork:{from_project}/{vol}")),
+            ..Default::default()
+        };
+        self.write_meta(&rel, &m)?;
+        let src = self.abs(
+            Subject::Volume {
+                project: from_project,
+                name: vol,
+            }
+            .live(),
+        );
+        self.publish_snapshot(work, &src, &rel, false)
     }
 
     /// Deletes a box's root and its checkpoints. Deleting a missing box succeeds. Returns without

@@ -302,3 +302,50 @@ pub fn snapshot_flat(src: &Path, dst: &Path, read_only: bool) -> Result<()> {
         .create(src, dst)
         .map_err(btrfs_err("snapshot", src))
 }
+
+/// Sets an extended attribute on `path` (not following symlinks).
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
+    let cpath = c_path(path)?;
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| Error::InvalidArgument(format!("xattr name {name:?}")))?;
+    // SAFETY: valid C strings; value points to value.len() readable bytes.
+    let rc = unsafe {
+        libc::lsetxattr(
+            cpath.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io_err("set xattr on", path)(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Reads an extended attribute; `None` when the file or the attribute is missing.
+pub fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    let cpath = c_path(path)?;
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| Error::InvalidArgument(format!("xattr name {name:?}")))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: valid C strings; buf has buf.len() writable bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            cpath.as_ptr(),
+            cname.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENODATA) => Ok(None),
+            _ => Err(io_err("get xattr of", path)(e)),
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}

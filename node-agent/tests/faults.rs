@@ -60,7 +60,7 @@ fn assert_consistent(t: &TestPool) {
             libbtrfsutil::is_subvolume(&abs).unwrap(),
             "{rel} is not a subvolume"
         );
-        let meta = root.join("meta").join(format!("{rel}.json"));
+        let meta = root.join("meta").join(format!("{rel}.meta"));
         assert!(meta.exists(), "{rel} lost its metadata");
         let frozen = libbtrfsutil::subvolume_read_only(&abs).unwrap();
         let should = !(rel.starts_with("roots/") || rel.starts_with("volumes/"));
@@ -319,6 +319,39 @@ fn volumes() {
                 t.pool.list_checkpoints(vol, Shelf::Backups).unwrap().len(),
                 1
             );
+        },
+    );
+}
+
+fn with_nested_root(t: &TestPool) {
+    with_root(t);
+    let live = t.pool.root_path("p", "web").unwrap();
+    fs::create_dir_all(live.join("var/lib")).unwrap();
+    libbtrfsutil::create_subvolume(live.join("var/lib/docker")).unwrap();
+    write_file(&live.join("var/lib/docker/layer"), "L");
+}
+
+#[test]
+fn checkpoint_fork_and_restore_with_nested_subvolumes() {
+    matrix(
+        with_nested_root,
+        |p| {
+            p.create_checkpoint(WEB, Shelf::Checkpoints, Some("c1"), None, Some("r"))?;
+            p.fork_root("p", "web", "p", "copy", &[])?;
+            p.restore_checkpoint(WEB, Shelf::Checkpoints, "c1")
+        },
+        &[],
+        |t| {
+            let cp = t.lb.path().join("checkpoints/p/web/c1/var/lib/docker");
+            assert!(libbtrfsutil::subvolume_read_only(&cp).unwrap());
+            for b in ["web", "copy"] {
+                let layer = t
+                    .pool
+                    .root_path("p", b)
+                    .unwrap()
+                    .join("var/lib/docker/layer");
+                assert_eq!(fs::read_to_string(layer).unwrap(), "L");
+            }
         },
     );
 }
