@@ -144,16 +144,22 @@ fn header(mode: u32, size: u64) -> tar::Header {
     h
 }
 
+/// Just enough of an x86-64 ELF header for the import's architecture check.
+fn fake_sh() -> [u8; 64] {
+    let mut elf = [0u8; 64];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    elf[18] = 62;
+    elf
+}
+
 fn tiny_base() -> Vec<u8> {
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::fast(),
     ));
-    let mut elf = vec![0u8; 64];
-    elf[..4].copy_from_slice(b"\x7fELF");
-    elf[4] = 2;
-    elf[5] = 1;
-    elf[18] = 62;
+    let elf = fake_sh();
     let mut h = header(0o755, elf.len() as u64);
     b.append_data(&mut h, "bin/sh", &elf[..]).expect("tar");
     b.into_inner().expect("tar").finish().expect("gz")
@@ -346,11 +352,7 @@ fn import_bench(pool: &Pool, cfg: &Config, scratch: &Path, rows: &mut Vec<Row>) 
             f,
             flate2::Compression::fast(),
         ));
-        let mut elf = vec![0u8; 64];
-        elf[..4].copy_from_slice(b"\x7fELF");
-        elf[4] = 2;
-        elf[5] = 1;
-        elf[18] = 62;
+        let elf = fake_sh();
         let mut h = header(0o755, 64);
         b.append_data(&mut h, "bin/sh", &elf[..]).expect("tar");
         let mut noise = Noise(42);
