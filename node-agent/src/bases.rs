@@ -53,6 +53,10 @@ pub struct BaseOrigin {
     pub builder: Option<String>,
     pub parent: Option<String>,
     pub request_id: Option<String>,
+    /// Set for replicas, which keep their origin's time; otherwise now.
+    pub created: Option<String>,
+    /// Set for replicas: the UUID of the sender's subvolume.
+    pub source_uuid: Option<String>,
 }
 
 fn alias_rel(name: &str) -> PathBuf {
@@ -64,6 +68,16 @@ fn base_rel(version: &str) -> PathBuf {
 }
 
 impl Pool {
+    /// The identity a sender's stream must have been computed against for `version` to serve as
+    /// the base of an incremental receive: the UUID it was received from, or its own.
+    pub fn base_identity(&self, version: &str) -> Result<String> {
+        let v = self.resolve_base(version)?;
+        if let Some(uuid) = self.read_meta(&base_rel(&v)).and_then(|m| m.source_uuid) {
+            return Ok(uuid);
+        }
+        sys::subvolume_uuid(&self.abs(base_rel(&v)))
+    }
+
     /// Resolves an alias to its newest version, or accepts an exact version name.
     pub fn resolve_base(&self, name: &str) -> Result<String> {
         names::component("base", name)?;
@@ -149,29 +163,37 @@ impl Pool {
         place: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<String> {
         let version = self.version_name(name)?;
-        let rel = base_rel(&version);
+        self.publish_base_as(name, &version, origin, place)
+    }
+
+    /// Like `publish_base` with the version name chosen by the caller: a replica keeps the name
+    /// (and creation time) its origin node gave it. The alias follows the newest version.
+    pub(crate) fn publish_base_as(
+        &self,
+        name: &str,
+        version: &str,
+        origin: &BaseOrigin,
+        place: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<String> {
+        let rel = base_rel(version);
         let m = Meta {
-            created: meta::now_rfc3339(),
+            created: origin.created.clone().unwrap_or_else(meta::now_rfc3339),
             name: Some(name.to_string()),
             kind: Some(origin.kind.clone()),
             tag: origin.tag.clone(),
             builder: origin.builder.clone(),
             parent: origin.parent.clone(),
             request_id: origin.request_id.clone(),
+            source_uuid: origin.source_uuid.clone(),
             ..Default::default()
         };
         self.write_meta(&rel, &m)?;
         self.step("base: described")?;
         place(&rel)?;
         self.step("base: published")?;
-        meta::write(
-            &self.meta_path(&alias_rel(name)),
-            &Alias {
-                target: version.clone(),
-            },
-        )?;
+        self.repair_aliases_locked()?;
         self.step("base: aliased")?;
-        Ok(version)
+        Ok(version.to_string())
     }
 
     /// Saves a box's root as a new read-only base version. The box need not be running.

@@ -96,14 +96,25 @@ impl Interceptor for BearerToken {
 /// The `Storage` service over one pool.
 pub struct StorageService {
     pool: Arc<Pool>,
+    /// Presented to peer agents when pulling bases: the agents of one cluster share the token.
+    peer_token: BearerToken,
 }
 
-/// The authenticated service, ready to add to a tonic server.
+/// The authenticated service, ready to add to a tonic server. Fails when the token could not be
+/// sent in a header (it must be visible ASCII).
 pub fn service(
     pool: Arc<Pool>,
     token: &str,
-) -> tonic::service::interceptor::InterceptedService<StorageServer<StorageService>, TokenAuth> {
-    StorageServer::with_interceptor(StorageService { pool }, TokenAuth::new(token))
+) -> Result<
+    tonic::service::interceptor::InterceptedService<StorageServer<StorageService>, TokenAuth>,
+    Error,
+> {
+    let peer_token = BearerToken::new(token)
+        .map_err(|_| Error::InvalidArgument("the agent token must be visible ASCII".into()))?;
+    Ok(StorageServer::with_interceptor(
+        StorageService { pool, peer_token },
+        TokenAuth::new(token),
+    ))
 }
 
 /// Serves on a TCP address until `shutdown` resolves.
@@ -125,7 +136,7 @@ pub async fn serve_tcp_listener(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
-        .add_service(service(pool, token))
+        .add_service(service(pool, token)?)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
@@ -148,7 +159,7 @@ pub async fn serve_unix(
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     tonic::transport::Server::builder()
-        .add_service(service(pool, token))
+        .add_service(service(pool, token)?)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
@@ -596,6 +607,14 @@ impl Storage for StorageService {
         Ok(Response::new(proto::ListVolumesResponse { volumes }))
     }
 
+    async fn pull_base(
+        &self,
+        req: Request<proto::PullBaseRequest>,
+    ) -> Result<Response<proto::PullBaseResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(self.pull(&r.peer, &r.version).await?))
+    }
+
     type ExportBaseStream = ReceiverStream<Result<proto::ExportChunk, Status>>;
 
     async fn export_base(
@@ -630,6 +649,136 @@ impl Storage for StorageService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+impl StorageService {
+    /// Receives `version` from `peer`: incremental against its parent when this node has the
+    /// very tree the peer would diff against, in full otherwise.
+    async fn pull(&self, peer: &str, version: &str) -> Result<proto::PullBaseResponse, Status> {
+        let channel = tonic::transport::Endpoint::from_shared(peer.to_string())
+            .map_err(|e| Status::invalid_argument(format!("bad peer address {peer:?}: {e}")))?
+            .connect()
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot reach peer {peer}: {e}")))?;
+        let mut client = proto::storage_client::StorageClient::with_interceptor(
+            channel,
+            self.peer_token.clone(),
+        );
+        let show = client
+            .show_base(proto::ShowBaseRequest {
+                name: version.to_string(),
+                tag: String::new(),
+            })
+            .await?
+            .into_inner();
+        let row = show
+            .versions
+            .iter()
+            .find(|v| v.version == version)
+            .or_else(|| show.versions.first())
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("peer has no base {version:?}")))?;
+        let exists = {
+            let v = row.version.clone();
+            self.blocking(move |p| Ok(p.resolve_base(&v).is_ok_and(|r| r == v)))
+                .await?
+        };
+        if exists {
+            return Ok(proto::PullBaseResponse {
+                name: show.name,
+                version: row.version,
+                incremental_from: String::new(),
+            });
+        }
+        let local_parent = match row.parent.is_empty() {
+            true => None,
+            false => {
+                let parent = row.parent.clone();
+                self.blocking(move |p| Ok(p.resolve_base(&parent).ok().filter(|r| *r == parent)))
+                    .await?
+            }
+        };
+        let info = crate::receive::ReceivedVersion {
+            version: row.version.clone(),
+            name: show.name.clone(),
+            kind: row.kind.clone(),
+            tag: opt(row.tag.clone()),
+            builder: opt(row.builder.clone()),
+            parent: opt(row.parent.clone()),
+            created: opt(row.created.clone()),
+        };
+        if let Some(parent) = local_parent {
+            match self
+                .receive_from(&mut client, &info, Some(parent.clone()))
+                .await
+            {
+                Ok(v) => {
+                    return Ok(proto::PullBaseResponse {
+                        name: show.name,
+                        version: v,
+                        incremental_from: parent,
+                    });
+                }
+                Err(e) if e.code() == tonic::Code::FailedPrecondition => {
+                    tracing::info!(version = %info.version, parent, "local parent differs from the peer's, pulling in full");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let v = self.receive_from(&mut client, &info, None).await?;
+        Ok(proto::PullBaseResponse {
+            name: show.name,
+            version: v,
+            incremental_from: String::new(),
+        })
+    }
+
+    async fn receive_from(
+        &self,
+        client: &mut proto::storage_client::StorageClient<
+            tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
+        >,
+        info: &crate::receive::ReceivedVersion,
+        parent: Option<String>,
+    ) -> Result<String, Status> {
+        let mut stream = client
+            .export_base(proto::ExportBaseRequest {
+                version: info.version.clone(),
+                parent: parent.clone().unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            loop {
+                let item = match stream.message().await {
+                    Ok(None) => break,
+                    Ok(Some(chunk)) => Ok(chunk.data),
+                    Err(s) => Err(io::Error::other(format!(
+                        "peer stream failed: {}",
+                        s.message()
+                    ))),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let info = info.clone();
+        self.blocking(move |p| {
+            p.receive_base(
+                &info,
+                parent.as_deref(),
+                ChunkReader {
+                    rx,
+                    buf: Vec::new(),
+                    at: 0,
+                },
+            )
+        })
+        .await
     }
 }
 

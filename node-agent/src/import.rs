@@ -204,6 +204,8 @@ impl Pool {
                     builder: opts.builder.clone(),
                     parent,
                     request_id: opts.request_id.clone(),
+                    created: None,
+                    source_uuid: None,
                 };
                 let _g = self.lock();
                 if let Some(v) = self.find_request(opts.request_id.as_deref())? {

@@ -11,6 +11,7 @@ pub mod loopback;
 pub mod meta;
 pub mod names;
 pub mod pool;
+pub mod receive;
 pub mod rootfs;
 pub mod roots;
 pub mod sendstream;

@@ -56,6 +56,10 @@ pub struct Meta {
     pub builder: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// For bases: the btrfs UUID of the subvolume this version was received from, so an
+    /// incremental stream is only applied on top of the very tree it was computed against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_uuid: Option<String>,
     /// Size in bytes, valid while the subvolume's generation equals `size_generation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,

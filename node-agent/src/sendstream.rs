@@ -9,7 +9,10 @@ use std::path::{Component, Path, PathBuf};
 
 const MAGIC: &[u8; 13] = b"btrfs-stream\0";
 
-mod cmd {
+/// Command numbers of send stream v1.
+pub mod cmd {
+    pub const SUBVOL: u16 = 1;
+    pub const SNAPSHOT: u16 = 2;
     pub const MKFILE: u16 = 3;
     pub const MKDIR: u16 = 4;
     pub const MKNOD: u16 = 5;
@@ -27,13 +30,36 @@ mod cmd {
     pub const TRUNCATE: u16 = 17;
     pub const CHMOD: u16 = 18;
     pub const CHOWN: u16 = 19;
+    pub const UTIMES: u16 = 20;
     pub const END: u16 = 21;
     pub const UPDATE_EXTENT: u16 = 22;
 }
 
-const ATTR_PATH: u16 = 15;
-const ATTR_PATH_TO: u16 = 16;
-const ATTR_PATH_LINK: u16 = 17;
+/// Attribute numbers of send stream v1.
+pub mod attr {
+    pub const UUID: u16 = 1;
+    pub const SIZE: u16 = 4;
+    pub const MODE: u16 = 5;
+    pub const UID: u16 = 6;
+    pub const GID: u16 = 7;
+    pub const RDEV: u16 = 8;
+    pub const MTIME: u16 = 10;
+    pub const ATIME: u16 = 11;
+    pub const XATTR_NAME: u16 = 13;
+    pub const XATTR_DATA: u16 = 14;
+    pub const PATH: u16 = 15;
+    pub const PATH_TO: u16 = 16;
+    pub const PATH_LINK: u16 = 17;
+    pub const FILE_OFFSET: u16 = 18;
+    pub const DATA: u16 = 19;
+    pub const CLONE_UUID: u16 = 20;
+    pub const CLONE_PATH: u16 = 22;
+    pub const CLONE_OFFSET: u16 = 23;
+    pub const CLONE_LEN: u16 = 24;
+}
+
+/// v1 commands are at most a few hundred KiB; anything far larger is a corrupt or hostile stream.
+const MAX_COMMAND: usize = 16 << 20;
 
 /// What the stream said about one path.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +70,53 @@ pub struct Touch {
     pub attrs: bool,
 }
 
-/// One parsed command: its number and path attributes.
+/// One command: its number and its attributes as (type, value range in `body`).
 #[derive(Debug, Default)]
-struct Command {
-    kind: u16,
-    path: Option<PathBuf>,
-    path_to: Option<PathBuf>,
+pub struct Command {
+    pub kind: u16,
+    body: Vec<u8>,
+    attrs: Vec<(u16, std::ops::Range<usize>)>,
+}
+
+impl Command {
+    /// The raw value of an attribute.
+    pub fn attr(&self, ty: u16) -> Option<&[u8]> {
+        self.attrs
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, r)| &self.body[r.clone()])
+    }
+
+    /// A path attribute, as stored (relative to the subvolume).
+    pub fn path(&self, ty: u16) -> Option<PathBuf> {
+        self.attr(ty)
+            .map(|v| PathBuf::from(std::ffi::OsStr::from_bytes(v)))
+    }
+
+    /// A little-endian integer attribute.
+    pub fn u64(&self, ty: u16) -> io::Result<u64> {
+        let v = self
+            .attr(ty)
+            .ok_or_else(|| bad(&format!("command {} lacks attribute {ty}", self.kind)))?;
+        match v.len() {
+            8 => Ok(u64::from_le_bytes([
+                v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+            ])),
+            4 => Ok(u64::from(u32::from_le_bytes([v[0], v[1], v[2], v[3]]))),
+            _ => Err(bad("integer attribute of odd size")),
+        }
+    }
+
+    /// A timespec attribute: (seconds, nanoseconds).
+    pub fn time(&self, ty: u16) -> io::Result<(i64, i64)> {
+        let v = self.attr(ty).ok_or_else(|| bad("missing time"))?;
+        if v.len() != 12 {
+            return Err(bad("time attribute of odd size"));
+        }
+        let secs = u64::from_le_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]);
+        let nsecs = u32::from_le_bytes([v[8], v[9], v[10], v[11]]);
+        Ok((secs as i64, i64::from(nsecs)))
+    }
 }
 
 fn bad(what: &str) -> io::Error {
@@ -59,38 +126,42 @@ fn bad(what: &str) -> io::Error {
     )
 }
 
-fn read_command(r: &mut impl Read) -> io::Result<Option<Command>> {
+/// Checks the stream header.
+pub fn read_header(r: &mut impl Read) -> io::Result<()> {
+    let mut magic = [0u8; 17];
+    r.read_exact(&mut magic)?;
+    if &magic[..13] != MAGIC {
+        return Err(bad("missing magic"));
+    }
+    Ok(())
+}
+
+/// Reads the next command; `None` at a clean end of input.
+pub fn read_command(r: &mut impl Read) -> io::Result<Option<Command>> {
     let mut head = [0u8; 10];
     match r.read_exact(&mut head) {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         other => other?,
     }
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len > MAX_COMMAND {
+        return Err(bad("command too large"));
+    }
     let kind = u16::from_le_bytes([head[4], head[5]]);
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
-    let mut cmd = Command {
-        kind,
-        ..Default::default()
-    };
+    let mut attrs = Vec::new();
     let mut at = 0;
     while at + 4 <= body.len() {
         let ty = u16::from_le_bytes([body[at], body[at + 1]]);
         let n = u16::from_le_bytes([body[at + 2], body[at + 3]]) as usize;
-        let value = body
-            .get(at + 4..at + 4 + n)
-            .ok_or_else(|| bad("attribute overruns command"))?;
-        at += 4 + n;
-        let as_path = || PathBuf::from(std::ffi::OsStr::from_bytes(value));
-        match ty {
-            ATTR_PATH => cmd.path = Some(as_path()),
-            ATTR_PATH_TO | ATTR_PATH_LINK if cmd.kind == cmd::RENAME => {
-                cmd.path_to = Some(as_path())
-            }
-            _ => {}
+        if at + 4 + n > body.len() {
+            return Err(bad("attribute overruns command"));
         }
+        attrs.push((ty, at + 4..at + 4 + n));
+        at += 4 + n;
     }
-    Ok(Some(cmd))
+    Ok(Some(Command { kind, body, attrs }))
 }
 
 /// Orphans are the kernel's temporary top-level names `o<ino>-<gen>-<seq>` for inodes whose final
@@ -113,11 +184,7 @@ fn is_orphan(path: &Path) -> bool {
 /// Paths touched by a send stream, keyed by their path in either snapshot, with what happened.
 pub fn touched_paths(stream: impl Read) -> io::Result<BTreeMap<PathBuf, Touch>> {
     let mut r = BufReader::with_capacity(1 << 16, stream);
-    let mut magic = [0u8; 17];
-    r.read_exact(&mut magic)?;
-    if &magic[..13] != MAGIC {
-        return Err(bad("missing magic"));
-    }
+    read_header(&mut r)?;
     let mut touched: BTreeMap<PathBuf, Touch> = BTreeMap::new();
     // An existing inode moved under an orphan name (to be deleted or renamed later) keeps being
     // reported under its original path.
@@ -134,7 +201,9 @@ pub fn touched_paths(stream: impl Read) -> io::Result<BTreeMap<PathBuf, Touch>> 
         if c.kind == cmd::END {
             break;
         }
-        let Some(path) = c.path else { continue };
+        let Some(path) = c.path(attr::PATH) else {
+            continue;
+        };
         let mut touch = |p: Option<PathBuf>, content: bool, attrs: bool| {
             if let Some(p) = p {
                 let t = touched.entry(p).or_default();
@@ -144,7 +213,9 @@ pub fn touched_paths(stream: impl Read) -> io::Result<BTreeMap<PathBuf, Touch>> 
         };
         match c.kind {
             cmd::RENAME => {
-                let Some(to) = c.path_to else { continue };
+                let Some(to) = c.path(attr::PATH_TO) else {
+                    continue;
+                };
                 let from = translate(&path, &orphan_origin);
                 if is_orphan(&to) && !is_orphan(&path) {
                     orphan_origin.insert(to.clone(), path.clone());
@@ -201,19 +272,19 @@ mod tests {
     fn follows_orphans_and_renames() {
         let mut s = MAGIC.to_vec();
         s.extend_from_slice(&1u32.to_le_bytes());
-        s.extend(command(cmd::MKFILE, &[(ATTR_PATH, "o260-7-0")]));
+        s.extend(command(cmd::MKFILE, &[(attr::PATH, "o260-7-0")]));
         s.extend(command(
             cmd::RENAME,
-            &[(ATTR_PATH, "o260-7-0"), (ATTR_PATH_TO, "etc/new")],
+            &[(attr::PATH, "o260-7-0"), (attr::PATH_TO, "etc/new")],
         ));
-        s.extend(command(cmd::UPDATE_EXTENT, &[(ATTR_PATH, "etc/new")]));
+        s.extend(command(cmd::UPDATE_EXTENT, &[(attr::PATH, "etc/new")]));
         s.extend(command(
             cmd::RENAME,
-            &[(ATTR_PATH, "var/old"), (ATTR_PATH_TO, "o300-1-0")],
+            &[(attr::PATH, "var/old"), (attr::PATH_TO, "o300-1-0")],
         ));
-        s.extend(command(cmd::UNLINK, &[(ATTR_PATH, "o300-1-0/f")]));
-        s.extend(command(cmd::RMDIR, &[(ATTR_PATH, "o300-1-0")]));
-        s.extend(command(cmd::CHMOD, &[(ATTR_PATH, "etc/passwd")]));
+        s.extend(command(cmd::UNLINK, &[(attr::PATH, "o300-1-0/f")]));
+        s.extend(command(cmd::RMDIR, &[(attr::PATH, "o300-1-0")]));
+        s.extend(command(cmd::CHMOD, &[(attr::PATH, "etc/passwd")]));
         s.extend(command(cmd::END, &[]));
         let t = touched_paths(&s[..]).unwrap();
         let keys: Vec<_> = t.keys().map(|p| p.to_string_lossy().into_owned()).collect();

@@ -349,3 +349,83 @@ pub fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     buf.truncate(n as usize);
     Ok(Some(buf))
 }
+
+/// Removes an extended attribute (not following symlinks).
+pub fn remove_xattr(path: &Path, name: &str) -> Result<()> {
+    let cpath = c_path(path)?;
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| Error::InvalidArgument(format!("xattr name {name:?}")))?;
+    // SAFETY: valid C strings.
+    if unsafe { libc::lremovexattr(cpath.as_ptr(), cname.as_ptr()) } != 0 {
+        return Err(io_err("remove xattr of", path)(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Sets owner without following a symlink.
+pub fn lchown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    let cpath = c_path(path)?;
+    // SAFETY: valid C string.
+    if unsafe { libc::lchown(cpath.as_ptr(), uid, gid) } != 0 {
+        return Err(io_err("chown", path)(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Sets access and modification times without following a symlink.
+pub fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> Result<()> {
+    let cpath = c_path(path)?;
+    let ts = [
+        libc::timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1,
+        },
+        libc::timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
+    ];
+    // SAFETY: valid C string and a two-element timespec array.
+    if unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
+        return Err(io_err("set times of", path)(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Copies `len` bytes between files at the given offsets; on btrfs the kernel shares the extents
+/// (a reflink) instead of copying data.
+pub fn copy_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) -> io::Result<()> {
+    let (mut so, mut dof) = (src_off as i64, dst_off as i64);
+    let mut left = len as usize;
+    while left > 0 {
+        // SAFETY: both descriptors are open; the offset pointers are valid for the call.
+        let n = unsafe {
+            libc::copy_file_range(src.as_raw_fd(), &mut so, dst.as_raw_fd(), &mut dof, left, 0)
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "clone source too short",
+            ));
+        }
+        left -= n as usize;
+    }
+    Ok(())
+}
+
+/// The btrfs UUID of a subvolume, as lowercase hex.
+pub fn subvolume_uuid(path: &Path) -> Result<String> {
+    let info = libbtrfsutil::subvolume_info(path).map_err(btrfs_err("read info of", path))?;
+    Ok(hex::encode(info.uuid().as_bytes()))
+}

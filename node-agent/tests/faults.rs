@@ -355,3 +355,41 @@ fn checkpoint_fork_and_restore_with_nested_subvolumes() {
         },
     );
 }
+
+#[test]
+fn receive() {
+    matrix(
+        |t| {
+            t.base("box-base");
+            let mut layer = common::TarGz::new();
+            layer.dir("etc/", 0o755).file("etc/layer", b"L");
+            let opts = ImportOptions {
+                parent: Some("box-base".into()),
+                ..Default::default()
+            };
+            t.pool
+                .import_base("dev", &layer.finish()[..], &opts)
+                .unwrap();
+        },
+        |p| {
+            // The pool receives its own "dev" again under another name, incrementally.
+            let stream = forkr_node_agent::sys::send(
+                &p.base_path("dev")?,
+                Some(&p.base_path("box-base")?),
+                false,
+            )?;
+            let info = forkr_node_agent::receive::ReceivedVersion {
+                version: "replica".into(),
+                name: "replica".into(),
+                kind: "import".into(),
+                ..Default::default()
+            };
+            p.receive_base(&info, Some("box-base"), stream).map(drop)
+        },
+        &[],
+        |t| {
+            let replica = t.pool.base_path("replica").unwrap();
+            assert_eq!(fs::read_to_string(replica.join("etc/layer")).unwrap(), "L");
+        },
+    );
+}

@@ -25,7 +25,7 @@ async fn in_process(pool: Arc<Pool>, token: &str) -> Client {
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
         Server::builder()
-            .add_service(grpc::service(pool, TOKEN))
+            .add_service(grpc::service(pool, TOKEN).unwrap())
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))
             .await
     });
@@ -90,7 +90,7 @@ async fn calls_without_the_token_are_rejected() {
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
     tokio::spawn(async move {
         Server::builder()
-            .add_service(grpc::service(pool, TOKEN))
+            .add_service(grpc::service(pool, TOKEN).unwrap())
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))
             .await
     });
