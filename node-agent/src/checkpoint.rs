@@ -23,6 +23,9 @@ pub enum Shelf {
     Backups,
 }
 
+/// Longest description kept with a checkpoint.
+pub const MAX_DESCRIPTION: usize = 4096;
+
 /// One row of a checkpoint listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointInfo {
@@ -111,6 +114,11 @@ impl Pool {
         description: Option<&str>,
         request_id: Option<&str>,
     ) -> Result<String> {
+        if description.is_some_and(|d| d.len() > MAX_DESCRIPTION) {
+            return Err(Error::InvalidArgument(format!(
+                "description is longer than {MAX_DESCRIPTION} bytes"
+            )));
+        }
         let _g = self.lock();
         self.require_live(subject)?;
         let dir = subject.shelf(shelf);
@@ -154,6 +162,24 @@ impl Pool {
             self.step("checkpoint: published")
         })?;
         Ok(name)
+    }
+
+    /// One checkpoint's row.
+    pub fn checkpoint_info(
+        &self,
+        subject: Subject<'_>,
+        shelf: Shelf,
+        name: &str,
+    ) -> Result<CheckpointInfo> {
+        subject.validate()?;
+        let rel = self.require_checkpoint(subject, shelf, name)?;
+        let m = self.read_meta(&rel).unwrap_or_default();
+        Ok(CheckpointInfo {
+            name: name.to_string(),
+            size: self.size_of(&rel)?,
+            created: m.created,
+            description: m.description,
+        })
     }
 
     /// Lists checkpoints, oldest first.

@@ -323,44 +323,62 @@ impl Pool {
         let subject = Subject::Root { project, name };
         let (against, checkpoint) = self.pick_checkpoint(subject, against)?;
         let live = self.abs(subject.live());
-        let old = rootfs::resolve(&checkpoint, p, false)?.filter(|h| h.symlink_metadata().is_ok());
-        let new = rootfs::resolve(&live, p, false)?.filter(|h| h.symlink_metadata().is_ok());
-        let (status, diff) = match (&old, &new) {
-            (None, None) => {
-                return Err(Error::NotFound(format!(
-                    "{path} exists neither in {} nor in snapshot {against:?}",
-                    subject.describe()
-                )));
-            }
-            (None, Some(n)) => {
-                file_content(n, path)?;
-                (FileStatus::Added, None)
-            }
-            (Some(o), None) => {
-                file_content(o, path)?;
-                (FileStatus::Deleted, None)
-            }
-            (Some(o), Some(n)) => {
-                let (a, b) = (file_content(o, path)?, file_content(n, path)?);
-                let (om, nm) = (
-                    fs::symlink_metadata(o).ctx("stat", o)?,
-                    fs::symlink_metadata(n).ctx("stat", n)?,
-                );
-                let same_meta =
-                    om.mode() == nm.mode() && om.uid() == nm.uid() && om.gid() == nm.gid();
-                if a == b && same_meta {
-                    (FileStatus::Unchanged, None)
-                } else {
-                    (FileStatus::Modified, Some(unified(path, &a, &b)))
-                }
-            }
-        };
-        Ok(FileDiff {
-            against,
-            status,
-            diff,
+        // Read a frozen copy: the box can rewrite its live tree (swap a directory for a symlink
+        // to a host path) between our resolving a path and opening it.
+        self.run(Intent::new("diff", subject.live()), |work| {
+            let frozen = work.dir.join("live");
+            sys::snapshot_flat(&live, &frozen, true)?;
+            compare_file(&checkpoint, &frozen, p, &against, subject)
         })
     }
+}
+
+/// Classifies one path between two frozen trees.
+fn compare_file(
+    checkpoint: &Path,
+    frozen: &Path,
+    p: &Path,
+    against: &str,
+    subject: Subject<'_>,
+) -> Result<FileDiff> {
+    let path = &*p.to_string_lossy();
+    let against = against.to_string();
+    let old = rootfs::resolve(checkpoint, p, false)?.filter(|h| h.symlink_metadata().is_ok());
+    let new = rootfs::resolve(frozen, p, false)?.filter(|h| h.symlink_metadata().is_ok());
+    let (status, diff) = match (&old, &new) {
+        (None, None) => {
+            return Err(Error::NotFound(format!(
+                "{path} exists neither in {} nor in snapshot {against:?}",
+                subject.describe()
+            )));
+        }
+        (None, Some(n)) => {
+            file_content(n, path)?;
+            (FileStatus::Added, None)
+        }
+        (Some(o), None) => {
+            file_content(o, path)?;
+            (FileStatus::Deleted, None)
+        }
+        (Some(o), Some(n)) => {
+            let (a, b) = (file_content(o, path)?, file_content(n, path)?);
+            let (om, nm) = (
+                fs::symlink_metadata(o).ctx("stat", o)?,
+                fs::symlink_metadata(n).ctx("stat", n)?,
+            );
+            let same_meta = om.mode() == nm.mode() && om.uid() == nm.uid() && om.gid() == nm.gid();
+            if a == b && same_meta {
+                (FileStatus::Unchanged, None)
+            } else {
+                (FileStatus::Modified, Some(unified(path, &a, &b)))
+            }
+        }
+    };
+    Ok(FileDiff {
+        against,
+        status,
+        diff,
+    })
 }
 
 /// The bytes compared for a path: a file's content or a symlink's target. Refuses directories

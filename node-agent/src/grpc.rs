@@ -333,10 +333,7 @@ impl Storage for StorageService {
                 let s = target.subject();
                 let made =
                     p.create_checkpoint(s, sh, name.as_deref(), desc.as_deref(), rid.as_deref())?;
-                p.list_checkpoints(s, sh)?
-                    .into_iter()
-                    .find(|c| c.name == made)
-                    .ok_or_else(|| Error::NotFound(format!("checkpoint {made:?} vanished")))
+                p.checkpoint_info(s, sh, &made)
             })
             .await?;
         Ok(Response::new(proto::Checkpoint {

@@ -108,10 +108,12 @@ impl Pool {
             in_flight: Mutex::new(HashSet::new()),
             faults: Faults::default(),
         };
-        pool.recover()?;
+        pool.recover_at_open()?;
+        let _g = pool.lock();
         for vol in GLOBAL_SYSTEM_VOLUMES {
             pool.ensure_subvolume(&Path::new("system").join(vol))?;
         }
+        drop(_g);
         Ok(pool)
     }
 
@@ -155,6 +157,12 @@ impl Pool {
 
     /// Paths of the per-project system volumes, created on first use.
     pub fn ensure_project(&self, project: &str) -> Result<Vec<PathBuf>> {
+        let _g = self.lock();
+        self.ensure_project_locked(project)
+    }
+
+    /// `ensure_project` for callers that hold the pool lock.
+    pub(crate) fn ensure_project_locked(&self, project: &str) -> Result<Vec<PathBuf>> {
         names::component("project", project)?;
         let mut out = Vec::new();
         for vol in PROJECT_SYSTEM_VOLUMES {
@@ -173,12 +181,9 @@ impl Pool {
             .collect()
     }
 
-    /// Creates a subvolume at `rel` unless it exists, publishing it atomically.
+    /// Creates a subvolume at `rel` unless it exists, publishing it atomically. The caller holds
+    /// the pool lock.
     fn ensure_subvolume(&self, rel: &Path) -> Result<()> {
-        if sys::is_subvolume(&self.abs(rel))? {
-            return Ok(());
-        }
-        let _g = self.lock();
         if sys::is_subvolume(&self.abs(rel))? {
             return Ok(());
         }
@@ -295,35 +300,44 @@ impl Pool {
         self.publish(&staged, rel)
     }
 
-    /// Repairs the pool after a crash: finishes or rolls back every work directory, removes
-    /// half-written sidecars and sidecars whose subvolume is gone, and re-points base aliases.
+    /// Rolls back (or, for a restore, forward) every work directory that no running operation
+    /// owns. Safe to call at any time.
     pub fn recover(&self) -> Result<()> {
         let _g = self.lock();
         let tmp = self.abs("tmp");
-        let busy = self.lock_in_flight().clone();
+        let mut dirs = Vec::new();
         for entry in fs::read_dir(&tmp).ctx("read", &tmp)? {
-            let entry = entry.ctx("read", &tmp)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !busy.contains(&name) {
+            dirs.push(entry.ctx("read", &tmp)?);
+        }
+        // Read after listing: an operation registers before it creates its directory, so every
+        // listed directory of a live operation is in this set.
+        let busy = self.lock_in_flight().clone();
+        for entry in dirs {
+            if !busy.contains(&*entry.file_name().to_string_lossy()) {
                 self.recover_work_dir(&entry.path())?;
             }
         }
-        if busy.is_empty() {
-            for top in [
-                "bases",
-                "roots",
-                "checkpoints",
-                "volumes",
-                "volume-checkpoints",
-                "volume-backups",
-                "system",
-            ] {
-                sweep_staging(&self.abs(top), 3)?;
-            }
-            self.sweep_meta(&self.abs("meta"), Path::new(""))?;
-            crate::bases::repair_aliases(self)?;
-        }
         Ok(())
+    }
+
+    /// Full repair when the pool is opened and nothing else runs: work directories, staging
+    /// names whose record did not survive, stale sidecars, and aliases.
+    fn recover_at_open(&self) -> Result<()> {
+        self.recover()?;
+        let _g = self.lock();
+        for top in [
+            "bases",
+            "roots",
+            "checkpoints",
+            "volumes",
+            "volume-checkpoints",
+            "volume-backups",
+            "system",
+        ] {
+            sweep_staging(&self.abs(top), 3)?;
+        }
+        self.sweep_meta(&self.abs("meta"), Path::new(""))?;
+        crate::bases::repair_aliases(self)
     }
 
     fn recover_work_dir(&self, dir: &Path) -> Result<()> {

@@ -37,7 +37,6 @@ impl Pool {
     pub fn create_root(&self, project: &str, name: &str, base: &str) -> Result<RootInfo> {
         let subject = Subject::Root { project, name };
         subject.validate()?;
-        self.ensure_project(project)?;
         let _g = self.lock();
         let version = self.resolve_base(base)?;
         let rel = subject.live();
@@ -57,6 +56,7 @@ impl Pool {
             origin: Some(format!("base:{version}")),
             ..Default::default()
         };
+        self.ensure_project_locked(project)?;
         self.run(Intent::new("create-root", &rel), |work| {
             self.step("create-root: begin")?;
             self.write_meta(&rel, &m)?;
@@ -84,7 +84,6 @@ impl Pool {
         };
         let subject = Subject::Root { project, name };
         subject.validate()?;
-        self.ensure_project(project)?;
         let _g = self.lock();
         self.require_live(source)?;
         let origin = format!("fork:{from_project}/{from}");
@@ -118,6 +117,7 @@ impl Pool {
             ..Default::default()
         };
         let rel = subject.live();
+        self.ensure_project_locked(project)?;
         self.run(Intent::new("fork", &rel), |work| {
             self.step("fork: begin")?;
             for vol in &clones {

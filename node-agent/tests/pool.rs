@@ -295,3 +295,53 @@ fn nested_subvolumes_follow_snapshots_and_deletes() {
     );
     assert!(Path::new(&copy).metadata().unwrap().ino() == 256);
 }
+
+#[test]
+fn bad_input_changes_nothing() {
+    let t = TestPool::new();
+    t.base("box-base");
+    let before = std::process::Command::new("find")
+        .arg(t.lb.path())
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(matches!(
+        t.pool.create_root("newproj", "a", "missing"),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        t.pool.create_root("newproj", ".forkr-x", "box-base"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        t.pool.fork_root("newproj", "nope", "newproj", "b", &[]),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        t.pool.create_volume("p", "a/b"),
+        Err(Error::InvalidArgument(_))
+    ));
+    let after = std::process::Command::new("find")
+        .arg(t.lb.path())
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&before),
+        String::from_utf8_lossy(&after)
+    );
+
+    t.pool.create_root("p", "web", "box-base").unwrap();
+    let long = "x".repeat(5000);
+    let err = t
+        .pool
+        .create_checkpoint(root("web"), Shelf::Checkpoints, None, Some(&long), None)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(
+        t.pool
+            .list_checkpoints(root("web"), Shelf::Checkpoints)
+            .unwrap()
+            .is_empty()
+    );
+}
