@@ -116,7 +116,7 @@ pub fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
             path.display()
         )));
     }
-    fs::File::create_new(&tmp).ctx("create", &tmp)?;
+    fs::File::create(&tmp).ctx("create", &tmp)?;
     sys::set_xattr(&tmp, XATTR, &body)?;
     fs::rename(&tmp, path).ctx("rename", &tmp)
 }
