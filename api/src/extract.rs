@@ -1,0 +1,99 @@
+//! Request extractors whose failures are API errors in the documented JSON shape, rather than
+//! axum's plain-text rejections.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body. Bad JSON, unknown fields and wrong types are 400 `invalid_json`; a body over the
+/// limit is 413 `body_too_large`; a wrong content type is 415.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    let status = r.status();
+    let text = r.body_text();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            "body_too_large",
+            format!(
+                "request body is larger than {} bytes",
+                crate::routes::MAX_JSON_BODY
+            ),
+        )
+    } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        ApiError::new(
+            status,
+            "unsupported_media_type",
+            "send the body as application/json",
+        )
+    } else {
+        ApiError::bad_request("invalid_json", text)
+    }
+}
+
+/// `{project}` from the path, validated as a project name.
+pub struct Project(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Project {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params =
+            axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
+                parts, state,
+            )
+            .await
+            .map_err(path_rejection)?;
+        let project = params.0.get("project").cloned().unwrap_or_default();
+        forkr_crds::validation::validate_project_name(&project)?;
+        Ok(Project(project))
+    }
+}
+
+/// `{project}` and `{name}` from the path; the project is validated, the name by the handler
+/// (it names different kinds of things).
+pub struct Named {
+    pub project: String,
+    pub name: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Named {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params =
+            axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
+                parts, state,
+            )
+            .await
+            .map_err(path_rejection)?;
+        let project = params.0.get("project").cloned().unwrap_or_default();
+        forkr_crds::validation::validate_project_name(&project)?;
+        let name = params.0.get("name").cloned().unwrap_or_default();
+        Ok(Named { project, name })
+    }
+}
+
+fn path_rejection(r: PathRejection) -> ApiError {
+    ApiError::bad_request("invalid_path", r.body_text())
+}

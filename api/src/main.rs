@@ -1,0 +1,123 @@
+//! `forkr-api`: serve the API, or mint a token.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use forkr_api::routes;
+use forkr_api::state::{AppState, Config};
+use forkr_api::store::{Scope, Store};
+use forkr_node_agent::Pool;
+use forkr_node_agent::loopback::Loopback;
+
+#[derive(Parser)]
+#[command(name = "forkr-api", about = "The Forkr API gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Run the embedded local backend (SQLite, the btrfs pool, runc) instead of Kubernetes.
+    #[arg(long)]
+    local: bool,
+    /// Where local mode keeps its database and pool.
+    #[arg(long, env = "FORKR_DATA_DIR", default_value = "/var/lib/forkr")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "FORKR_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// The deployment domain: boxes are https://{box}.{domain}.
+    #[arg(long, env = "FORKR_DOMAIN", default_value = "localhost")]
+    domain: String,
+    /// Size of the loopback pool image made when the data dir is not on btrfs.
+    #[arg(long, default_value_t = 20 << 30)]
+    pool_size: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mint a bearer token and print it once; only its hash is stored.
+    Token {
+        /// Name to remember the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Allow every project.
+        #[arg(long, conflicts_with = "project")]
+        admin: bool,
+        /// Allow this project (repeatable).
+        #[arg(long)]
+        project: Vec<String>,
+    },
+}
+
+/// Opens the pool at `<data>/pool`, mounting a loopback btrfs image there first when the
+/// directory is not on btrfs.
+fn open_pool(data: &Path, size: u64) -> anyhow::Result<Pool> {
+    let dir = data.join("pool");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Ok(pool) = Pool::open(&dir) {
+        return Ok(pool);
+    }
+    let mounted = Loopback::mount_image(&data.join("pool.img"), size, &dir)
+        .with_context(|| format!("mounting a loopback btrfs pool at {}", dir.display()))?;
+    // The pool stays mounted when forkr-api exits: boxes keep running across a restart.
+    std::mem::forget(mounted);
+    Ok(Pool::open(&dir)?)
+}
+
+fn open_store(data: &Path) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    Ok(Store::open(&data.join("forkr.db"))?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    if let Some(Command::Token {
+        name,
+        admin,
+        project,
+    }) = cli.command
+    {
+        let store = open_store(&cli.data_dir)?;
+        let scope = if admin {
+            Scope::Admin
+        } else if project.is_empty() {
+            bail!("give --admin or at least one --project");
+        } else {
+            for p in &project {
+                forkr_crds::validation::validate_project_name(p)?;
+            }
+            Scope::Projects(project)
+        };
+        println!("{}", forkr_api::auth::issue_token(&store, &name, &scope)?);
+        return Ok(());
+    }
+    if !cli.local {
+        bail!(
+            "only --local is available in this build: the Kubernetes backend is not part of it yet"
+        );
+    }
+    let store = open_store(&cli.data_dir)?;
+    let pool = open_pool(&cli.data_dir, cli.pool_size)?;
+    let state = AppState {
+        store: Arc::new(store),
+        pool: Arc::new(pool),
+        config: Arc::new(Config { domain: cli.domain }),
+    };
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("listening on {}", cli.listen))?;
+    tracing::info!(addr = %cli.listen, data = %cli.data_dir.display(), "forkr-api listening");
+    axum::serve(listener, routes::app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

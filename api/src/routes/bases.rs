@@ -1,0 +1,86 @@
+//! Bases: `4kr base list/show/delete`. Bases are shared by every project on the node.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use forkr_crds::validation::validate_base_version;
+use serde::Deserialize;
+
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Named, Project};
+use crate::state::AppState;
+use crate::wire::{BaseDetailsView, BaseSummaryView, BaseVersionView};
+
+/// Every base with its newest version: NAME, VERSION, SIZE, CREATED.
+#[utoipa::path(get, path = "/v1/projects/{project}/bases", tag = "bases",
+    params(("project" = String, Path)),
+    responses((status = 200, body = Vec<BaseSummaryView>), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Project(_): Project,
+) -> ApiResult<Json<Vec<BaseSummaryView>>> {
+    let bases = state.with_pool(|pool| pool.list_bases()).await?;
+    Ok(Json(
+        bases
+            .into_iter()
+            .map(|b| BaseSummaryView {
+                name: b.name,
+                version: b.version,
+                size: b.size,
+                created: b.created,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    /// Only versions whose build script has this sha256 (or prefix).
+    tag: Option<String>,
+}
+
+/// A base's versions, newest first: VERSION, KIND, TAG, BUILDER, PARENT, SIZE, CREATED.
+#[utoipa::path(get, path = "/v1/projects/{project}/bases/{name}", tag = "bases",
+    params(("project" = String, Path), ("name" = String, Path), ShowQuery),
+    responses((status = 200, body = BaseDetailsView), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    named: Named,
+    Query(q): Query<ShowQuery>,
+) -> ApiResult<Json<BaseDetailsView>> {
+    validate_base_version(&named.name)?;
+    let d = state
+        .with_pool(move |pool| pool.show_base(&named.name, q.tag.as_deref()))
+        .await?;
+    Ok(Json(BaseDetailsView {
+        name: d.name,
+        latest: d.latest,
+        version_count: d.version_count,
+        versions: d
+            .versions
+            .into_iter()
+            .map(|v| BaseVersionView {
+                version: v.version,
+                kind: v.kind,
+                tag: v.tag,
+                builder: v.builder,
+                parent: v.parent,
+                size: v.size,
+                created: v.created,
+            })
+            .collect(),
+    }))
+}
+
+/// Deletes a base (every version) or one exact version. Refused while a box root depends on it.
+#[utoipa::path(delete, path = "/v1/projects/{project}/bases/{name}", tag = "bases",
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 409, body = ErrorBody)))]
+pub async fn delete(State(state): State<AppState>, named: Named) -> ApiResult<StatusCode> {
+    validate_base_version(&named.name)?;
+    state
+        .with_pool(move |pool| pool.delete_base(&named.name))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,79 @@
+//! The HTTP surface. Every route is registered through utoipa-axum, so `/openapi.json` is built
+//! from the same list the router serves.
+
+mod bases;
+mod health;
+mod users;
+mod volumes;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth;
+use crate::state::AppState;
+
+/// Largest JSON body: requests are small; uploads have their own streamed routes.
+pub const MAX_JSON_BODY: usize = 1 << 20;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "forkr-api", description = "Forkr: instant, persistent Linux sandboxes."),
+    components(schemas(crate::error::ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes and the document that describes them.
+pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::update, users::delete))
+        .routes(routes!(volumes::list, volumes::create))
+        .routes(routes!(volumes::show, volumes::delete))
+        .routes(routes!(bases::list))
+        .routes(routes!(bases::show, bases::delete))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.store.clone(),
+            auth::require_token,
+        ));
+    let open = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz));
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(v1)
+        .merge(open)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .with_state(state)
+        .split_for_parts();
+    (router, doc)
+}
+
+/// The full application: the API plus `/openapi.json`.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = api(state);
+    let doc = std::sync::Arc::new(doc);
+    router.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json((*doc).clone()) }
+        }),
+    )
+}

@@ -1,0 +1,166 @@
+//! The REST API's wire types, declared once here. The server serializes them and 4kr's typed
+//! client deserializes the same types, so the two cannot disagree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// A data mount as the API shows and takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataMountView {
+    pub volume: String,
+    pub mount_path: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// `POST /v1/projects/{project}/snapshots/{box}`: the name is optional (`v0`, `v1`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshot {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One snapshot: the NAME, SIZE, CREATED and DESCRIPTION columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotView {
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// RFC3339.
+    pub created: String,
+    pub description: Option<String>,
+}
+
+/// A change in `diff status`: `+`, `~` or `-`, and the path inside the box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiffChange {
+    pub change: String,
+    pub path: String,
+}
+
+/// `diff status`: the snapshot compared against and what changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiffStatusView {
+    pub against: String,
+    pub changes: Vec<DiffChange>,
+    /// `+ /path` lines, or `No changes`.
+    pub text: String,
+}
+
+/// `diff file`: one of added, deleted, modified or unchanged, with a unified diff if modified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiffFileView {
+    pub against: String,
+    pub path: String,
+    pub status: String,
+    pub diff: Option<String>,
+}
+
+/// One row of `base list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BaseSummaryView {
+    pub name: String,
+    pub version: String,
+    pub size: u64,
+    pub created: String,
+}
+
+/// One version in `base show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BaseVersionView {
+    pub version: String,
+    pub kind: String,
+    pub tag: Option<String>,
+    pub builder: Option<String>,
+    pub parent: Option<String>,
+    pub size: u64,
+    pub created: String,
+}
+
+/// `base show`: the name, the latest version, the version count and the versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BaseDetailsView {
+    pub name: String,
+    pub latest: String,
+    pub version_count: usize,
+    pub versions: Vec<BaseVersionView>,
+}
+
+/// `POST /v1/projects/{project}/bases/{name}/save`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveBase {
+    /// The box whose root becomes the new version.
+    #[serde(rename = "box")]
+    pub box_name: String,
+}
+
+/// The version a save or import wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BaseWritten {
+    pub name: String,
+    pub version: String,
+}
+
+/// `POST /v1/projects/{project}/volumes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVolume {
+    pub name: String,
+    /// An optional size limit, e.g. `10Gi`.
+    #[serde(default)]
+    pub size: Option<String>,
+}
+
+/// A data volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeView {
+    pub name: String,
+    pub project: String,
+    /// Bytes used.
+    pub size: u64,
+    pub limit: Option<String>,
+    pub created: String,
+}
+
+/// A project user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub name: String,
+    pub uid: u32,
+    /// Always equal to `uid`.
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+/// `POST /v1/projects/{project}/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    #[serde(default)]
+    pub shell: Option<String>,
+}
+
+/// `PATCH /v1/projects/{project}/users/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub shell: String,
+}
+
+/// Tags and settings share this shape in several places.
+pub type StringMap = BTreeMap<String, String>;

@@ -1,0 +1,492 @@
+//! The API over a real TCP socket, on a real SQLite store and a real loopback btrfs pool.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use forkr_api::auth::issue_token;
+use forkr_api::state::{AppState, Config};
+use forkr_api::store::{Scope, Store};
+use forkr_node_agent::Pool;
+use forkr_node_agent::loopback::Loopback;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+struct Server {
+    base: String,
+    admin: String,
+    shop: String,
+    http: reqwest::Client,
+    _pool: Loopback,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let pool_fs = Loopback::scratch(1 << 30).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("forkr.db")).unwrap();
+        let admin = issue_token(&store, "admin", &Scope::Admin).unwrap();
+        let shop = issue_token(&store, "shop", &Scope::Projects(vec!["shop".into()])).unwrap();
+        let state = AppState {
+            store: Arc::new(store),
+            pool: Arc::new(Pool::open(pool_fs.path()).unwrap()),
+            config: Arc::new(Config {
+                domain: "forkr.test".into(),
+            }),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, forkr_api::routes::app(state)).await });
+        Server {
+            base: format!("http://{addr}"),
+            admin,
+            shop,
+            http: reqwest::Client::new(),
+            _pool: pool_fs,
+            _dir: dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            },
+        )
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(&self.admin.clone()), body)
+            .await
+    }
+}
+
+fn error(code: &str, message: &str) -> Value {
+    json!({"error": code, "message": message})
+}
+
+#[tokio::test]
+async fn health_is_open_and_everything_else_needs_a_token() {
+    let s = Server::start().await;
+    assert_eq!(
+        s.call(Method::GET, "/healthz", None, None).await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        s.call(Method::GET, "/readyz", None, None).await,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+    let unauthorized = (
+        StatusCode::UNAUTHORIZED,
+        error("unauthorized", "missing or invalid bearer token"),
+    );
+    assert_eq!(
+        s.call(Method::GET, "/v1/projects/shop/users", None, None)
+            .await,
+        unauthorized
+    );
+    assert_eq!(
+        s.call(
+            Method::GET,
+            "/v1/projects/shop/users",
+            Some("fkr_wrong"),
+            None
+        )
+        .await,
+        unauthorized
+    );
+    let (status, _) = s
+        .call(Method::GET, "/v1/projects/shop/users", Some(&s.shop), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        s.call(Method::GET, "/v1/projects/other/users", Some(&s.shop), None)
+            .await,
+        (
+            StatusCode::FORBIDDEN,
+            error("forbidden", "this token has no access to project \"other\"")
+        )
+    );
+    let (status, _) = s.admin(Method::GET, "/v1/projects/other/users", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn users_get_sequential_uids_from_20000() {
+    let s = Server::start().await;
+    let (status, alice) = s
+        .admin(
+            Method::POST,
+            "/v1/projects/shop/users",
+            Some(json!({"name": "alice"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        alice,
+        json!({"name": "alice", "uid": 20000, "gid": 20000, "home": "/home/alice", "shell": "/bin/bash"})
+    );
+    let (_, bob) = s
+        .admin(
+            Method::POST,
+            "/v1/projects/shop/users",
+            Some(json!({"name": "bob", "shell": "/bin/sh"})),
+        )
+        .await;
+    assert_eq!(bob["uid"], 20001);
+    // Another project counts from 20000 on its own.
+    let (_, carol) = s
+        .admin(
+            Method::POST,
+            "/v1/projects/lab/users",
+            Some(json!({"name": "carol"})),
+        )
+        .await;
+    assert_eq!(carol["uid"], 20000);
+    assert_eq!(
+        s.admin(
+            Method::POST,
+            "/v1/projects/shop/users",
+            Some(json!({"name": "alice"}))
+        )
+        .await,
+        (
+            StatusCode::CONFLICT,
+            error("already_exists", "user \"alice\" already exists")
+        )
+    );
+    assert_eq!(
+        s.admin(
+            Method::POST,
+            "/v1/projects/shop/users",
+            Some(json!({"name": "root"}))
+        )
+        .await,
+        (
+            StatusCode::BAD_REQUEST,
+            error("invalid_name", "user name \"root\" is reserved")
+        )
+    );
+    let (status, body) = s
+        .admin(
+            Method::POST,
+            "/v1/projects/shop/users",
+            Some(json!({"name": "Al"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_name"))
+    );
+    let (status, updated) = s
+        .admin(
+            Method::PATCH,
+            "/v1/projects/shop/users/alice",
+            Some(json!({"shell": "/bin/zsh"})),
+        )
+        .await;
+    assert_eq!(
+        (status, updated["shell"].as_str()),
+        (StatusCode::OK, Some("/bin/zsh"))
+    );
+    let (status, list) = s.admin(Method::GET, "/v1/projects/shop/users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            s.admin(Method::DELETE, "/v1/projects/shop/users/bob", None)
+                .await
+                .0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    // The UID after a deletion is still max + 1, never reused below the highest.
+    let (_, dave) = s
+        .admin(
+            Method::POST,
+            "/v1/projects/shop/users",
+            Some(json!({"name": "dave"})),
+        )
+        .await;
+    assert_eq!(dave["uid"], 20001);
+    let (status, _) = s
+        .admin(
+            Method::PATCH,
+            "/v1/projects/shop/users/zed",
+            Some(json!({"shell": "/bin/sh"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_4xx_and_change_nothing() {
+    let s = Server::start().await;
+    let url = format!("{}/v1/projects/shop/users", s.base);
+    let send = |body: String, ctype: &'static str| {
+        s.http
+            .post(&url)
+            .bearer_auth(&s.admin)
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+    };
+    let bad_json = send("{\"name\": ".into(), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(bad_json.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad_json.json::<Value>().await.unwrap()["error"],
+        "invalid_json"
+    );
+    let unknown = send(
+        json!({"name": "x", "uid": 0}).to_string(),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_json");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `uid`"),
+        "{body}"
+    );
+    let huge = send(
+        format!("{{\"name\": \"{}\"}}", "a".repeat(2 << 20)),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        huge.json::<Value>().await.unwrap()["error"],
+        "body_too_large"
+    );
+    let text = send("name=x".into(), "text/plain").await.unwrap();
+    assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/Bad_Project/users", None)
+            .await
+            .1["error"],
+        "invalid_name"
+    );
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/shop/users", None)
+            .await
+            .1,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn volumes_lifecycle() {
+    let s = Server::start().await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/v1/projects/shop/volumes",
+            Some(json!({"name": "pgdata", "size": "1Gi"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (
+            v["name"].as_str(),
+            v["limit"].as_str(),
+            v["project"].as_str()
+        ),
+        (Some("pgdata"), Some("1Gi"), Some("shop"))
+    );
+    assert_eq!(
+        s.admin(
+            Method::POST,
+            "/v1/projects/shop/volumes",
+            Some(json!({"name": "pgdata"}))
+        )
+        .await,
+        (
+            StatusCode::CONFLICT,
+            error("already_exists", "data volume \"pgdata\" already exists")
+        )
+    );
+    let (status, body) = s
+        .admin(
+            Method::POST,
+            "/v1/projects/shop/volumes",
+            Some(json!({"name": "x", "size": "1Mi"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_quantity"))
+    );
+    let (status, body) = s
+        .admin(
+            Method::POST,
+            "/v1/projects/shop/volumes",
+            Some(json!({"name": "PG"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_name"))
+    );
+    let (status, list) = s
+        .admin(Method::GET, "/v1/projects/shop/volumes", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/lab/volumes", None)
+            .await
+            .1,
+        json!([])
+    );
+    let (status, shown) = s
+        .admin(Method::GET, "/v1/projects/shop/volumes/pgdata", None)
+        .await;
+    assert_eq!(
+        (status, shown["name"].as_str()),
+        (StatusCode::OK, Some("pgdata"))
+    );
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/shop/volumes/nope", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            s.admin(Method::DELETE, "/v1/projects/shop/volumes/pgdata", None)
+                .await
+                .0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/shop/volumes", None)
+            .await
+            .1,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn bases_list_and_missing_ones() {
+    let s = Server::start().await;
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/shop/bases", None).await,
+        (StatusCode::OK, json!([]))
+    );
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/shop/bases/none", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.admin(Method::DELETE, "/v1/projects/shop/bases/none", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) = s
+        .admin(Method::GET, "/v1/projects/shop/bases/Bad", None)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_name"))
+    );
+}
+
+/// Every path and method in /openapi.json is served, and every served route is documented.
+#[tokio::test]
+async fn the_openapi_document_and_the_routes_agree() {
+    let s = Server::start().await;
+    let (status, doc) = s.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+        {
+            let concrete = path.replace("{project}", "shop").replace("{name}", "probe");
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (status, body) = s.admin(m.clone(), &concrete, Some(json!({}))).await;
+            // A handler's 404 carries an error body; the router's own 404 for an unknown route
+            // has none.
+            assert!(
+                status != StatusCode::NOT_FOUND || body["error"] == "not_found",
+                "{method} {path} is documented but not served"
+            );
+            assert_ne!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but not served"
+            );
+            documented.push(format!("{method} {path}"));
+        }
+    }
+    documented.sort();
+    assert_eq!(
+        documented,
+        [
+            "delete /v1/projects/{project}/bases/{name}",
+            "delete /v1/projects/{project}/users/{name}",
+            "delete /v1/projects/{project}/volumes/{name}",
+            "get /healthz",
+            "get /readyz",
+            "get /v1/projects/{project}/bases",
+            "get /v1/projects/{project}/bases/{name}",
+            "get /v1/projects/{project}/users",
+            "get /v1/projects/{project}/volumes",
+            "get /v1/projects/{project}/volumes/{name}",
+            "patch /v1/projects/{project}/users/{name}",
+            "post /v1/projects/{project}/users",
+            "post /v1/projects/{project}/volumes",
+        ]
+    );
+    // A route that is not in the document is not served either.
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/shop/nothing", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
