@@ -1,7 +1,6 @@
 //! Bearer tokens, stored hashed, each scoped to a set of projects or to everything (admin).
 
 use std::io::Read;
-use std::sync::Arc;
 
 use axum::extract::{RawPathParams, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -10,6 +9,7 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{Scope, Store};
 
 /// Prefix of every token, so a leaked one is recognisable in logs and by secret scanners.
@@ -44,15 +44,16 @@ fn bearer(req: &Request) -> Option<&str> {
 /// Middleware for every `/v1` route: no token or an unknown one is 401; a token whose scope
 /// does not include the `{project}` of the path is 403.
 pub async fn require_token(
-    State(store): State<Arc<Store>>,
+    State(state): State<AppState>,
     params: RawPathParams,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = bearer(&req).ok_or_else(ApiError::unauthorized)?;
-    let scope = store
-        .token_scope(&hash_token(token))
-        .map_err(|e| ApiError::internal(e.to_string()))?
+    let scope = state
+        .backend
+        .token_scope(hash_token(token))
+        .await?
         .ok_or_else(ApiError::unauthorized)?;
     if let Some((_, project)) = params.iter().find(|(k, _)| *k == "project")
         && !scope.allows(project)

@@ -97,3 +97,35 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+impl From<forkr_node_agent::Error> for ApiError {
+    fn from(e: forkr_node_agent::Error) -> Self {
+        use forkr_node_agent::Error as E;
+        match &e {
+            E::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m.clone()),
+            E::AlreadyExists(m) => ApiError::new(StatusCode::CONFLICT, "already_exists", m.clone()),
+            E::InvalidArgument(m) => ApiError::bad_request("invalid_argument", m.clone()),
+            E::FailedPrecondition(m) => {
+                ApiError::new(StatusCode::CONFLICT, "failed_precondition", m.clone())
+            }
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as E;
+        match &e {
+            E::Exists(what) => {
+                ApiError::conflict("already_exists", format!("{what} already exists"))
+            }
+            E::Missing(what) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            ),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}

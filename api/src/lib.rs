@@ -3,6 +3,7 @@
 //! local backend (SQLite plus the node agent's pool).
 
 pub mod auth;
+pub mod backend;
 pub mod error;
 pub mod extract;
 pub mod routes;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use forkr_api::backend::local::LocalBackend;
 use forkr_api::routes;
 use forkr_api::state::{AppState, Config};
 use forkr_api::store::{Scope, Store};
@@ -106,8 +107,7 @@ async fn main() -> anyhow::Result<()> {
     let store = open_store(&cli.data_dir)?;
     let pool = open_pool(&cli.data_dir, cli.pool_size)?;
     let state = AppState {
-        store: Arc::new(store),
-        pool: Arc::new(pool),
+        backend: Arc::new(LocalBackend::new(store, pool)),
         config: Arc::new(Config { domain: cli.domain }),
     };
     let listener = tokio::net::TcpListener::bind(cli.listen)

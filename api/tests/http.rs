@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use forkr_api::auth::issue_token;
+use forkr_api::backend::local::LocalBackend;
 use forkr_api::state::{AppState, Config};
 use forkr_api::store::{Scope, Store};
 use forkr_node_agent::Pool;
@@ -29,8 +30,10 @@ impl Server {
         let admin = issue_token(&store, "admin", &Scope::Admin).unwrap();
         let shop = issue_token(&store, "shop", &Scope::Projects(vec!["shop".into()])).unwrap();
         let state = AppState {
-            store: Arc::new(store),
-            pool: Arc::new(Pool::open(pool_fs.path()).unwrap()),
+            backend: Arc::new(LocalBackend::new(
+                store,
+                Pool::open(pool_fs.path()).unwrap(),
+            )),
             config: Arc::new(Config {
                 domain: "forkr.test".into(),
             }),

@@ -1,4 +1,4 @@
-//! Bases: `4kr base list/show/delete`. Bases are shared by every project on the node.
+//! Bases: `4kr base list/show/delete`. Bases are shared by every project on a node.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Named, Project};
 use crate::state::AppState;
-use crate::wire::{BaseDetailsView, BaseSummaryView, BaseVersionView};
+use crate::wire::{BaseDetailsView, BaseSummaryView};
 
 /// Every base with its newest version: NAME, VERSION, SIZE, CREATED.
 #[utoipa::path(get, path = "/v1/projects/{project}/bases", tag = "bases",
@@ -19,18 +19,7 @@ pub async fn list(
     State(state): State<AppState>,
     Project(_): Project,
 ) -> ApiResult<Json<Vec<BaseSummaryView>>> {
-    let bases = state.with_pool(|pool| pool.list_bases()).await?;
-    Ok(Json(
-        bases
-            .into_iter()
-            .map(|b| BaseSummaryView {
-                name: b.name,
-                version: b.version,
-                size: b.size,
-                created: b.created,
-            })
-            .collect(),
-    ))
+    Ok(Json(state.backend.list_bases().await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -50,27 +39,7 @@ pub async fn show(
     Query(q): Query<ShowQuery>,
 ) -> ApiResult<Json<BaseDetailsView>> {
     validate_base_version(&named.name)?;
-    let d = state
-        .with_pool(move |pool| pool.show_base(&named.name, q.tag.as_deref()))
-        .await?;
-    Ok(Json(BaseDetailsView {
-        name: d.name,
-        latest: d.latest,
-        version_count: d.version_count,
-        versions: d
-            .versions
-            .into_iter()
-            .map(|v| BaseVersionView {
-                version: v.version,
-                kind: v.kind,
-                tag: v.tag,
-                builder: v.builder,
-                parent: v.parent,
-                size: v.size,
-                created: v.created,
-            })
-            .collect(),
-    }))
+    Ok(Json(state.backend.show_base(named.name, q.tag).await?))
 }
 
 /// Deletes a base (every version) or one exact version. Refused while a box root depends on it.
@@ -79,8 +48,6 @@ pub async fn show(
     responses((status = 204), (status = 409, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, named: Named) -> ApiResult<StatusCode> {
     validate_base_version(&named.name)?;
-    state
-        .with_pool(move |pool| pool.delete_base(&named.name))
-        .await?;
+    state.backend.delete_base(named.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

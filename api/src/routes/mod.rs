@@ -50,7 +50,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(bases::list))
         .routes(routes!(bases::show, bases::delete))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.store.clone(),
+            state.clone(),
             auth::require_token,
         ));
     let open = OpenApiRouter::new()

@@ -12,6 +12,7 @@ use crate::wire::{CreateUser, UpdateUser, UserView};
 
 const DEFAULT_SHELL: &str = "/bin/bash";
 
+/// A login shell: an absolute path that cannot break a passwd line.
 fn validate_shell(shell: &str) -> ApiResult<()> {
     let ok = shell.starts_with('/') && shell.len() <= 256 && !shell.contains(['\0', ':', '\n']);
     if ok {
@@ -32,9 +33,7 @@ pub async fn list(
     State(state): State<AppState>,
     Project(project): Project,
 ) -> ApiResult<Json<Vec<UserView>>> {
-    Ok(Json(
-        state.with_store(move |s| s.list_users(&project)).await?,
-    ))
+    Ok(Json(state.backend.list_users(project).await?))
 }
 
 /// Adds a user: the next UID from 20000, GID = UID, home /home/<name>, shell /bin/bash.
@@ -49,9 +48,7 @@ pub async fn create(
     validate_user_name(&req.name)?;
     let shell = req.shell.unwrap_or_else(|| DEFAULT_SHELL.to_owned());
     validate_shell(&shell)?;
-    let user = state
-        .with_store(move |s| s.create_user(&project, &req.name, &shell))
-        .await?;
+    let user = state.backend.create_user(project, req.name, shell).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -68,7 +65,8 @@ pub async fn update(
     validate_shell(&req.shell)?;
     Ok(Json(
         state
-            .with_store(move |s| s.update_user(&named.project, &named.name, &req.shell))
+            .backend
+            .update_user(named.project, named.name, req.shell)
             .await?,
     ))
 }
@@ -79,8 +77,6 @@ pub async fn update(
     responses((status = 204), (status = 400, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, named: Named) -> ApiResult<StatusCode> {
     validate_user_name(&named.name)?;
-    state
-        .with_store(move |s| s.delete_user(&named.project, &named.name))
-        .await?;
+    state.backend.delete_user(named.project, named.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,256 @@
+//! The embedded backend: objects in SQLite, storage in this machine's btrfs pool.
+
+use std::sync::Arc;
+
+use forkr_crds::{BoxResource, DataVolume, DataVolumeSpec};
+use forkr_node_agent::Pool;
+use forkr_node_agent::volumes::VolumeInfo;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use super::{Backend, BoxFuture};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{Scope, Store, StoreError};
+use crate::wire::{BaseDetailsView, BaseSummaryView, BaseVersionView, UserView, VolumeView};
+
+const VOLUME: &str = "DataVolume";
+const BOX: &str = "Box";
+
+pub struct LocalBackend {
+    store: Arc<Store>,
+    pool: Arc<Pool>,
+}
+
+impl LocalBackend {
+    pub fn new(store: Store, pool: Pool) -> LocalBackend {
+        LocalBackend {
+            store: Arc::new(store),
+            pool: Arc::new(pool),
+        }
+    }
+
+    /// Runs a blocking pool operation (btrfs ioctls, file walks) off the async workers.
+    async fn pool<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Pool) -> forkr_node_agent::Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || f(&pool))
+            .await
+            .map_err(|e| ApiError::internal(format!("pool task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs a store operation off the async workers: SQLite may wait on its lock.
+    async fn store<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    async fn volume_info(&self, project: &str, name: &str) -> ApiResult<Option<VolumeInfo>> {
+        let (p, n) = (project.to_owned(), name.to_owned());
+        self.pool(move |pool| {
+            pool.list_volumes(&p)
+                .map(|v| v.into_iter().find(|i| i.name == n))
+        })
+        .await
+    }
+}
+
+fn volume_view(project: &str, info: &VolumeInfo, obj: Option<&DataVolume>) -> VolumeView {
+    VolumeView {
+        name: info.name.clone(),
+        project: project.to_owned(),
+        size: info.size,
+        limit: obj.and_then(|o| o.spec.size.as_ref()).map(|q| q.0.clone()),
+        created: info.created.clone(),
+    }
+}
+
+impl Backend for LocalBackend {
+    fn ready(&self) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(async move {
+            self.store(|s| s.token_scope("readyz-probe").map(drop))
+                .await?;
+            self.pool(|p| p.list_bases().map(drop)).await
+        })
+    }
+
+    fn token_scope(&self, hash: String) -> BoxFuture<'_, ApiResult<Option<Scope>>> {
+        Box::pin(self.store(move |s| s.token_scope(&hash)))
+    }
+
+    fn list_users(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<UserView>>> {
+        Box::pin(self.store(move |s| s.list_users(&project)))
+    }
+
+    fn create_user(
+        &self,
+        project: String,
+        name: String,
+        shell: String,
+    ) -> BoxFuture<'_, ApiResult<UserView>> {
+        Box::pin(self.store(move |s| s.create_user(&project, &name, &shell)))
+    }
+
+    fn update_user(
+        &self,
+        project: String,
+        name: String,
+        shell: String,
+    ) -> BoxFuture<'_, ApiResult<UserView>> {
+        Box::pin(self.store(move |s| s.update_user(&project, &name, &shell)))
+    }
+
+    fn delete_user(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(self.store(move |s| s.delete_user(&project, &name).map(drop)))
+    }
+
+    fn list_volumes(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<VolumeView>>> {
+        Box::pin(async move {
+            let p = project.clone();
+            let infos = self.pool(move |pool| pool.list_volumes(&p)).await?;
+            let p = project.clone();
+            let objects: Vec<DataVolume> = self.store(move |s| s.list(VOLUME, &p)).await?;
+            Ok(infos
+                .iter()
+                .map(|info| {
+                    let obj = objects
+                        .iter()
+                        .find(|o| o.metadata.name.as_deref() == Some(info.name.as_str()));
+                    volume_view(&project, info, obj)
+                })
+                .collect())
+        })
+    }
+
+    fn create_volume(
+        &self,
+        project: String,
+        name: String,
+        limit: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<VolumeView>> {
+        Box::pin(async move {
+            let mut obj = DataVolume::new(
+                &name,
+                DataVolumeSpec {
+                    size: limit.map(Quantity),
+                    ..Default::default()
+                },
+            );
+            obj.metadata.namespace = Some(project.clone());
+            obj.validate()?;
+            let (p, n) = (project.clone(), name.clone());
+            if self
+                .store(move |s| s.get::<DataVolume>(VOLUME, &p, &n))
+                .await?
+                .is_some()
+            {
+                return Err(ApiError::conflict(
+                    "already_exists",
+                    format!("data volume {name:?} already exists"),
+                ));
+            }
+            // The pool step is idempotent, so a create that died after it is finished by a retry.
+            let (p, n) = (project.clone(), name.clone());
+            self.pool(move |pool| pool.create_volume(&p, &n)).await?;
+            let (p, n, o) = (project.clone(), name.clone(), obj.clone());
+            self.store(move |s| s.insert(VOLUME, &p, &n, &o)).await?;
+            let info = self
+                .volume_info(&project, &name)
+                .await?
+                .ok_or_else(|| ApiError::internal("volume vanished after create"))?;
+            Ok(volume_view(&project, &info, Some(&obj)))
+        })
+    }
+
+    fn show_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<VolumeView>> {
+        Box::pin(async move {
+            let info = self
+                .volume_info(&project, &name)
+                .await?
+                .ok_or_else(|| ApiError::not_found("data volume", &name))?;
+            let (p, n) = (project.clone(), name.clone());
+            let obj: Option<DataVolume> = self.store(move |s| s.get(VOLUME, &p, &n)).await?;
+            Ok(volume_view(&project, &info, obj.as_ref()))
+        })
+    }
+
+    fn delete_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(async move {
+            let p = project.clone();
+            let boxes: Vec<BoxResource> = self.store(move |s| s.list(BOX, &p)).await?;
+            let users: Vec<String> = boxes
+                .iter()
+                .filter(|b| b.spec.data.iter().any(|m| m.volume == name))
+                .filter_map(|b| b.metadata.name.clone())
+                .collect();
+            if !users.is_empty() {
+                return Err(ApiError::conflict(
+                    "volume_in_use",
+                    format!("data volume {name:?} is mounted by {}", users.join(", ")),
+                ));
+            }
+            let (p, n) = (project.clone(), name.clone());
+            self.pool(move |pool| pool.delete_volume(&p, &n)).await?;
+            self.store(move |s| s.remove(VOLUME, &project, &name).map(drop))
+                .await
+        })
+    }
+
+    fn list_bases(&self) -> BoxFuture<'_, ApiResult<Vec<BaseSummaryView>>> {
+        Box::pin(async move {
+            let bases = self.pool(|pool| pool.list_bases()).await?;
+            Ok(bases
+                .into_iter()
+                .map(|b| BaseSummaryView {
+                    name: b.name,
+                    version: b.version,
+                    size: b.size,
+                    created: b.created,
+                })
+                .collect())
+        })
+    }
+
+    fn show_base(
+        &self,
+        name: String,
+        tag: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<BaseDetailsView>> {
+        Box::pin(async move {
+            let d = self
+                .pool(move |pool| pool.show_base(&name, tag.as_deref()))
+                .await?;
+            Ok(BaseDetailsView {
+                name: d.name,
+                latest: d.latest,
+                version_count: d.version_count,
+                versions: d
+                    .versions
+                    .into_iter()
+                    .map(|v| BaseVersionView {
+                        version: v.version,
+                        kind: v.kind,
+                        tag: v.tag,
+                        builder: v.builder,
+                        parent: v.parent,
+                        size: v.size,
+                        created: v.created,
+                    })
+                    .collect(),
+            })
+        })
+    }
+
+    fn delete_base(&self, name: String) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(self.pool(move |pool| pool.delete_base(&name)))
+    }
+}

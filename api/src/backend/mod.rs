@@ -1,0 +1,57 @@
+//! The seam between the HTTP surface and where state lives. `local` keeps it in SQLite and the
+//! node agent's pool on this machine; a `kube` backend will write the same objects as custom
+//! resources. Routes and wire types do not change between the two.
+
+pub mod local;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::ApiResult;
+use crate::store::Scope;
+use crate::wire::{BaseDetailsView, BaseSummaryView, UserView, VolumeView};
+
+/// A boxed future, so that the trait can be used as `dyn Backend`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything the routes need. Inputs are validated by the routes before they get here; a
+/// backend still refuses what its own state forbids (a name taken, a volume in use).
+pub trait Backend: Send + Sync + 'static {
+    /// Whether the backend can serve (its store and storage answer).
+    fn ready(&self) -> BoxFuture<'_, ApiResult<()>>;
+    /// The scope of the token with this sha256, if it exists.
+    fn token_scope(&self, hash: String) -> BoxFuture<'_, ApiResult<Option<Scope>>>;
+
+    fn list_users(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<UserView>>>;
+    fn create_user(
+        &self,
+        project: String,
+        name: String,
+        shell: String,
+    ) -> BoxFuture<'_, ApiResult<UserView>>;
+    fn update_user(
+        &self,
+        project: String,
+        name: String,
+        shell: String,
+    ) -> BoxFuture<'_, ApiResult<UserView>>;
+    fn delete_user(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>>;
+
+    fn list_volumes(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<VolumeView>>>;
+    fn create_volume(
+        &self,
+        project: String,
+        name: String,
+        limit: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<VolumeView>>;
+    fn show_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<VolumeView>>;
+    fn delete_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>>;
+
+    fn list_bases(&self) -> BoxFuture<'_, ApiResult<Vec<BaseSummaryView>>>;
+    fn show_base(
+        &self,
+        name: String,
+        tag: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<BaseDetailsView>>;
+    fn delete_base(&self, name: String) -> BoxFuture<'_, ApiResult<()>>;
+}
