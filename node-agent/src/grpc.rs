@@ -16,6 +16,7 @@ use crate::checkpoint::{Shelf, Subject};
 use crate::diff::{Change, Strategy};
 use crate::error::Error;
 use crate::import::ImportOptions;
+use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::sys;
 
@@ -96,6 +97,7 @@ impl Interceptor for BearerToken {
 /// The `Storage` service over one pool.
 pub struct StorageService {
     pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
     /// Presented to peer agents when pulling bases: the agents of one cluster share the token.
     peer_token: BearerToken,
 }
@@ -109,10 +111,26 @@ pub fn service(
     tonic::service::interceptor::InterceptedService<StorageServer<StorageService>, TokenAuth>,
     Error,
 > {
+    service_with_metrics(pool, token, Arc::default())
+}
+
+/// `service`, recording into a shared metrics registry.
+pub fn service_with_metrics(
+    pool: Arc<Pool>,
+    token: &str,
+    metrics: Arc<Metrics>,
+) -> Result<
+    tonic::service::interceptor::InterceptedService<StorageServer<StorageService>, TokenAuth>,
+    Error,
+> {
     let peer_token = BearerToken::new(token)
         .map_err(|_| Error::InvalidArgument("the agent token must be visible ASCII".into()))?;
     Ok(StorageServer::with_interceptor(
-        StorageService { pool, peer_token },
+        StorageService {
+            pool,
+            metrics,
+            peer_token,
+        },
         TokenAuth::new(token),
     ))
 }
@@ -120,23 +138,25 @@ pub fn service(
 /// Serves on a TCP address until `shutdown` resolves.
 pub async fn serve_tcp(
     pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
     token: &str,
     addr: SocketAddr,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_tcp_listener(pool, token, listener, shutdown).await
+    serve_tcp_listener(pool, metrics, token, listener, shutdown).await
 }
 
 /// Serves on an already bound TCP listener (lets callers pick port 0).
 pub async fn serve_tcp_listener(
     pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
     token: &str,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
-        .add_service(service(pool, token)?)
+        .add_service(service_with_metrics(pool, token, metrics)?)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
@@ -145,6 +165,7 @@ pub async fn serve_tcp_listener(
 /// Serves on a Unix socket (replacing a stale one), readable by root only, until `shutdown`.
 pub async fn serve_unix(
     pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
     token: &str,
     path: &Path,
     shutdown: impl Future<Output = ()>,
@@ -159,22 +180,27 @@ pub async fn serve_unix(
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     tonic::transport::Server::builder()
-        .add_service(service(pool, token)?)
+        .add_service(service_with_metrics(pool, token, metrics)?)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
 }
 
 impl StorageService {
+    /// Runs a pool call on the blocking pool and records it under `op`.
     async fn blocking<T: Send + 'static>(
         &self,
+        op: &'static str,
         f: impl FnOnce(&Pool) -> crate::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || f(&pool))
+        let start = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || f(&pool))
             .await
-            .map_err(|e| Status::internal(format!("agent task failed: {e}")))?
-            .map_err(to_status)
+            .map_err(|e| Status::internal(format!("agent task failed: {e}")))?;
+        let outcome = result.as_ref().map_or_else(Error::label, |_| "ok");
+        self.metrics.record(op, outcome, start.elapsed());
+        result.map_err(to_status)
     }
 }
 
@@ -269,7 +295,9 @@ impl Storage for StorageService {
     ) -> Result<Response<proto::Root>, Status> {
         let r = req.into_inner();
         let msg = self
-            .blocking(move |p| Ok(root_msg(p, p.create_root(&r.project, &r.r#box, &r.base)?)))
+            .blocking("create_root", move |p| {
+                Ok(root_msg(p, p.create_root(&r.project, &r.r#box, &r.base)?))
+            })
             .await?;
         Ok(Response::new(msg))
     }
@@ -280,7 +308,7 @@ impl Storage for StorageService {
     ) -> Result<Response<proto::Root>, Status> {
         let r = req.into_inner();
         let msg = self
-            .blocking(move |p| {
+            .blocking("fork_root", move |p| {
                 let info = p.fork_root(
                     &r.from_project,
                     &r.from_box,
@@ -299,7 +327,7 @@ impl Storage for StorageService {
         req: Request<proto::RootRef>,
     ) -> Result<Response<proto::Empty>, Status> {
         let r = req.into_inner();
-        self.blocking(move |p| p.delete_root(&r.project, &r.r#box))
+        self.blocking("delete_root", move |p| p.delete_root(&r.project, &r.r#box))
             .await?;
         Ok(Response::new(proto::Empty {}))
     }
@@ -310,7 +338,7 @@ impl Storage for StorageService {
     ) -> Result<Response<proto::ListRootsResponse>, Status> {
         let r = req.into_inner();
         let roots = self
-            .blocking(move |p| {
+            .blocking("list_roots", move |p| {
                 Ok(p.list_roots(&r.project)?
                     .into_iter()
                     .map(|i| root_msg(p, i))
@@ -329,7 +357,7 @@ impl Storage for StorageService {
         let sh = shelf(r.shelf)?;
         let (name, desc, rid) = (opt(r.name), opt(r.description), opt(r.request_id));
         let cp = self
-            .blocking(move |p| {
+            .blocking("create_checkpoint", move |p| {
                 let s = target.subject();
                 let made =
                     p.create_checkpoint(s, sh, name.as_deref(), desc.as_deref(), rid.as_deref())?;
@@ -352,7 +380,9 @@ impl Storage for StorageService {
         let target = OwnedTarget::parse(r.target)?;
         let sh = shelf(r.shelf)?;
         let list = self
-            .blocking(move |p| p.list_checkpoints(target.subject(), sh))
+            .blocking("list_checkpoints", move |p| {
+                p.list_checkpoints(target.subject(), sh)
+            })
             .await?;
         let checkpoints = list
             .into_iter()
@@ -375,8 +405,10 @@ impl Storage for StorageService {
         let r = req.into_inner();
         let target = OwnedTarget::parse(r.target)?;
         let sh = shelf(r.shelf)?;
-        self.blocking(move |p| p.restore_checkpoint(target.subject(), sh, &r.name))
-            .await?;
+        self.blocking("restore_checkpoint", move |p| {
+            p.restore_checkpoint(target.subject(), sh, &r.name)
+        })
+        .await?;
         Ok(Response::new(proto::Empty {}))
     }
 
@@ -387,8 +419,10 @@ impl Storage for StorageService {
         let r = req.into_inner();
         let target = OwnedTarget::parse(r.target)?;
         let sh = shelf(r.shelf)?;
-        self.blocking(move |p| p.delete_checkpoint(target.subject(), sh, &r.name))
-            .await?;
+        self.blocking("delete_checkpoint", move |p| {
+            p.delete_checkpoint(target.subject(), sh, &r.name)
+        })
+        .await?;
         Ok(Response::new(proto::Empty {}))
     }
 
@@ -399,7 +433,7 @@ impl Storage for StorageService {
         let r = req.into_inner();
         let against = opt(r.against);
         let report = self
-            .blocking(move |p| {
+            .blocking("diff_status", move |p| {
                 p.diff_status(&r.project, &r.r#box, against.as_deref(), Strategy::Auto)
             })
             .await?;
@@ -430,7 +464,9 @@ impl Storage for StorageService {
         let r = req.into_inner();
         let against = opt(r.against);
         let d = self
-            .blocking(move |p| p.diff_file(&r.project, &r.r#box, &r.path, against.as_deref()))
+            .blocking("diff_file", move |p| {
+                p.diff_file(&r.project, &r.r#box, &r.path, against.as_deref())
+            })
             .await?;
         Ok(Response::new(proto::DiffFileResponse {
             against: d.against,
@@ -484,7 +520,7 @@ impl Storage for StorageService {
         let name = header.name;
         let name2 = name.clone();
         let version = self
-            .blocking(move |p| {
+            .blocking("import_base", move |p| {
                 p.import_base(
                     &name2,
                     ChunkReader {
@@ -507,7 +543,9 @@ impl Storage for StorageService {
         let name = r.name.clone();
         let rid = opt(r.request_id);
         let version = self
-            .blocking(move |p| p.save_base(&r.name, &r.project, &r.r#box, rid.as_deref()))
+            .blocking("save_base", move |p| {
+                p.save_base(&r.name, &r.project, &r.r#box, rid.as_deref())
+            })
             .await?;
         Ok(Response::new(proto::BaseVersionRef { name, version }))
     }
@@ -516,7 +554,7 @@ impl Storage for StorageService {
         &self,
         _req: Request<proto::Empty>,
     ) -> Result<Response<proto::ListBasesResponse>, Status> {
-        let list = self.blocking(|p| p.list_bases()).await?;
+        let list = self.blocking("list_bases", |p| p.list_bases()).await?;
         let bases = list
             .into_iter()
             .map(|b| proto::BaseSummary {
@@ -536,7 +574,7 @@ impl Storage for StorageService {
         let r = req.into_inner();
         let tag = opt(r.tag);
         let d = self
-            .blocking(move |p| p.show_base(&r.name, tag.as_deref()))
+            .blocking("show_base", move |p| p.show_base(&r.name, tag.as_deref()))
             .await?;
         Ok(Response::new(proto::ShowBaseResponse {
             name: d.name,
@@ -563,7 +601,8 @@ impl Storage for StorageService {
         req: Request<proto::DeleteBaseRequest>,
     ) -> Result<Response<proto::Empty>, Status> {
         let r = req.into_inner();
-        self.blocking(move |p| p.delete_base(&r.name)).await?;
+        self.blocking("delete_base", move |p| p.delete_base(&r.name))
+            .await?;
         Ok(Response::new(proto::Empty {}))
     }
 
@@ -572,8 +611,10 @@ impl Storage for StorageService {
         req: Request<proto::VolumeRef>,
     ) -> Result<Response<proto::Empty>, Status> {
         let r = req.into_inner();
-        self.blocking(move |p| p.create_volume(&r.project, &r.volume))
-            .await?;
+        self.blocking("create_volume", move |p| {
+            p.create_volume(&r.project, &r.volume)
+        })
+        .await?;
         Ok(Response::new(proto::Empty {}))
     }
 
@@ -582,8 +623,10 @@ impl Storage for StorageService {
         req: Request<proto::VolumeRef>,
     ) -> Result<Response<proto::Empty>, Status> {
         let r = req.into_inner();
-        self.blocking(move |p| p.delete_volume(&r.project, &r.volume))
-            .await?;
+        self.blocking("delete_volume", move |p| {
+            p.delete_volume(&r.project, &r.volume)
+        })
+        .await?;
         Ok(Response::new(proto::Empty {}))
     }
 
@@ -592,7 +635,9 @@ impl Storage for StorageService {
         req: Request<proto::ListVolumesRequest>,
     ) -> Result<Response<proto::ListVolumesResponse>, Status> {
         let r = req.into_inner();
-        let list = self.blocking(move |p| p.list_volumes(&r.project)).await?;
+        let list = self
+            .blocking("list_volumes", move |p| p.list_volumes(&r.project))
+            .await?;
         let volumes = list
             .into_iter()
             .map(|v| proto::VolumeInfo {
@@ -621,7 +666,7 @@ impl Storage for StorageService {
         let r = req.into_inner();
         let parent = opt(r.parent);
         let (source, parent): (PathBuf, Option<PathBuf>) = self
-            .blocking(move |p| {
+            .blocking("export_base", move |p| {
                 let parent = parent.map(|v| p.base_path(&v)).transpose()?;
                 Ok((p.base_path(&r.version)?, parent))
             })
@@ -678,8 +723,10 @@ impl StorageService {
             .ok_or_else(|| Status::not_found(format!("peer has no base {version:?}")))?;
         let exists = {
             let v = row.version.clone();
-            self.blocking(move |p| Ok(p.resolve_base(&v).is_ok_and(|r| r == v)))
-                .await?
+            self.blocking("pull_base_lookup", move |p| {
+                Ok(p.resolve_base(&v).is_ok_and(|r| r == v))
+            })
+            .await?
         };
         if exists {
             return Ok(proto::PullBaseResponse {
@@ -692,8 +739,10 @@ impl StorageService {
             true => None,
             false => {
                 let parent = row.parent.clone();
-                self.blocking(move |p| Ok(p.resolve_base(&parent).ok().filter(|r| *r == parent)))
-                    .await?
+                self.blocking("pull_base_lookup", move |p| {
+                    Ok(p.resolve_base(&parent).ok().filter(|r| *r == parent))
+                })
+                .await?
             }
         };
         let info = crate::receive::ReceivedVersion {
@@ -764,7 +813,7 @@ impl StorageService {
             }
         });
         let info = info.clone();
-        self.blocking(move |p| {
+        self.blocking("receive_base", move |p| {
             p.receive_base(
                 &info,
                 parent.as_deref(),

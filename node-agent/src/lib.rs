@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod import;
 pub mod loopback;
 pub mod meta;
+pub mod metrics;
 pub mod names;
 pub mod pool;
 pub mod receive;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use forkr_node_agent::loopback::Loopback;
+use forkr_node_agent::metrics::{self, Metrics};
 use forkr_node_agent::{Pool, grpc, sys};
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,9 @@ struct Args {
     /// File holding the bearer token every caller must present.
     #[arg(long, env = "FORKR_AGENT_TOKEN_FILE")]
     token_file: PathBuf,
+    /// Serve Prometheus metrics at http://<addr>/metrics, e.g. 0.0.0.0:9464.
+    #[arg(long, env = "FORKR_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Log as JSON lines (for clusters).
     #[arg(long, env = "FORKR_LOG_JSON")]
     log_json: bool,
@@ -82,10 +86,27 @@ async fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     };
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    let unix = grpc::serve_unix(pool.clone(), &token, &args.socket, shutdown.clone());
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tokio::spawn(metrics::serve(metrics.clone(), listener, shutdown.clone()));
+    }
+    let unix = grpc::serve_unix(
+        pool.clone(),
+        metrics.clone(),
+        &token,
+        &args.socket,
+        shutdown.clone(),
+    );
     match args.listen {
         Some(addr) => {
-            let tcp = grpc::serve_tcp(pool.clone(), &token, addr, shutdown.clone());
+            let tcp = grpc::serve_tcp(
+                pool.clone(),
+                metrics.clone(),
+                &token,
+                addr,
+                shutdown.clone(),
+            );
             tokio::try_join!(unix, tcp)?;
         }
         None => unix.await?,

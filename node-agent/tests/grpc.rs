@@ -12,6 +12,7 @@ use forkr_node_agent::grpc::proto::storage_client::StorageClient;
 use forkr_node_agent::grpc::proto::{self, import_base_chunk::Part, target::Kind};
 use forkr_node_agent::grpc::{self, BearerToken};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Server};
@@ -357,7 +358,7 @@ async fn serves_over_a_unix_socket_and_tcp() {
     let server = {
         let (pool, sock) = (pool.clone(), sock.clone());
         tokio::spawn(async move {
-            grpc::serve_unix(pool, TOKEN, &sock, async {
+            grpc::serve_unix(pool, Arc::default(), TOKEN, &sock, async {
                 let _ = stop_rx.await;
             })
             .await
@@ -365,8 +366,10 @@ async fn serves_over_a_unix_socket_and_tcp() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let metrics = Arc::new(forkr_node_agent::metrics::Metrics::default());
     tokio::spawn(grpc::serve_tcp_listener(
         pool,
+        metrics.clone(),
         TOKEN,
         listener,
         std::future::pending(),
@@ -423,6 +426,35 @@ async fn serves_over_a_unix_socket_and_tcp() {
             .unwrap_err()
             .code(),
         Code::Unauthenticated
+    );
+    let missing = proto::CreateRootRequest {
+        project: "p".into(),
+        r#box: "x".into(),
+        base: "nope".into(),
+    };
+    c.create_root(missing).await.unwrap_err();
+
+    // The TCP server's operations show up on the metrics endpoint.
+    let ml = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let maddr = ml.local_addr().unwrap();
+    tokio::spawn(forkr_node_agent::metrics::serve(
+        metrics,
+        ml,
+        std::future::pending(),
+    ));
+    let mut conn = tokio::net::TcpStream::connect(maddr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await.unwrap();
+    assert!(
+        body.contains("forkr_agent_operations_total{op=\"list_bases\",outcome=\"ok\"} 1\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("forkr_agent_operations_total{op=\"create_root\",outcome=\"not_found\"} 1\n"),
+        "{body}"
     );
 
     let _ = stop_tx.send(());

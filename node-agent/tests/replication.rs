@@ -25,6 +25,7 @@ async fn serve(t: &TestPool) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(grpc::serve_tcp_listener(
         pool,
+        Arc::default(),
         TOKEN,
         listener,
         std::future::pending(),
