@@ -4,17 +4,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use forkr_crds::validation::{ValidationError, ValidationErrors};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-/// The body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// A stable machine code, e.g. `fork_running`, `no_updates`, `invalid_name`.
-    pub error: String,
-    /// The human-readable message, as 4kr prints it.
-    pub message: String,
-}
+pub use crate::wire::ErrorBody;
 
 /// An error with its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

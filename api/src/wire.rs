@@ -6,6 +6,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The body of every error response: `{"error": code, "message": text}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable machine code, e.g. `fork_running`, `no_updates`, `invalid_name`.
+    pub error: String,
+    /// The human-readable message, as 4kr prints it.
+    pub message: String,
+}
+
 /// `GET /healthz`, `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {

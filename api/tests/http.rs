@@ -40,7 +40,7 @@ impl Server {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, forkr_api::routes::app(state)).await });
+        tokio::spawn(forkr_api::routes::serve(listener, state));
         Server {
             base: format!("http://{addr}"),
             admin,

@@ -77,3 +77,8 @@ pub fn app(state: AppState) -> Router {
         }),
     )
 }
+
+/// Serves the application on `listener` until the future ends (tests, embedding).
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).await
+}

@@ -1,0 +1,249 @@
+//! The typed client of the REST API: what 4kr uses. Every method sends and returns the types of
+//! [`crate::wire`], so a change on the server is a compile error here.
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::wire::*;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body: its message is shown to users as it is.
+    #[error("{message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered something that is not the API.
+    #[error("unexpected answer from the server ({status}): {detail}")]
+    Unexpected { status: u16, detail: String },
+}
+
+impl ClientError {
+    /// The API's error code, when the server sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+pub type ClientResult<T> = Result<T, ClientError>;
+
+/// A connection to one forkr-api.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// Path segments are validated names, but encode them anyway: a client must never let a value
+/// change the shape of the URL.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// `insecure` accepts any TLS certificate (FORKR_INSECURE, for local and test deployments).
+    pub fn new(base_url: &str, token: Option<String>, insecure: bool) -> ClientResult<Client> {
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(insecure)
+            .user_agent(concat!("4kr/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                url: base_url.to_owned(),
+                source,
+            })?;
+        Ok(Client {
+            base: base_url.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> ClientResult<T> {
+        let bytes = self.send_raw(method, path, body).await?;
+        let text = if bytes.is_empty() {
+            "null".as_bytes()
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(text).map_err(|e| ClientError::Unexpected {
+            status: 200,
+            detail: e.to_string(),
+        })
+    }
+
+    async fn send_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> ClientResult<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?.to_vec();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => ClientError::Api {
+                status: status.as_u16(),
+                code: e.error,
+                message: e.message,
+            },
+            Err(_) => ClientError::Unexpected {
+                status: status.as_u16(),
+                detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            },
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> ClientResult<T> {
+        self.send::<(), T>(Method::GET, path, None).await
+    }
+
+    async fn delete(&self, path: &str) -> ClientResult<()> {
+        self.send_raw::<()>(Method::DELETE, path, None)
+            .await
+            .map(drop)
+    }
+
+    fn project(project: &str) -> String {
+        format!("/v1/projects/{}", seg(project))
+    }
+
+    pub async fn health(&self) -> ClientResult<Health> {
+        self.get("/healthz").await
+    }
+
+    pub async fn list_users(&self, project: &str) -> ClientResult<Vec<UserView>> {
+        self.get(&format!("{}/users", Self::project(project))).await
+    }
+
+    pub async fn create_user(&self, project: &str, req: &CreateUser) -> ClientResult<UserView> {
+        self.send(
+            Method::POST,
+            &format!("{}/users", Self::project(project)),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn update_user(
+        &self,
+        project: &str,
+        name: &str,
+        req: &UpdateUser,
+    ) -> ClientResult<UserView> {
+        self.send(
+            Method::PATCH,
+            &format!("{}/users/{}", Self::project(project), seg(name)),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn delete_user(&self, project: &str, name: &str) -> ClientResult<()> {
+        self.delete(&format!("{}/users/{}", Self::project(project), seg(name)))
+            .await
+    }
+
+    pub async fn list_volumes(&self, project: &str) -> ClientResult<Vec<VolumeView>> {
+        self.get(&format!("{}/volumes", Self::project(project)))
+            .await
+    }
+
+    pub async fn create_volume(
+        &self,
+        project: &str,
+        req: &CreateVolume,
+    ) -> ClientResult<VolumeView> {
+        self.send(
+            Method::POST,
+            &format!("{}/volumes", Self::project(project)),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn show_volume(&self, project: &str, name: &str) -> ClientResult<VolumeView> {
+        self.get(&format!("{}/volumes/{}", Self::project(project), seg(name)))
+            .await
+    }
+
+    pub async fn delete_volume(&self, project: &str, name: &str) -> ClientResult<()> {
+        self.delete(&format!("{}/volumes/{}", Self::project(project), seg(name)))
+            .await
+    }
+
+    pub async fn list_bases(&self, project: &str) -> ClientResult<Vec<BaseSummaryView>> {
+        self.get(&format!("{}/bases", Self::project(project))).await
+    }
+
+    pub async fn show_base(
+        &self,
+        project: &str,
+        name: &str,
+        tag: Option<&str>,
+    ) -> ClientResult<BaseDetailsView> {
+        let query = tag.map(|t| format!("?tag={}", seg(t))).unwrap_or_default();
+        self.get(&format!(
+            "{}/bases/{}{query}",
+            Self::project(project),
+            seg(name)
+        ))
+        .await
+    }
+
+    pub async fn delete_base(&self, project: &str, name: &str) -> ClientResult<()> {
+        self.delete(&format!("{}/bases/{}", Self::project(project), seg(name)))
+            .await
+    }
+}
+
+/// True for a 404 from the API.
+pub fn is_not_found(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status, .. } if *status == StatusCode::NOT_FOUND.as_u16())
+}

@@ -1,0 +1,256 @@
+//! `4kr` as a user runs it: the real binary against a real forkr-api on a socket, backed by
+//! SQLite and a loopback btrfs pool.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use forkr_api::auth::issue_token;
+use forkr_api::backend::local::LocalBackend;
+use forkr_api::state::{AppState, Config};
+use forkr_api::store::{Scope, Store};
+use forkr_node_agent::Pool;
+use forkr_node_agent::loopback::Loopback;
+use serde_json::Value;
+
+struct Env {
+    url: String,
+    token: String,
+    setup: tempfile::TempDir,
+    cwd: tempfile::TempDir,
+    _pool: Loopback,
+    _db: tempfile::TempDir,
+}
+
+async fn server() -> Env {
+    let pool = Loopback::scratch(1 << 30).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let store = Store::open(&db.path().join("forkr.db")).unwrap();
+    let token = issue_token(&store, "cli", &Scope::Admin).unwrap();
+    let state = AppState {
+        backend: Arc::new(LocalBackend::new(store, Pool::open(pool.path()).unwrap())),
+        config: Arc::new(Config {
+            domain: "forkr.test".into(),
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(forkr_api::routes::serve(listener, state));
+    Env {
+        url,
+        token,
+        setup: tempfile::tempdir().unwrap(),
+        cwd: tempfile::tempdir().unwrap(),
+        _pool: pool,
+        _db: db,
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Env {
+    /// Runs 4kr with a clean environment: only what a test gives, plus the target.
+    async fn run_with(&self, args: &[&str], extra: &[(&str, &str)], target: bool) -> Out {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_4kr"));
+        cmd.args(args)
+            .env_clear()
+            .current_dir(self.cwd.path())
+            .env("FORKR_SETUP_DIR", self.setup.path());
+        cmd.env("HOME", self.cwd.path())
+            .env("PATH", "/usr/bin:/bin");
+        if target {
+            cmd.env("FORKR_URL", &self.url)
+                .env("FORKR_TOKEN", &self.token);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Out {
+        self.run_with(args, &[], true).await
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert_eq!(out.code, 0, "4kr {args:?} failed: {}", out.stderr);
+        out.stdout
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_from_the_command_line() {
+    let e = server().await;
+    let created = e.ok(&["user", "create", "alice", "-p", "shop"]).await;
+    assert_eq!(
+        created,
+        "NAME   UID    GID    HOME         SHELL\nalice  20000  20000  /home/alice  /bin/bash\n"
+    );
+    let json: Value =
+        serde_json::from_str(&e.ok(&["user", "create", "bob", "-p", "shop", "-j"]).await).unwrap();
+    assert_eq!(json["uid"], 20001);
+    let listed: Value =
+        serde_json::from_str(&e.ok(&["user", "list", "--project", "shop", "--json"]).await)
+            .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    // The project comes from FORKR_PROJECT when -p is absent.
+    let out = e
+        .run_with(&["user", "list"], &[("FORKR_PROJECT", "shop")], true)
+        .await;
+    assert!(
+        out.stdout.contains("alice") && out.stdout.contains("bob"),
+        "{}",
+        out.stdout
+    );
+    // ... and is `default` outside a git repository.
+    assert_eq!(
+        e.ok(&["user", "list"]).await,
+        "NAME  UID  GID  HOME  SHELL\n"
+    );
+    let dup = e.run(&["user", "create", "alice", "-p", "shop"]).await;
+    assert_eq!(
+        (dup.code, dup.stderr.as_str()),
+        (1, "Error: user \"alice\" already exists\n")
+    );
+    let root = e.run(&["user", "create", "root", "-p", "shop"]).await;
+    assert_eq!(root.stderr, "Error: user name \"root\" is reserved\n");
+    assert_eq!(
+        e.ok(&["user", "delete", "bob", "-p", "shop"]).await,
+        "bob: deleted\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_volumes_and_a_partial_delete() {
+    let e = server().await;
+    let created = e
+        .ok(&["data", "create", "pgdata", "--size", "1Gi", "-p", "shop"])
+        .await;
+    assert!(created.starts_with("NAME    SIZE"), "{created}");
+    assert!(
+        created.contains("pgdata") && created.contains("1Gi"),
+        "{created}"
+    );
+    let listed: Value =
+        serde_json::from_str(&e.ok(&["data", "list", "-p", "shop", "-j"]).await).unwrap();
+    assert_eq!(listed[0]["name"], "pgdata");
+    let out = e
+        .run(&["data", "delete", "pgdata", "Bad_Name", "-p", "shop"])
+        .await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stdout,
+        "pgdata: deleted\nBad_Name: error: invalid data volume name \"Bad_Name\": use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit\n"
+    );
+    assert_eq!(
+        e.ok(&["data", "list", "-p", "shop"]).await,
+        "NAME  SIZE  LIMIT  CREATED\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bases_on_an_empty_pool() {
+    let e = server().await;
+    assert_eq!(
+        e.ok(&["base", "list"]).await,
+        "NAME  VERSION  SIZE  CREATED\n"
+    );
+    let missing = e.run(&["base", "show", "box-base"]).await;
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.starts_with("Error: "), "{}", missing.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn targets_profiles_and_config() {
+    let e = server().await;
+    // The documented error, word for word.
+    let out = e
+        .run_with(&["user", "list"], &[("FORKR_PROFILE", "staging")], false)
+        .await;
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            1,
+            "Error: profile \"staging\" is selected but FORKR_PROFILE_STAGING_URL is not set\n"
+        )
+    );
+    // A profile through its variables.
+    let profile = [
+        ("FORKR_PROFILE_STAGING_URL", e.url.as_str()),
+        ("FORKR_PROFILE_STAGING_TOKEN", e.token.as_str()),
+    ];
+    let out = e
+        .run_with(&["--profile", "staging", "user", "list"], &profile, false)
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The config file: set, get, list (token masked), path, profiles, unset.
+    let cfg = |args: &'static [&'static str]| e.run_with(args, &[], false);
+    assert_eq!(cfg(&["config", "set", "profile", "staging"]).await.code, 0);
+    assert_eq!(cfg(&["config", "get", "profile"]).await.stdout, "staging\n");
+    assert_eq!(
+        e.run_with(&["config", "path"], &[], false).await.stdout,
+        format!("{}\n", e.setup.path().join("config.yaml").display())
+    );
+    let out = e
+        .run_with(&["config", "set", "api_url", &e.url], &[], false)
+        .await;
+    assert_eq!(out.code, 0);
+    let out = e
+        .run_with(&["config", "set", "token", &e.token], &[], false)
+        .await;
+    assert_eq!(out.code, 0);
+    let listed = cfg(&["config", "list"]).await.stdout;
+    assert_eq!(
+        listed,
+        format!("api_url={}\nprofile=staging\ntoken=********\n", e.url)
+    );
+    // Now plain commands target the config's profile, with no variables at all.
+    let out = e.run_with(&["user", "list"], &[], false).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let profiles = cfg(&["config", "profiles"]).await.stdout;
+    assert_eq!(profiles, format!("* staging\t{}\n", e.url));
+    let bad = cfg(&["config", "set", "colour", "blue"]).await;
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr
+            .starts_with("Error: unknown config key \"colour\""),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(cfg(&["config", "unset", "profile"]).await.code, 0);
+    let unset = cfg(&["config", "get", "profile"]).await;
+    assert_eq!(unset.code, 1);
+    // With no target at all, the error says how to give one.
+    let out = e
+        .run_with(
+            &["data", "list"],
+            &[("FORKR_SETUP_DIR", "/nonexistent")],
+            false,
+        )
+        .await;
+    assert_eq!(
+        out.stderr,
+        "Error: no API URL: pass --url, select a profile (--profile or FORKR_PROFILE), or set FORKR_URL\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docs_prints_the_guide() {
+    let e = server().await;
+    let out = e.ok(&["docs"]).await;
+    assert!(out.starts_with("# Using forkr\n"));
+    assert_eq!(
+        out,
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/guide.md")).unwrap()
+    );
+}
