@@ -49,6 +49,19 @@ impl Loopback {
         Ok(lb)
     }
 
+    /// Makes sure `dir` is on btrfs, as local mode needs: when it is not, formats (once) a sparse
+    /// image `<dir>.img` of `size` bytes and mounts it at `dir`. Returns the mount to keep alive,
+    /// or `None` when `dir` already was on btrfs.
+    pub fn ensure_btrfs(dir: &Path, size: u64) -> Result<Option<Loopback>> {
+        std::fs::create_dir_all(dir).ctx("create", dir)?;
+        if sys::is_btrfs(dir)? {
+            return Ok(None);
+        }
+        let image = dir.with_extension("img");
+        tracing::info!(image = %image.display(), size, "pool directory is not on btrfs, mounting a loopback image");
+        Loopback::mount_image(&image, size, dir).map(Some)
+    }
+
     /// Where the filesystem is mounted.
     pub fn path(&self) -> &Path {
         &self.mountpoint

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::metrics::{self, Metrics};
-use forkr_node_agent::{Pool, grpc, sys};
+use forkr_node_agent::{Pool, grpc};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,15 +69,9 @@ async fn main() -> anyhow::Result<()> {
         args.token_file.display()
     );
 
-    std::fs::create_dir_all(&args.pool)
-        .with_context(|| format!("creating {}", args.pool.display()))?;
     let _loopback = match args.loopback_gib {
-        Some(gib) if !sys::is_btrfs(&args.pool)? => {
-            let image = args.pool.with_extension("img");
-            tracing::info!(image = %image.display(), gib, "pool is not on btrfs, mounting a loopback image");
-            Some(Loopback::mount_image(&image, gib << 30, &args.pool)?)
-        }
-        _ => None,
+        Some(gib) => Loopback::ensure_btrfs(&args.pool, gib << 30)?,
+        None => None,
     };
     let pool = Arc::new(Pool::open(&args.pool)?);
     tracing::info!(pool = %args.pool.display(), socket = %args.socket.display(), listen = ?args.listen, "serving");
