@@ -111,15 +111,11 @@ pub fn extract(reader: impl Read, dst: &Path) -> Result<()> {
         if path.components().all(|c| matches!(c, Component::CurDir)) {
             continue;
         }
-        let host = dst.join(&path);
-        if let Ok(md) = fs::symlink_metadata(&host)
-            && !md.is_dir()
-            && matches!(
-                kind,
-                EntryType::Link | EntryType::Char | EntryType::Block | EntryType::Fifo
-            )
-        {
-            fs::remove_file(&host).map_err(|e| bad_entry(&path, &e.to_string()))?;
+        if matches!(
+            kind,
+            EntryType::Link | EntryType::Char | EntryType::Block | EntryType::Fifo
+        ) {
+            remove_existing(dst, &path)?;
         }
         if matches!(kind, EntryType::Char | EntryType::Block | EntryType::Fifo) {
             make_special(&entry, dst, &path)?;
@@ -144,6 +140,23 @@ pub fn extract(reader: impl Read, dst: &Path) -> Result<()> {
             .map_err(|e| bad_entry(&path, &describe(&e)))?;
     }
     Ok(())
+}
+
+/// Removes a non-directory that a new entry replaces (hard links and nodes cannot overwrite).
+/// The parent is resolved inside the tree, never through a symlink to the host.
+fn remove_existing(dst: &Path, path: &Path) -> Result<()> {
+    let parent = Path::new("/").join(path.parent().unwrap_or(Path::new("")));
+    let (Some(host_parent), Some(name)) = (rootfs::resolve(dst, &parent, true)?, path.file_name())
+    else {
+        return Ok(());
+    };
+    let host = host_parent.join(name);
+    match fs::symlink_metadata(&host) {
+        Ok(md) if !md.is_dir() => {
+            fs::remove_file(&host).map_err(|e| bad_entry(path, &e.to_string()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn make_special<R: Read>(entry: &tar::Entry<'_, R>, dst: &Path, path: &Path) -> Result<()> {

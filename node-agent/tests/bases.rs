@@ -286,3 +286,35 @@ fn save_from_a_box_root_and_retry_with_request_id() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[test]
+fn a_layer_cannot_reach_the_host_through_a_parent_symlink() {
+    let t = TestPool::new();
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
+    fs::write(&victim, "keep me").unwrap();
+    let mut base = TarGz::new();
+    base.dir("usr/", 0o755)
+        .dir("usr/bin/", 0o755)
+        .file_owned("usr/bin/sh", &elf(62), 0o755, 0, 0);
+    base.link(EntryType::Symlink, "bin", "usr/bin");
+    base.link(
+        EntryType::Symlink,
+        "escape",
+        victim_dir.path().to_str().unwrap(),
+    );
+    base.file("etc-hostname", b"h");
+    import(&t, "parent", &base.finish(), None).unwrap();
+    for kind in [EntryType::Link, EntryType::Regular] {
+        let mut layer = TarGz::new();
+        if kind == EntryType::Link {
+            layer.link(EntryType::Link, "escape/victim", "etc-hostname");
+        } else {
+            layer.file("escape/victim", b"overwritten");
+        }
+        let err = import(&t, "child", &layer.finish(), Some("parent")).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+    assert!(t.debris().is_empty());
+}
