@@ -55,6 +55,21 @@ impl Target {
             .ok_or_else(|| bad(format!("command {} without path", c.kind)))?;
         self.host(&p)
     }
+
+    /// Like `path_attr` for commands that open or chmod their target, which would follow a
+    /// symlink the stream planted there. Only this receive writes to the staged tree, so the
+    /// check cannot be raced.
+    fn no_symlink_attr(&self, c: &Command, ty: u16) -> Result<PathBuf> {
+        let p = self.path_attr(c, ty)?;
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(bad(format!(
+                "command {} goes through symlink {}",
+                c.kind,
+                p.display()
+            )));
+        }
+        Ok(p)
+    }
 }
 
 fn io_bad(e: std::io::Error) -> Error {
@@ -122,7 +137,7 @@ fn apply(t: &Target, c: &Command) -> Result<()> {
             sys::remove_xattr(&p, name)?;
         }
         cmd::WRITE => {
-            let p = t.path_attr(c, attr::PATH)?;
+            let p = t.no_symlink_attr(c, attr::PATH)?;
             let off = c.u64(attr::FILE_OFFSET).map_err(io_bad)?;
             let data = c.attr(attr::DATA).unwrap_or_default();
             let f = OpenOptions::new().write(true).open(&p).ctx("open", &p)?;
@@ -130,7 +145,7 @@ fn apply(t: &Target, c: &Command) -> Result<()> {
         }
         cmd::CLONE => clone(t, c)?,
         cmd::TRUNCATE => {
-            let p = t.path_attr(c, attr::PATH)?;
+            let p = t.no_symlink_attr(c, attr::PATH)?;
             let size = c.u64(attr::SIZE).map_err(io_bad)?;
             OpenOptions::new()
                 .write(true)
@@ -139,7 +154,7 @@ fn apply(t: &Target, c: &Command) -> Result<()> {
                 .ctx("truncate", &p)?;
         }
         cmd::CHMOD => {
-            let p = t.path_attr(c, attr::PATH)?;
+            let p = t.no_symlink_attr(c, attr::PATH)?;
             let mode = c.u64(attr::MODE).map_err(io_bad)? as u32;
             fs::set_permissions(&p, fs::Permissions::from_mode(mode & 0o7777)).ctx("chmod", &p)?;
         }
@@ -167,7 +182,7 @@ fn apply(t: &Target, c: &Command) -> Result<()> {
 
 /// A clone reads from the tree being received or from the local parent.
 fn clone(t: &Target, c: &Command) -> Result<()> {
-    let dst = t.path_attr(c, attr::PATH)?;
+    let dst = t.no_symlink_attr(c, attr::PATH)?;
     let off = c.u64(attr::FILE_OFFSET).map_err(io_bad)?;
     let len = c.u64(attr::CLONE_LEN).map_err(io_bad)?;
     let src_off = c.u64(attr::CLONE_OFFSET).map_err(io_bad)?;
@@ -183,6 +198,12 @@ fn clone(t: &Target, c: &Command) -> Result<()> {
         .host(&src_rel)?,
         _ => t.host(&src_rel)?,
     };
+    if fs::symlink_metadata(&src).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(bad(format!(
+            "clone source {} is a symlink",
+            src_rel.display()
+        )));
+    }
     let s = File::open(&src).ctx("open", &src)?;
     let d = OpenOptions::new()
         .write(true)
