@@ -23,3 +23,8 @@ pub mod volumes;
 pub use checkpoint::{Shelf, Subject};
 pub use error::{Error, Result};
 pub use pool::Pool;
+pub mod oskit;
+pub mod runner;
+pub mod net;
+pub mod runtime;
+pub mod exec;

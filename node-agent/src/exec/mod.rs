@@ -1,0 +1,387 @@
+//! The exec engine, shared by local mode and Kubernetes mode: find the box's PID 1, then run a
+//! command in its namespaces, cgroups and root, the way `4kr exec`, `console`, `ps` and `logs`
+//! need (001, "exec"; 002, "Project users").
+//!
+//! Entering is done by `nsenter` (util-linux): joining a PID namespace takes a fork after
+//! setns, which nsenter does for us, and it keeps this crate free of fork-after-setns code in a
+//! multi-threaded process. The child runs `bash -lc` so /etc/profile.d applies.
+
+pub mod logs;
+pub mod session;
+pub mod users;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::oskit;
+use crate::runner::env::{BASE_PATH, single_quote};
+
+/// Where background execs write their output inside the box.
+pub const EXEC_LOG_DIR: &str = "/tmp/boxes/exec";
+
+/// A running box, by the host PID of its PID 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub pid1: i32,
+}
+
+/// A project user to run as: UID = GID, from the project's allocation (20000 and up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+}
+
+/// One exec as the API describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The command. Empty means an interactive login shell (console).
+    pub args: Vec<String>,
+    /// `--sh`: the args, joined by spaces, are one shell string.
+    pub sh: bool,
+    /// `--env KEY=VALUE`, applied last.
+    pub env: Vec<(String, String)>,
+    /// `--wd`.
+    pub wd: Option<String>,
+    /// `--user`.
+    pub user: Option<User>,
+}
+
+impl Target {
+    /// The box whose PID 1 is `pid1` on this host (from runc's state in local mode).
+    pub fn new(pid1: i32) -> Target {
+        Target { pid1 }
+    }
+
+    /// Kubernetes mode: finds the box's PID 1 among the node's processes. The runner puts
+    /// BOX_NAME and FORKR_PROJECT into PID 1's environment; every process of the box inherits
+    /// them, so PID 1 is the one whose parent does not carry them.
+    pub fn find_on_node(project: &str, name: &str) -> Result<Target> {
+        let want = [
+            format!("BOX_NAME={name}").into_bytes(),
+            format!("FORKR_PROJECT={project}").into_bytes(),
+        ];
+        let matches = |pid: i32| -> bool {
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                return false;
+            };
+            want.iter()
+                .all(|w| env.split(|b| *b == 0).any(|kv| kv == w.as_slice()))
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "tini" && matches(pid) && !matches(parent_of(pid)) {
+                found.push(pid);
+            }
+        }
+        match found.as_slice() {
+            [pid] => Ok(Target::new(*pid)),
+            [] => Err(Error::NotFound(format!(
+                "box {project}/{name} is not running on this node"
+            ))),
+            _ => Err(Error::FailedPrecondition(format!(
+                "box {project}/{name} has several PID 1 candidates on this node: {found:?}"
+            ))),
+        }
+    }
+
+    /// The box's root directory as its PID 1 sees it (mounts included).
+    pub fn root(&self) -> Result<OwnedFd> {
+        oskit::open_dir(Path::new(&format!("/proc/{}/root", self.pid1)))
+            .map_err(|_| Error::FailedPrecondition("the box is not running".into()))
+    }
+
+    /// PID 1's environment: the injected variables and the user's, as the runner set them.
+    pub fn box_env(&self) -> Vec<(String, String)> {
+        let raw = std::fs::read(format!("/proc/{}/environ", self.pid1)).unwrap_or_default();
+        raw.split(|b| *b == 0)
+            .filter_map(|kv| {
+                let s = String::from_utf8_lossy(kv);
+                let (k, v) = s.split_once('=')?;
+                Some((k.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// Open `cgroup.procs` files of PID 1's cgroups, so an exec can join them (and count
+    /// against the box's memory limit) before it starts.
+    fn cgroup_procs(&self) -> Vec<std::fs::File> {
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/cgroup", self.pid1)).unwrap_or_default();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, ctrl, path) = (parts.next(), parts.next(), parts.next());
+            let (Some(ctrl), Some(path)) = (ctrl, path) else {
+                continue;
+            };
+            let base = match ctrl {
+                "" if Path::new("/sys/fs/cgroup/unified").exists() => {
+                    PathBuf::from("/sys/fs/cgroup/unified")
+                }
+                "" => PathBuf::from("/sys/fs/cgroup"),
+                c => PathBuf::from("/sys/fs/cgroup").join(c.trim_start_matches("name=")),
+            };
+            let procs = base.join(path.trim_start_matches('/')).join("cgroup.procs");
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(procs) {
+                out.push(f);
+            }
+        }
+        out
+    }
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn check_request(req: &ExecRequest) -> Result<()> {
+    for (k, _) in &req.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(Error::InvalidArgument(format!(
+                "invalid environment variable name {k:?}"
+            )));
+        }
+    }
+    if req.env.iter().any(|(_, v)| v.contains('\0')) || req.args.iter().any(|a| a.contains('\0')) {
+        return Err(Error::InvalidArgument(
+            "arguments and values must not contain NUL".into(),
+        ));
+    }
+    if let Some(wd) = &req.wd
+        && !wd.starts_with('/')
+    {
+        return Err(Error::InvalidArgument(format!(
+            "--wd {wd:?} must be an absolute path"
+        )));
+    }
+    if let Some(u) = &req.user {
+        forkr_crds::validation::validate_user_name(&u.name)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if u.uid < users::FIRST_UID {
+            return Err(Error::InvalidArgument(format!(
+                "uid {} of user {} is below {}",
+                u.uid,
+                u.name,
+                users::FIRST_UID
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The shell string of a request: `--sh` args joined as given, otherwise every arg quoted so
+/// that it reaches the program as exactly one argument. `--wd` becomes a leading `cd`.
+pub fn script(req: &ExecRequest) -> String {
+    let body = if req.sh {
+        req.args.join(" ")
+    } else {
+        req.args
+            .iter()
+            .map(|a| single_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match (&req.wd, &req.user) {
+        (Some(wd), _) => format!("cd -- {} || exit 1\n{body}", single_quote(wd)),
+        (None, Some(_)) => format!("cd 2>/dev/null\n{body}"),
+        (None, None) => body,
+    }
+}
+
+/// How the child's stdio is wired.
+pub enum Stdio3 {
+    /// Three pipes: stdin in, stdout and stderr apart.
+    Pipes,
+    /// A PTY slave as stdin, stdout and stderr, and as controlling terminal.
+    Pty(OwnedFd),
+    /// Nothing (stdin /dev/null), stdout piped: for background launches.
+    Detached,
+}
+
+/// A command ready to spawn, with the cgroup files its child joins before exec. Drop it after
+/// the spawn.
+pub struct Prepared {
+    pub cmd: Command,
+    _cgroups: Vec<std::fs::File>,
+}
+
+/// Builds the host command that runs `req` inside the box. Synthesizes the user's passwd and
+/// group lines first when `--user` is given.
+pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prepared> {
+    check_request(req)?;
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), BASE_PATH.into()),
+        ("HOME".into(), "/root".into()),
+    ];
+    env.extend(target.box_env());
+    let mut cmd = Command::new("nsenter");
+    cmd.arg("-t").arg(target.pid1.to_string());
+    cmd.args(["-m", "-u", "-i", "-n", "-p", "-r", "-w"]);
+    if let Some(u) = &req.user {
+        users::ensure_user(&target.root()?, u)?;
+        cmd.arg("-S").arg(u.uid.to_string());
+        cmd.arg("-G").arg(u.uid.to_string());
+        env.push(("HOME".into(), format!("/home/{}", u.name)));
+        env.push(("USER".into(), u.name.clone()));
+        env.push(("LOGNAME".into(), u.name.clone()));
+    }
+    env.extend(req.env.iter().cloned());
+    cmd.arg("--").arg("/bin/bash");
+    if req.args.is_empty() && !req.sh {
+        // Console: an interactive login shell (its .bashrc takes it to /work).
+        cmd.arg("-l");
+        if let Some(wd) = &req.wd {
+            cmd.arg("-c")
+                .arg(format!("cd -- {} && exec bash -l", single_quote(wd)));
+        }
+    } else {
+        cmd.arg("-lc").arg(script(req));
+    }
+    cmd.env_clear();
+    for (k, v) in dedup_env(env) {
+        cmd.env(k, v);
+    }
+    let cgroups = target.cgroup_procs();
+    let fds: Vec<i32> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
+    match stdio {
+        Stdio3::Pipes => {
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            // SAFETY: the closure only makes async-signal-safe syscalls.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let _ = oskit::child_join_cgroups(&fds);
+                    oskit::child_detach()
+                });
+            }
+        }
+        Stdio3::Pty(slave) => {
+            let out = slave.try_clone().map_err(|source| Error::Io {
+                context: "dup pty".into(),
+                source,
+            })?;
+            let err = slave.try_clone().map_err(|source| Error::Io {
+                context: "dup pty".into(),
+                source,
+            })?;
+            cmd.stdin(Stdio::from(slave))
+                .stdout(Stdio::from(out))
+                .stderr(Stdio::from(err));
+            // SAFETY: as above.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let _ = oskit::child_join_cgroups(&fds);
+                    oskit::child_take_tty(0)
+                });
+            }
+        }
+        Stdio3::Detached => {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            // SAFETY: as above.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let _ = oskit::child_join_cgroups(&fds);
+                    oskit::child_detach()
+                });
+            }
+        }
+    }
+    Ok(Prepared {
+        cmd,
+        _cgroups: cgroups,
+    })
+}
+
+/// Last value wins, first position kept.
+fn dedup_env(env: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in env {
+        match out.iter_mut().find(|(ok, _)| *ok == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out
+}
+
+/// Forwards `sig` to the process running inside the box for the exec whose host-side
+/// `nsenter` is `nsenter_pid` (nsenter itself forwards nothing).
+pub fn signal_exec(nsenter_pid: u32, sig: i32) -> Result<()> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{nsenter_pid}/task/{nsenter_pid}/children"))
+            .unwrap_or_default();
+    match children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+    {
+        Some(pid) => oskit::kill(pid, sig),
+        None => oskit::kill(nsenter_pid as i32, sig),
+    }
+}
+
+/// Exit code as a shell reports it: the code, or 128 + the signal.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(255)
+}
+
+/// Starts `req` in the background inside the box: detached from the caller (new session, no
+/// terminal, reparented to tini), output to `/tmp/boxes/exec/<pid>.log`. Returns the pid as the
+/// box sees it.
+pub fn spawn_background(target: &Target, req: &ExecRequest) -> Result<u32> {
+    logs::ensure_log_dir(target)?;
+    let inner = script(req);
+    // $$ of the inner bash is the pid the box sees; exec keeps it for the real command.
+    let outer = format!(
+        "/bin/bash -c 'exec >\"{EXEC_LOG_DIR}/$$.log\" 2>&1 </dev/null; exec /bin/bash -lc \"$1\"' forkr-bg \"$1\" &\necho \"$!\""
+    );
+    let wrapper = ExecRequest {
+        args: vec![outer],
+        sh: true,
+        env: req.env.clone(),
+        wd: None,
+        user: req.user.clone(),
+    };
+    let mut prepared = command(target, &wrapper, Stdio3::Detached)?;
+    // `command` ends with `bash -lc <outer>`; the real command is the outer script's $1.
+    prepared.cmd.arg("forkr-bg").arg(inner);
+    let out = prepared.cmd.output().map_err(|source| Error::Io {
+        context: "run nsenter".into(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().map_err(|_| {
+        Error::FailedPrecondition(format!(
+            "background exec did not start: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })
+}
+
+/// `ps` inside the box, with the caller's extra args.
+pub fn ps_request(extra: &[String]) -> ExecRequest {
+    let mut args = vec!["ps".to_string()];
+    args.extend(extra.iter().cloned());
+    ExecRequest {
+        args,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,147 @@
+//! The `runc` command line, the only way the local runtime touches containers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// runc with its own state root, so separate runtimes (and tests) never see each other's
+/// containers.
+#[derive(Debug, Clone)]
+pub struct Runc {
+    root: PathBuf,
+}
+
+/// What `runc state` reports.
+#[derive(Debug, Clone, Deserialize)]
+pub struct State {
+    pub pid: i32,
+    /// created, running, paused or stopped.
+    pub status: String,
+}
+
+impl Runc {
+    /// runc keeping its state under `root`.
+    pub fn new(root: &Path) -> Runc {
+        Runc {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("runc");
+        c.arg("--root").arg(&self.root);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Vec<u8>> {
+        let out = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::Io {
+                context: "run runc (is it installed?)".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(Error::FailedPrecondition(format!(
+                "runc {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Creates the container from `bundle`; its init waits for `start`. The init's stdout and
+    /// stderr go to `log`.
+    pub fn create(&self, id: &str, bundle: &Path, log: &Path) -> Result<i32> {
+        let pid_file = bundle.join("pid");
+        let logf = std::fs::File::create(log).map_err(|source| Error::Io {
+            context: format!("create {}", log.display()),
+            source,
+        })?;
+        let out = self
+            .cmd()
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().map_err(|source| Error::Io {
+                context: "dup log".into(),
+                source,
+            })?)
+            .stderr(logf)
+            .status()
+            .map_err(|source| Error::Io {
+                context: "run runc (is it installed?)".into(),
+                source,
+            })?;
+        if !out.success() {
+            let log_text = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(Error::FailedPrecondition(format!(
+                "runc create {id} failed: {}",
+                log_text.trim()
+            )));
+        }
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        pid.trim()
+            .parse()
+            .map_err(|_| Error::FailedPrecondition(format!("runc wrote no pid for {id}")))
+    }
+
+    /// Lets a created container's init run.
+    pub fn start(&self, id: &str) -> Result<()> {
+        self.run(&["start", id]).map(drop)
+    }
+
+    /// The container's state; `None` when runc does not know it.
+    pub fn state(&self, id: &str) -> Result<Option<State>> {
+        let out = self
+            .cmd()
+            .args(["state", id])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::Io {
+                context: "run runc".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&out.stdout)
+            .map(Some)
+            .map_err(|e| Error::FailedPrecondition(format!("runc state {id}: {e}")))
+    }
+
+    /// Sends `signal` (a name like TERM or KILL) to every process of the container.
+    pub fn kill_all(&self, id: &str, signal: &str) -> Result<()> {
+        // A container that already stopped refuses the kill; that is what we wanted anyway.
+        let _ = self.run(&["kill", "--all", id, signal]);
+        Ok(())
+    }
+
+    /// Removes the container, killing it first if it still runs. Unknown is success.
+    pub fn delete(&self, id: &str) -> Result<()> {
+        if self.state(id)?.is_none() {
+            return Ok(());
+        }
+        self.run(&["delete", "--force", id]).map(drop)
+    }
+
+    /// Ids of every container under this root.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let out = self.run(&["list", "-q"])?;
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+}

@@ -1,0 +1,387 @@
+//! Fixtures for the runtime tests: a tiny real base (busybox-static, tini, bash and its
+//! libraries) built once and cached, and a runtime on a private loopback pool that stops its
+//! boxes, removes its bridge and unmounts even when a test fails.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use forkr_node_agent::Pool;
+use forkr_node_agent::import::ImportOptions;
+use forkr_node_agent::loopback::Loopback;
+use forkr_node_agent::net::NetConfig;
+use forkr_node_agent::runtime::{ApiEndpoints, BoxSpec, BoxStatus, LocalRuntime, RuntimeConfig};
+use sha2::{Digest, Sha256};
+
+const CACHE: &str = "/var/cache/forkr/testbase";
+/// Bump when the layout below changes, so old cached bases are not reused.
+const LAYOUT_VERSION: &str = "3";
+
+fn file_hash(h: &mut Sha256, p: &Path) {
+    h.update(p.to_string_lossy().as_bytes());
+    h.update(std::fs::read(p).unwrap());
+}
+
+fn libs_of(bin: &str) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(bin).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The tiny base as a .tar.gz, built on first use and cached by the hash of its inputs.
+pub fn test_base_tar() -> PathBuf {
+    let bash_libs = libs_of("/usr/bin/bash");
+    let mut h = Sha256::new();
+    h.update(LAYOUT_VERSION);
+    for p in ["/usr/bin/busybox", "/usr/bin/bash", "/usr/bin/tini-static"] {
+        file_hash(&mut h, Path::new(p));
+    }
+    for l in &bash_libs {
+        file_hash(&mut h, l);
+    }
+    let key = hex::encode(&h.finalize()[..8]);
+    let out = Path::new(CACHE).join(format!("base-{key}.tar.gz"));
+    if out.exists() {
+        return out;
+    }
+    std::fs::create_dir_all(CACHE).unwrap();
+    let tmp = Path::new(CACHE).join(format!(".base-{key}-{}.tmp", std::process::id()));
+    build_base(&tmp, &bash_libs);
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h
+}
+
+struct Tar(tar::Builder<flate2::write::GzEncoder<std::fs::File>>);
+
+impl Tar {
+    fn dir(&mut self, p: &str, mode: u32) {
+        let mut h = header(tar::EntryType::Directory, mode, 0);
+        self.0.append_data(&mut h, p, &[][..]).unwrap();
+    }
+    fn file(&mut self, p: &str, data: &[u8], mode: u32) {
+        let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
+        self.0.append_data(&mut h, p, data).unwrap();
+    }
+    fn symlink(&mut self, p: &str, target: &str) {
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+        self.0.append_link(&mut h, p, target).unwrap();
+    }
+}
+
+fn build_base(out: &Path, bash_libs: &[PathBuf]) {
+    let f = std::fs::File::create(out).unwrap();
+    let mut t = Tar(tar::Builder::new(flate2::write::GzEncoder::new(
+        f,
+        flate2::Compression::fast(),
+    )));
+    for d in [
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/lib64",
+        "etc",
+        "etc/profile.d",
+        "root",
+        "home",
+        "work",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "box",
+    ] {
+        t.dir(d, 0o755);
+    }
+    t.dir("tmp", 0o1777);
+    for (l, target) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        t.symlink(l, target);
+    }
+    t.file(
+        "usr/bin/busybox",
+        &std::fs::read("/usr/bin/busybox").unwrap(),
+        0o755,
+    );
+    t.file(
+        "usr/bin/bash",
+        &std::fs::read("/usr/bin/bash").unwrap(),
+        0o755,
+    );
+    t.file(
+        "usr/bin/tini",
+        &std::fs::read("/usr/bin/tini-static").unwrap(),
+        0o755,
+    );
+    let list = Command::new("busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if ["bash", "busybox", "sh"].contains(&applet) || applet.contains('/') {
+            continue;
+        }
+        t.symlink(&format!("usr/bin/{applet}"), "busybox");
+    }
+    t.symlink("usr/bin/sh", "bash");
+    let mut dirs = std::collections::BTreeSet::new();
+    for lib in bash_libs {
+        // usr-merged: /lib/x/y and /lib64/y live under usr/.
+        let rel = lib
+            .strip_prefix("/")
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let rel = if rel.starts_with("usr/") {
+            rel
+        } else {
+            format!("usr/{rel}")
+        };
+        let parent = Path::new(&rel)
+            .parent()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if dirs.insert(parent.clone()) && parent != "usr/lib64" {
+            t.dir(&parent, 0o755);
+        }
+        t.file(&rel, &std::fs::read(lib).unwrap(), 0o755);
+    }
+    t.file(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+        0o644,
+    );
+    t.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644);
+    t.file(
+        "etc/nsswitch.conf",
+        b"passwd: files\ngroup: files\nhosts: files dns\n",
+        0o644,
+    );
+    t.file(
+        "etc/profile",
+        b"for f in /etc/profile.d/*.sh; do [ -r \"$f\" ] && . \"$f\"; done\nunset f\n",
+        0o644,
+    );
+    t.file(
+        "etc/profile.d/forks-path.sh",
+        b"export PATH=\"$HOME/.local/bin:/box/proj/bin:/box/bin:$PATH\"\nexport FORKR_PROFILE_RAN=1\n",
+        0o644,
+    );
+    t.file("etc/bash.bashrc", b"# base bashrc\n", 0o644);
+    t.file("etc/hostname", b"base\n", 0o644);
+    let enc = t.0.into_inner().unwrap();
+    enc.finish().unwrap().flush().unwrap();
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, usable as a project or bridge suffix.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A runtime on its own loopback pool. Field order matters: the runtime (and its boxes) go
+/// before the pool, the pool before the unmount.
+pub struct Rt {
+    pub rt: LocalRuntime,
+    pub pool: Arc<Pool>,
+    pub base: String,
+    pub recovered: Vec<BoxStatus>,
+    pub cfg: RuntimeConfig,
+    pub state: tempfile::TempDir,
+    _subnet: Option<SubnetLease>,
+    pub lb: Loopback,
+}
+
+/// A /24 under 10.200.0.0/13 that no other test process holds: taken by creating a file
+/// exclusively, given back on drop.
+pub struct SubnetLease {
+    pub subnet: Ipv4Addr,
+    file: PathBuf,
+}
+
+impl SubnetLease {
+    fn take() -> SubnetLease {
+        let dir = Path::new("/run/forkr-test-subnets");
+        std::fs::create_dir_all(dir).unwrap();
+        let start = std::process::id() as usize;
+        for i in 0..2000 {
+            let n = (start + i * 7) % 2000;
+            let subnet = Ipv4Addr::new(10, 200 + (n / 250) as u8, (n % 250) as u8, 0);
+            let file = dir.join(subnet.to_string());
+            if std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file)
+                .is_ok()
+            {
+                return SubnetLease { subnet, file };
+            }
+        }
+        panic!("no free test subnet");
+    }
+}
+
+impl Drop for SubnetLease {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+impl Rt {
+    /// Without a network: boxes share the host's.
+    pub fn new() -> Rt {
+        Rt::build(false)
+    }
+
+    /// With a bridge, a /24 and names of their own.
+    pub fn with_network() -> Rt {
+        Rt::build(true)
+    }
+
+    fn build(network: bool) -> Rt {
+        let lb = Loopback::scratch(1 << 30).expect("loopback btrfs (needs root)");
+        let pool = Arc::new(Pool::open(lb.path()).expect("open pool"));
+        let base = pool
+            .import_base(
+                "tiny",
+                std::fs::File::open(test_base_tar()).unwrap(),
+                &ImportOptions::default(),
+            )
+            .expect("import test base");
+        let state = tempfile::Builder::new()
+            .prefix("forkr-rt-")
+            .tempdir()
+            .unwrap();
+        let subnet = network.then(SubnetLease::take);
+        let network = subnet.as_ref().map(|s| NetConfig {
+            bridge: format!("fkt{}", unique("")).chars().take(15).collect(),
+            subnet: s.subnet,
+            upstream_dns: vec![],
+        });
+        let cfg = RuntimeConfig {
+            state_dir: state.path().to_path_buf(),
+            runner_bin: PathBuf::from(env!("CARGO_BIN_EXE_forkr-runner")),
+            network,
+            api: ApiEndpoints {
+                api_url: "https://forks.example.test".into(),
+                api_host: "forks.example.test".into(),
+                node_ip: "192.0.2.10".into(),
+                insecure: false,
+            },
+        };
+        let (rt, recovered) = LocalRuntime::open(cfg.clone(), pool.clone()).expect("runtime");
+        Rt {
+            rt,
+            pool,
+            base,
+            recovered,
+            cfg,
+            state,
+            _subnet: subnet,
+            lb,
+        }
+    }
+
+    /// Creates a root from the tiny base and starts a box on it.
+    pub fn boot(&self, spec: &BoxSpec) -> BoxStatus {
+        self.pool
+            .create_root(&spec.project, &spec.name, &self.base)
+            .expect("create root");
+        self.rt.start(spec).expect("start box")
+    }
+
+    /// Simulates an agent restart: a new runtime over the same state directory.
+    pub fn restart(&mut self) {
+        let (rt, recovered) =
+            LocalRuntime::open(self.cfg.clone(), self.pool.clone()).expect("reopen runtime");
+        self.rt = rt;
+        self.recovered = recovered;
+    }
+
+    /// Host path of a box's root.
+    pub fn root(&self, project: &str, name: &str) -> PathBuf {
+        self.pool.root_path(project, name).unwrap()
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Ok(all) = self.rt.list() {
+            for b in all {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(self.state.path().join("runc"))
+                    .args(["delete", "--force", &format!("{}.{}", b.project, b.name)])
+                    .output();
+            }
+        }
+        if let Some(net) = self.rt.network() {
+            net.teardown();
+        }
+    }
+}
+
+/// Output of a finished exec.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `req` in the box whose PID 1 is `pid1`, feeding `stdin`, and waits.
+pub fn exec_req(pid1: i32, req: &forkr_node_agent::exec::ExecRequest, stdin: &[u8]) -> Out {
+    use forkr_node_agent::exec::{self, Stdio3, Target};
+    let mut p = exec::command(&Target::new(pid1), req, Stdio3::Pipes).expect("exec command");
+    let mut child = p.cmd.spawn().expect("spawn exec");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Out {
+        code: exec::exit_code(out.status),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs a shell string (`--sh`) in the box.
+pub fn sh(pid1: i32, script: &str) -> Out {
+    exec_req(
+        pid1,
+        &forkr_node_agent::exec::ExecRequest {
+            args: vec![script.to_string()],
+            sh: true,
+            ..Default::default()
+        },
+        b"",
+    )
+}
