@@ -127,17 +127,7 @@ impl Client {
         if status.is_success() {
             return Ok(bytes);
         }
-        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => ClientError::Api {
-                status: status.as_u16(),
-                code: e.error,
-                message: e.message,
-            },
-            Err(_) => ClientError::Unexpected {
-                status: status.as_u16(),
-                detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            },
-        })
+        Err(api_error(status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> ClientResult<T> {
@@ -237,9 +227,79 @@ impl Client {
         .await
     }
 
+    /// Uploads a rootfs `.tar.gz` as the next version of `name`. `body` streams it (see
+    /// `reqwest::Body::wrap_stream`), so the file is never held in memory.
+    pub async fn import_base(
+        &self,
+        project: &str,
+        name: &str,
+        q: &ImportBase,
+        body: reqwest::Body,
+    ) -> ClientResult<BaseWritten> {
+        let mut query = Vec::new();
+        for (key, value) in [
+            ("parent", &q.parent),
+            ("tag", &q.tag),
+            ("builder", &q.builder),
+            ("request_id", &q.request_id),
+        ] {
+            if let Some(v) = value {
+                query.push(format!("{key}={}", seg(v)));
+            }
+        }
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        let url = format!(
+            "{}{}/bases/{}/import{query}",
+            self.base,
+            Self::project(project),
+            seg(name)
+        );
+        let mut req = self
+            .http
+            .post(&url)
+            .header("content-type", "application/gzip")
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+                status: status.as_u16(),
+                detail: e.to_string(),
+            });
+        }
+        Err(api_error(status, &bytes))
+    }
+
     pub async fn delete_base(&self, project: &str, name: &str) -> ClientResult<()> {
         self.delete(&format!("{}/bases/{}", Self::project(project), seg(name)))
             .await
+    }
+}
+
+/// The error a failed response carries, in the API's shape or, failing that, as received.
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => ClientError::Api {
+            status: status.as_u16(),
+            code: e.error,
+            message: e.message,
+        },
+        Err(_) => ClientError::Unexpected {
+            status: status.as_u16(),
+            detail: String::from_utf8_lossy(bytes).chars().take(200).collect(),
+        },
     }
 }
 

@@ -24,3 +24,5 @@ pub mod routes;
 pub mod state;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod upload;

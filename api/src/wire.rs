@@ -116,6 +116,25 @@ pub struct SaveBase {
     pub box_name: String,
 }
 
+/// Query of `POST /v1/projects/{project}/bases/{name}/import`; the body is the `.tar.gz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct ImportBase {
+    /// A base (alias or exact version) to snapshot and extract on top of.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// sha256 of the build script, for `base build`.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// What built the image (`docker`, `podman`, ...).
+    #[serde(default)]
+    pub builder: Option<String>,
+    /// Makes a retried upload return the version the first one made.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
 /// The version a save or import wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BaseWritten {

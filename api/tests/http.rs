@@ -481,6 +481,7 @@ async fn the_openapi_document_and_the_routes_agree() {
             "get /v1/projects/{project}/volumes",
             "get /v1/projects/{project}/volumes/{name}",
             "patch /v1/projects/{project}/users/{name}",
+            "post /v1/projects/{project}/bases/{name}/import",
             "post /v1/projects/{project}/users",
             "post /v1/projects/{project}/volumes",
         ]
@@ -491,5 +492,205 @@ async fn the_openapi_document_and_the_routes_agree() {
             .await
             .0,
         StatusCode::NOT_FOUND
+    );
+}
+
+/// A tiny usr-merged rootfs whose /bin/sh claims the given ELF machine (62 = x86-64).
+fn rootfs(machine: u16, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut elf = vec![0u8; 128];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    elf[18..20].copy_from_slice(&machine.to_le_bytes());
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        // Raw names, so that hostile ones (`../x`) can be written as a hostile upload would.
+        let name = &mut h.as_old_mut().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    add("usr/", tar::EntryType::Directory, 0o755, b"", None);
+    add("usr/bin/", tar::EntryType::Directory, 0o755, b"", None);
+    add("bin", tar::EntryType::Symlink, 0o777, b"", Some("usr/bin"));
+    add("usr/bin/dash", tar::EntryType::Regular, 0o755, &elf, None);
+    add(
+        "usr/bin/sh",
+        tar::EntryType::Symlink,
+        0o777,
+        b"",
+        Some("dash"),
+    );
+    for (p, d) in extra {
+        add(p, tar::EntryType::Regular, 0o644, d, None);
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+impl Server {
+    async fn upload(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin)
+            .header("content-type", "application/gzip")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn bases_import_version_and_refuse_bad_tarballs() {
+    let s = Server::start().await;
+    let (status, first) = s
+        .upload("/v1/projects/shop/bases/mini/import", rootfs(62, &[]))
+        .await;
+    assert_eq!(
+        (status, first.clone()),
+        (
+            StatusCode::CREATED,
+            json!({"name": "mini", "version": "mini"})
+        )
+    );
+    let (status, second) = s
+        .upload(
+            "/v1/projects/shop/bases/mini/import?parent=mini&tag=abc123&builder=docker",
+            rootfs(62, &[("etc/motd", b"hi")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let version = second["version"].as_str().unwrap().to_owned();
+    assert!(
+        version.starts_with("mini-v") && version.len() == "mini-v20260101120000".len(),
+        "{version}"
+    );
+    let (_, list) = s.admin(Method::GET, "/v1/projects/shop/bases", None).await;
+    assert_eq!(list[0]["name"], "mini");
+    assert_eq!(list[0]["version"], version.as_str());
+    let (_, shown) = s
+        .admin(Method::GET, "/v1/projects/shop/bases/mini", None)
+        .await;
+    assert_eq!(
+        (shown["latest"].as_str(), shown["version_count"].as_u64()),
+        (Some(version.as_str()), Some(2))
+    );
+    assert_eq!(shown["versions"][0]["builder"], "docker");
+    assert_eq!(shown["versions"][0]["parent"], "mini");
+    let (_, by_tag) = s
+        .admin(Method::GET, "/v1/projects/shop/bases/mini?tag=abc123", None)
+        .await;
+    assert_eq!(by_tag["versions"].as_array().unwrap().len(), 1);
+
+    let (status, arm) = s
+        .upload("/v1/projects/shop/bases/armed/import", rootfs(183, &[]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        arm["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected amd64, found arm64"),
+        "{arm}"
+    );
+    let (status, escape) = s
+        .upload(
+            "/v1/projects/shop/bases/evil/import",
+            rootfs(62, &[("../outside", b"x")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        escape["message"]
+            .as_str()
+            .unwrap()
+            .contains("refusing tar entry"),
+        "{escape}"
+    );
+    let (status, garbage) = s
+        .upload(
+            "/v1/projects/shop/bases/junk/import",
+            b"not a tarball".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{garbage}");
+    let (status, body) = s
+        .upload("/v1/projects/shop/bases/Bad/import", rootfs(62, &[]))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_name"))
+    );
+    // None of the refused uploads left a base behind.
+    let (_, list) = s.admin(Method::GET, "/v1/projects/shop/bases", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        s.admin(Method::DELETE, "/v1/projects/shop/bases/mini", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.admin(Method::GET, "/v1/projects/shop/bases", None)
+            .await
+            .1,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn uploads_over_the_cap_are_cut_off() {
+    let pool_fs = Loopback::scratch(1 << 30).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("forkr.db")).unwrap();
+    let admin = issue_token(&store, "admin", &Scope::Admin).unwrap();
+    let backend =
+        LocalBackend::new(store, Pool::open(pool_fs.path()).unwrap()).with_max_upload(64 << 10);
+    let state = AppState {
+        backend: Arc::new(backend),
+        config: Arc::new(Config {
+            domain: "forkr.test".into(),
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(forkr_api::routes::serve(listener, state));
+    let big: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/projects/shop/bases/big/import"))
+        .bearer_auth(&admin)
+        .body(rootfs(62, &[("blob", &big)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "upload_too_large"
+    );
+    assert!(
+        Pool::open(pool_fs.path())
+            .unwrap()
+            .list_bases()
+            .unwrap()
+            .is_empty()
     );
 }

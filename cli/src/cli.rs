@@ -144,7 +144,7 @@ pub enum BaseCommand {
     /// Show a base's versions: VERSION, KIND, TAG, BUILDER, PARENT, SIZE, CREATED.
     Show {
         name: String,
-        /// Only versions built from the script with this sha256 (or prefix).
+        /// Only versions built from the script with this sha256.
         #[arg(long)]
         tag: Option<String>,
         #[command(flatten)]
@@ -153,6 +153,16 @@ pub enum BaseCommand {
     /// Delete a base (every version) or one exact version.
     #[command(alias = "rm")]
     Delete { name: String },
+    /// Import a root filesystem .tar.gz as a new version of a base.
+    Import {
+        name: String,
+        /// The .tar.gz of a root filesystem (amd64).
+        #[arg(long, required = true)]
+        file: std::path::PathBuf,
+        /// Extract on top of this base (here -p means --parent, not --project).
+        #[arg(short = 'p', long)]
+        parent: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -254,3 +254,83 @@ async fn docs_prints_the_guide() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/guide.md")).unwrap()
     );
 }
+
+/// A tiny usr-merged amd64 rootfs: /bin/sh is an x86-64 ELF header.
+fn rootfs_tar_gz(path: &std::path::Path) {
+    let mut elf = vec![0u8; 128];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    elf[18..20].copy_from_slice(&62u16.to_le_bytes());
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut add = |p: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        b.append_data(&mut h, p, data).unwrap();
+    };
+    add("usr/bin/", tar::EntryType::Directory, 0o755, b"", None);
+    add("bin", tar::EntryType::Symlink, 0o777, b"", Some("usr/bin"));
+    add("usr/bin/dash", tar::EntryType::Regular, 0o755, &elf, None);
+    add(
+        "usr/bin/sh",
+        tar::EntryType::Symlink,
+        0o777,
+        b"",
+        Some("dash"),
+    );
+    std::fs::write(path, b.into_inner().unwrap().finish().unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn base_import_with_a_parent() {
+    let e = server().await;
+    let tarball = e.cwd.path().join("rootfs.tar.gz");
+    rootfs_tar_gz(&tarball);
+    let file = tarball.display().to_string();
+    assert_eq!(
+        e.ok(&["base", "import", "mini", "--file", &file]).await,
+        "imported mini as mini\n"
+    );
+    let out = e
+        .ok(&["base", "import", "mini", "--file", &file, "-p", "mini"])
+        .await;
+    assert!(out.starts_with("imported mini as mini-v"), "{out}");
+    let shown: Value = serde_json::from_str(&e.ok(&["base", "show", "mini", "-j"]).await).unwrap();
+    assert_eq!(shown["version_count"], 2);
+    assert_eq!(shown["versions"][0]["parent"], "mini");
+    let table = e.ok(&["base", "show", "mini"]).await;
+    assert!(
+        table.starts_with("name:     mini\nlatest:   mini-v"),
+        "{table}"
+    );
+    assert!(
+        table.contains("KIND    TAG  BUILDER  PARENT  SIZE"),
+        "{table}"
+    );
+    assert!(
+        table.contains("  import  -    -        mini    "),
+        "{table}"
+    );
+    let missing = e.run(&["base", "import", "other"]).await;
+    assert_eq!(missing.code, 2, "clap refuses a missing --file");
+    assert!(
+        missing.stderr.contains("--file <FILE>"),
+        "{}",
+        missing.stderr
+    );
+    let nofile = e
+        .run(&["base", "import", "other", "--file", "/nonexistent.tar.gz"])
+        .await;
+    assert_eq!(nofile.stderr, "Error: opening /nonexistent.tar.gz\n");
+}

@@ -7,10 +7,14 @@ use forkr_node_agent::Pool;
 use forkr_node_agent::volumes::VolumeInfo;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::{Backend, BoxFuture};
+use super::{Backend, BoxFuture, Upload};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Scope, Store, StoreError};
-use crate::wire::{BaseDetailsView, BaseSummaryView, BaseVersionView, UserView, VolumeView};
+use crate::upload::LimitedReader;
+use crate::wire::{
+    BaseDetailsView, BaseSummaryView, BaseVersionView, BaseWritten, ImportBase, UserView,
+    VolumeView,
+};
 
 const VOLUME: &str = "DataVolume";
 const BOX: &str = "Box";
@@ -18,14 +22,25 @@ const BOX: &str = "Box";
 pub struct LocalBackend {
     store: Arc<Store>,
     pool: Arc<Pool>,
+    max_upload: u64,
 }
+
+/// Largest base upload accepted by default: a generous rootfs.
+pub const DEFAULT_MAX_UPLOAD: u64 = 16 << 30;
 
 impl LocalBackend {
     pub fn new(store: Store, pool: Pool) -> LocalBackend {
         LocalBackend {
             store: Arc::new(store),
             pool: Arc::new(pool),
+            max_upload: DEFAULT_MAX_UPLOAD,
         }
+    }
+
+    /// Caps the size of base uploads.
+    pub fn with_max_upload(mut self, bytes: u64) -> LocalBackend {
+        self.max_upload = bytes;
+        self
     }
 
     /// Runs a blocking pool operation (btrfs ioctls, file walks) off the async workers.
@@ -252,5 +267,39 @@ impl Backend for LocalBackend {
 
     fn delete_base(&self, name: String) -> BoxFuture<'_, ApiResult<()>> {
         Box::pin(self.pool(move |pool| pool.delete_base(&name)))
+    }
+
+    fn import_base(
+        &self,
+        name: String,
+        req: ImportBase,
+        body: Upload,
+    ) -> BoxFuture<'_, ApiResult<BaseWritten>> {
+        Box::pin(async move {
+            let limit = self.max_upload;
+            let reader = LimitedReader::new(body, limit);
+            let exceeded = reader.exceeded_flag();
+            let opts = forkr_node_agent::import::ImportOptions {
+                parent: req.parent,
+                tag: req.tag,
+                builder: req.builder,
+                request_id: req.request_id,
+            };
+            let n = name.clone();
+            let result = self
+                .pool(move |pool| pool.import_base(&n, reader, &opts))
+                .await;
+            if exceeded.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "upload_too_large",
+                    format!("upload is larger than {limit} bytes"),
+                ));
+            }
+            Ok(BaseWritten {
+                name,
+                version: result?,
+            })
+        })
     }
 }

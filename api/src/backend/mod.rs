@@ -9,7 +9,12 @@ use std::pin::Pin;
 
 use crate::error::ApiResult;
 use crate::store::Scope;
-use crate::wire::{BaseDetailsView, BaseSummaryView, UserView, VolumeView};
+use crate::wire::{
+    BaseDetailsView, BaseSummaryView, BaseWritten, ImportBase, UserView, VolumeView,
+};
+
+/// An upload as it arrives: chunks of the request body, never buffered whole.
+pub type Upload = futures::stream::BoxStream<'static, std::io::Result<axum::body::Bytes>>;
 
 /// A boxed future, so that the trait can be used as `dyn Backend`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -54,4 +59,11 @@ pub trait Backend: Send + Sync + 'static {
         tag: Option<String>,
     ) -> BoxFuture<'_, ApiResult<BaseDetailsView>>;
     fn delete_base(&self, name: String) -> BoxFuture<'_, ApiResult<()>>;
+    /// Imports a rootfs `.tar.gz` as the next version of `name`, extracting as it streams in.
+    fn import_base(
+        &self,
+        name: String,
+        req: ImportBase,
+        body: Upload,
+    ) -> BoxFuture<'_, ApiResult<BaseWritten>>;
 }

@@ -1,15 +1,19 @@
 //! Bases: `4kr base list/show/delete`. Bases are shared by every project on a node.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use forkr_crds::validation::validate_base_version;
+use forkr_crds::validation::{
+    validate_base_alias, validate_base_ref, validate_base_version, validate_request_id,
+};
+use futures::TryStreamExt;
 use serde::Deserialize;
 
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Named, Project};
 use crate::state::AppState;
-use crate::wire::{BaseDetailsView, BaseSummaryView};
+use crate::wire::{BaseDetailsView, BaseSummaryView, BaseWritten, ImportBase};
 
 /// Every base with its newest version: NAME, VERSION, SIZE, CREATED.
 #[utoipa::path(get, path = "/v1/projects/{project}/bases", tag = "bases",
@@ -25,7 +29,7 @@ pub async fn list(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ShowQuery {
-    /// Only versions whose build script has this sha256 (or prefix).
+    /// Only versions whose build script has this sha256.
     tag: Option<String>,
 }
 
@@ -50,4 +54,33 @@ pub async fn delete(State(state): State<AppState>, named: Named) -> ApiResult<St
     validate_base_version(&named.name)?;
     state.backend.delete_base(named.name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Imports a rootfs `.tar.gz` (the request body, streamed) as the next version of a base: the
+/// exact name the first time, `<name>-vYYYYMMDDhhmmss` after. With `parent`, it is extracted on
+/// top of a snapshot of that base. Entries that escape the root and non-amd64 userlands are
+/// refused and leave nothing behind.
+#[utoipa::path(post, path = "/v1/projects/{project}/bases/{name}/import", tag = "bases",
+    params(("project" = String, Path), ("name" = String, Path), ImportBase),
+    request_body(content = Vec<u8>, content_type = "application/gzip"),
+    responses((status = 201, body = BaseWritten), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn import(
+    State(state): State<AppState>,
+    named: Named,
+    Query(q): Query<ImportBase>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<BaseWritten>)> {
+    validate_base_alias(&named.name)?;
+    if let Some(p) = &q.parent {
+        validate_base_ref(p)?;
+    }
+    if let Some(id) = &q.request_id {
+        validate_request_id(id)?;
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let written = state
+        .backend
+        .import_base(named.name, q, Box::pin(stream))
+        .await?;
+    Ok((StatusCode::CREATED, Json(written)))
 }

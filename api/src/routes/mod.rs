@@ -49,6 +49,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(volumes::show, volumes::delete))
         .routes(routes!(bases::list))
         .routes(routes!(bases::show, bases::delete))
+        .routes(routes!(bases::import))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
