@@ -6,7 +6,8 @@
 //! snapshots are counted in each of them, so sizes do not add up to the disk usage. The walk costs
 //! time proportional to the tree, so the result is cached in the sidecar together with the
 //! subvolume's generation; read-only snapshots never change generation, and a live root is
-//! re-measured only after it changed.
+//! re-measured only after it changed, in a read-only snapshot of itself so that the box cannot
+//! steer the walk outside its tree.
 
 use std::collections::HashSet;
 use std::fs;
@@ -14,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
-use crate::pool::Pool;
+use crate::pool::{Intent, Pool};
 use crate::sys;
 
 /// Disk usage of the tree at `path`, each inode counted once, nested subvolumes included.
@@ -54,7 +55,17 @@ impl Pool {
         {
             return Ok(size);
         }
-        let size = disk_usage(&abs)?;
+        let size = if sys::is_read_only(&abs)? {
+            disk_usage(&abs)?
+        } else {
+            // A box can swap a directory for a symlink to the host while we walk its live tree,
+            // so writable subvolumes are measured in a frozen copy.
+            self.run(Intent::new("measure", rel), |work| {
+                let frozen = work.dir.join("frozen");
+                sys::snapshot(&abs, &frozen, true)?;
+                disk_usage(&frozen)
+            })?
+        };
         let _g = self.lock();
         if let Some(mut m) = self.read_meta(rel)
             && sys::is_subvolume(&abs)?
