@@ -391,8 +391,15 @@ fn import_bench(pool: &Pool, cfg: &Config, scratch: &Path, rows: &mut Vec<Row>) 
     });
 }
 
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn main() {
     let cfg = config();
+    let load_before = load_average();
     let scratch = tempfile::Builder::new()
         .prefix("forkr-bench-")
         .tempdir()
@@ -415,6 +422,10 @@ fn main() {
     diff_bench(&pool, &cfg, &mut rows);
     eprintln!("import...");
     import_bench(&pool, &cfg, scratch.path(), &mut rows);
+    println!(
+        "load average before: {load_before}, after: {}",
+        load_average()
+    );
     println!(
         "\nforkr-node-agent storage benchmark: {} cores, kernel {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
