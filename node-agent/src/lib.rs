@@ -28,3 +28,4 @@ pub mod runner;
 pub mod net;
 pub mod runtime;
 pub mod exec;
+pub mod files;

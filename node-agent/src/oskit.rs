@@ -380,3 +380,11 @@ pub fn umount_lazy(target: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Removes `name` from the directory `dir` (never following a symlink); best effort.
+pub fn unlink_at(dir: &OwnedFd, name: &str) {
+    if let Ok(c) = CString::new(name) {
+        // SAFETY: valid directory fd and C string.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+    }
+}

@@ -1,4 +1,5 @@
 //! The runner's boot sequence and the local runtime's lifecycle, on real runc and btrfs.
+#![allow(clippy::unwrap_used)]
 
 mod rtkit;
 

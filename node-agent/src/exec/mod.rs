@@ -318,20 +318,58 @@ fn dedup_env(env: Vec<(String, String)>) -> Vec<(String, String)> {
     out
 }
 
-/// Forwards `sig` to the process running inside the box for the exec whose host-side
-/// `nsenter` is `nsenter_pid` (nsenter itself forwards nothing).
+/// Forwards `sig` to the exec's processes inside the box, as a terminal would to its
+/// foreground group: every descendant of the host-side `nsenter` that shares the process group
+/// of nsenter's child (nsenter itself forwards nothing, and must not die first, or the exit
+/// code is lost).
 pub fn signal_exec(nsenter_pid: u32, sig: i32) -> Result<()> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{nsenter_pid}/task/{nsenter_pid}/children"))
-            .unwrap_or_default();
-    match children
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-    {
-        Some(pid) => oskit::kill(pid, sig),
-        None => oskit::kill(nsenter_pid as i32, sig),
+    let nsenter = nsenter_pid as i32;
+    let tree = descendants(nsenter);
+    let Some(&first) = tree.first() else {
+        return oskit::kill(nsenter, sig);
+    };
+    let group = pgrp_of(first);
+    for pid in tree {
+        if pgrp_of(pid) == group {
+            oskit::kill(pid, sig)?;
+        }
     }
+    Ok(())
+}
+
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    out
+}
+
+/// Every descendant of `pid`, breadth first.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = children_of(pid);
+    let mut i = 0;
+    while i < out.len() {
+        let more = children_of(out[i]);
+        out.extend(more);
+        i += 1;
+    }
+    out
+}
+
+fn pgrp_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(-1)
 }
 
 /// Exit code as a shell reports it: the code, or 128 + the signal.

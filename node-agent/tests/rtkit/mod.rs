@@ -385,3 +385,34 @@ pub fn sh(pid1: i32, script: &str) -> Out {
         b"",
     )
 }
+
+/// Runs `req` and returns (exit code, raw stdout, raw stderr).
+pub fn exec_raw(
+    pid1: i32,
+    req: &forkr_node_agent::exec::ExecRequest,
+    stdin: &[u8],
+) -> (i32, Vec<u8>, Vec<u8>) {
+    use forkr_node_agent::exec::{self, Stdio3, Target};
+    let mut p = exec::command(&Target::new(pid1), req, Stdio3::Pipes).expect("exec command");
+    let mut child = p.cmd.spawn().expect("spawn exec");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (exec::exit_code(out.status), out.stdout, out.stderr)
+}
+
+/// Polls `f` until it returns true or `secs` pass.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed().as_secs() < secs {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}

@@ -1,0 +1,107 @@
+//! Console sessions: a PTY, resize, raw bytes, and reattach with the last 64 KiB replayed.
+#![allow(clippy::unwrap_used)]
+
+mod rtkit;
+
+use std::time::Duration;
+
+use forkr_node_agent::exec::session::{Event, REPLAY_BYTES, Sessions};
+use forkr_node_agent::exec::{ExecRequest, Target};
+use forkr_node_agent::runtime::BoxSpec;
+use rtkit::Rt;
+use tokio::sync::mpsc::Receiver;
+
+/// Reads events until the collected output contains `needle`.
+async fn read_until(rx: &mut Receiver<Event>, seen: &mut Vec<u8>, needle: &str) {
+    let fut = async {
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            match rx.recv().await {
+                Some(Event::Output(b)) => seen.extend(b),
+                other => panic!("unexpected {other:?} before {needle:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in {:?}", String::from_utf8_lossy(seen)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_resize_raw_bytes_and_reattach_with_replay() {
+    let rt = Rt::new();
+    let pid = rt.boot(&BoxSpec::new("p", "tty")).pid.unwrap();
+    let sessions = Sessions::default();
+    let s = sessions
+        .open(&Target::new(pid), &ExecRequest::default(), 24, 80)
+        .unwrap();
+    let (_, mut rx) = s.attach();
+    let mut seen = Vec::new();
+    s.write(b"tty; stty size\n").await.unwrap();
+    read_until(&mut rx, &mut seen, "24 80").await;
+    assert!(String::from_utf8_lossy(&seen).contains("/dev/pts/"));
+
+    s.resize(40, 120).unwrap();
+    s.write(b"stty size\n").await.unwrap();
+    read_until(&mut rx, &mut seen, "40 120").await;
+
+    // Raw bytes: a control character reaches the terminal as is (^C interrupts a sleep).
+    s.write(b"sleep 30; echo after-sleep\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write(&[0x03]).await.unwrap();
+    s.write(b"echo inter$((6*7))rupted\n").await.unwrap();
+    read_until(&mut rx, &mut seen, "inter42rupted").await;
+    // Interrupted well before 30 s; "after-sleep" appears only in the echo of the typed line.
+    assert_eq!(
+        String::from_utf8_lossy(&seen)
+            .matches("after-sleep")
+            .count(),
+        1
+    );
+
+    // The client drops; output produced meanwhile is replayed on reattach.
+    drop(rx);
+    s.detach();
+    s.write(b"echo while-away-$((2*21))\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reattached = sessions.get(&s.id).unwrap();
+    let (replay, mut rx) = reattached.attach();
+    assert!(
+        String::from_utf8_lossy(&replay).contains("while-away-42"),
+        "{}",
+        String::from_utf8_lossy(&replay)
+    );
+
+    // Only the last 64 KiB are kept.
+    let mut seen = Vec::new();
+    reattached
+        .write(b"head -c 100000 /dev/zero | tr '\\0' a; echo; echo big-$((1+1))done\n")
+        .await
+        .unwrap();
+    read_until(&mut rx, &mut seen, "big-2done\r\n").await;
+    drop(rx);
+    let (replay, mut rx) = sessions.get(&s.id).unwrap().attach();
+    assert_eq!(replay.len(), REPLAY_BYTES);
+    assert!(String::from_utf8_lossy(&replay).contains("big-2done"));
+    assert!(String::from_utf8_lossy(&replay).contains(&"a".repeat(60_000)));
+
+    // The exit code comes through, and a late reattach still learns it.
+    s.write(b"exit 5\n").await.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Some(Event::Exit(c)) => return c,
+                Some(Event::Output(_)) => {}
+                None => panic!("stream ended without exit"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 5);
+    let (_, mut rx) = sessions.get(&s.id).unwrap().attach();
+    assert_eq!(rx.recv().await, Some(Event::Exit(5)));
+    assert!(
+        sessions.get(&s.id).is_err(),
+        "exited session is dropped after the last look"
+    );
+}

@@ -1,0 +1,313 @@
+//! The exec engine on a real box: exit codes, stdio, quoting, login shell, env, wd, users,
+//! signals, background processes and their logs, ps.
+#![allow(clippy::unwrap_used)]
+
+mod rtkit;
+
+use forkr_node_agent::exec::{self, ExecRequest, Target, User, logs};
+use forkr_node_agent::runtime::BoxSpec;
+use rtkit::{Rt, exec_raw, exec_req, sh, wait_until};
+
+fn boot(rt: &Rt, name: &str) -> i32 {
+    rt.boot(&BoxSpec::new("p", name)).pid.unwrap()
+}
+
+fn args(a: &[&str]) -> ExecRequest {
+    ExecRequest {
+        args: a.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn exit_codes_stdio_and_binary_data() {
+    let rt = Rt::new();
+    let pid = boot(&rt, "io");
+    assert_eq!(sh(pid, "exit 3").code, 3);
+    assert_eq!(sh(pid, "true").code, 0);
+    assert_eq!(sh(pid, "kill -KILL $$").code, 137);
+    assert_eq!(exec_req(pid, &args(&["no-such-program"]), b"").code, 127);
+
+    let out = sh(pid, "echo to-out; echo to-err >&2; echo more-out");
+    assert_eq!(out.stdout, "to-out\nmore-out\n");
+    assert_eq!(out.stderr, "to-err\n");
+
+    // stdin streams through, and binary data survives both ways.
+    let data: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    let (code, stdout, stderr) = exec_raw(pid, &args(&["cat"]), &data);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&stderr));
+    assert!(stdout == data, "binary round trip differs");
+    let (_, stdout, _) = exec_raw(pid, &args(&["wc", "-c"]), &data);
+    assert_eq!(
+        String::from_utf8_lossy(&stdout).trim(),
+        (1 << 20).to_string()
+    );
+}
+
+#[test]
+fn args_are_words_and_sh_is_one_string() {
+    let rt = Rt::new();
+    let pid = boot(&rt, "quote");
+    let out = exec_req(
+        pid,
+        &args(&["printf", "%s|", "a b", "$HOME", "'q'", "`id`", "x\ny"]),
+        b"",
+    );
+    assert_eq!(out.stdout, "a b|$HOME|'q'|`id`|x\ny|");
+    let out = exec_req(
+        pid,
+        &ExecRequest {
+            args: vec![
+                "echo".into(),
+                "$((1+2))".into(),
+                "&&".into(),
+                "echo $HOME".into(),
+            ],
+            sh: true,
+            ..Default::default()
+        },
+        b"",
+    );
+    assert_eq!(out.stdout, "3\n/root\n");
+}
+
+#[test]
+fn login_shell_env_and_wd() {
+    let rt = Rt::new();
+    let pid = boot(&rt, "login");
+    // /etc/profile.d ran (bash -lc), and the box's variables are there.
+    let out = sh(
+        pid,
+        "echo $FORKR_PROFILE_RAN; echo $PATH; echo $BOX_NAME.$FORKR_PROJECT",
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "1");
+    assert!(
+        lines[1].starts_with("/root/.local/bin:/box/proj/bin:/box/bin:"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], "login.p");
+
+    let out = exec_req(
+        pid,
+        &ExecRequest {
+            args: vec!["printf '%s|%s' \"$FOO\" \"$TERM\"; pwd".into()],
+            sh: true,
+            env: vec![("FOO".into(), "bar \"baz\" $x".into())],
+            wd: Some("/etc".into()),
+            ..Default::default()
+        },
+        b"",
+    );
+    assert_eq!(out.stdout, "bar \"baz\" $x|xterm-256color/etc\n");
+    let out = exec_req(
+        pid,
+        &ExecRequest {
+            args: vec!["pwd".into()],
+            wd: Some("/nonexistent".into()),
+            ..Default::default()
+        },
+        b"",
+    );
+    assert_ne!(out.code, 0);
+    assert!(out.stdout.is_empty());
+    let bad = exec::command(
+        &Target::new(pid),
+        &ExecRequest {
+            args: vec!["pwd".into()],
+            wd: Some("relative".into()),
+            ..Default::default()
+        },
+        exec::Stdio3::Pipes,
+    );
+    assert!(bad.is_err());
+}
+
+#[test]
+fn users_get_fresh_passwd_lines_and_others_stay() {
+    let rt = Rt::new();
+    let pid = boot(&rt, "users");
+    let out = sh(
+        pid,
+        "echo 'alice:x:1:1::/old:/bin/sh' >> /etc/passwd; echo 'bob:x:20001:20001::/home/bob:/bin/bash' >> /etc/passwd; echo 'alice:x:1:' >> /etc/group",
+    );
+    assert_eq!(out.code, 0);
+    let alice = User {
+        name: "alice".into(),
+        uid: 20000,
+    };
+    let out = exec_req(
+        pid,
+        &ExecRequest {
+            args: vec![
+                "id -u; id -g; whoami; echo $HOME $USER; pwd; touch ~/mine && stat -c %u ~/mine"
+                    .into(),
+            ],
+            sh: true,
+            user: Some(alice.clone()),
+            ..Default::default()
+        },
+        b"",
+    );
+    assert_eq!(
+        out.stdout, "20000\n20000\nalice\n/home/alice alice\n/home/alice\n20000\n",
+        "{out:?}"
+    );
+    let out = sh(
+        pid,
+        "grep -c '^alice:' /etc/passwd; grep '^alice:' /etc/passwd; grep -c '^bob:' /etc/passwd; grep '^alice:' /etc/group; grep -c root /etc/passwd",
+    );
+    assert_eq!(
+        out.stdout,
+        "1\nalice:x:20000:20000::/home/alice:/bin/bash\n1\nalice:x:20000:\n1\n"
+    );
+    // A second exec as alice leaves exactly one line.
+    exec_req(
+        pid,
+        &ExecRequest {
+            args: vec!["true".into()],
+            user: Some(alice),
+            ..Default::default()
+        },
+        b"",
+    );
+    assert_eq!(sh(pid, "grep -c '^alice:' /etc/passwd").stdout, "1\n");
+    // Bad names and low UIDs are refused.
+    for user in [
+        User {
+            name: "root".into(),
+            uid: 20002,
+        },
+        User {
+            name: "Bad!".into(),
+            uid: 20002,
+        },
+        User {
+            name: "carol".into(),
+            uid: 0,
+        },
+    ] {
+        let r = exec::command(
+            &Target::new(pid),
+            &ExecRequest {
+                args: vec!["true".into()],
+                user: Some(user.clone()),
+                ..Default::default()
+            },
+            exec::Stdio3::Pipes,
+        );
+        assert!(r.is_err(), "{user:?} accepted");
+    }
+}
+
+#[test]
+fn signals_are_forwarded_to_the_command() {
+    let rt = Rt::new();
+    let pid = boot(&rt, "sig");
+    let req = ExecRequest {
+        args: vec!["trap 'echo got-term; exit 7' TERM; echo ready; sleep 30 & wait".into()],
+        sh: true,
+        ..Default::default()
+    };
+    let mut p = exec::command(&Target::new(pid), &req, exec::Stdio3::Pipes).unwrap();
+    let mut child = p.cmd.spawn().unwrap();
+    drop(child.stdin.take());
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    exec::signal_exec(child.id(), libc::SIGTERM).unwrap();
+    let t = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(exec::exit_code(status), 7);
+    // The sleep got the signal too (same process group), so nothing lingers holding stdout.
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn background_exec_survives_and_logs_by_pid() {
+    let rt = Rt::new();
+    let pid1 = boot(&rt, "bg");
+    let t = Target::new(pid1);
+    let bg = exec::spawn_background(
+        &t,
+        &ExecRequest {
+            args: vec!["echo started; echo oops >&2; sleep 1; echo done".into()],
+            sh: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The caller is gone (spawn_background returned); the process lives on in the box.
+    let out = sh(
+        pid1,
+        &format!("kill -0 {bg} && echo alive; cat /proc/{bg}/comm"),
+    );
+    assert!(out.stdout.starts_with("alive\n"), "{out:?}");
+    assert!(wait_until(10, || {
+        logs::read_log(&t, Some(bg), 0)
+            .map(|l| l.ends_with(b"done\n"))
+            .unwrap_or(false)
+    }));
+    let log = logs::read_log(&t, Some(bg), 0).unwrap();
+    assert_eq!(String::from_utf8_lossy(&log), "started\noops\ndone\n");
+    assert_eq!(logs::read_log(&t, Some(bg), 8).unwrap(), b"oops\ndone\n");
+    let out = sh(pid1, &format!("ls /tmp/boxes/exec/{bg}.log"));
+    assert_eq!(out.code, 0);
+
+    let err = logs::read_log(&t, None, 0).unwrap_err().to_string();
+    assert!(err.contains("--pid is required"), "{err}");
+    let err = logs::read_log(&t, Some(999_999), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no log for pid 999999"), "{err}");
+
+    // As a project user: the log directory is writable for them too.
+    let bg = exec::spawn_background(
+        &t,
+        &ExecRequest {
+            args: vec!["id -u".into()],
+            sh: true,
+            user: Some(User {
+                name: "dora".into(),
+                uid: 20005,
+            }),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(wait_until(10, || {
+        logs::read_log(&t, Some(bg), 0).is_ok_and(|l| l == b"20005\n")
+    }));
+}
+
+#[test]
+fn ps_lists_the_box_processes() {
+    let rt = Rt::new();
+    let pid = boot(&rt, "ps");
+    let out = exec_req(pid, &exec::ps_request(&[]), b"");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("tini"), "{}", out.stdout);
+    assert!(out.stdout.contains("sleep infinity"), "{}", out.stdout);
+    let first = out.stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        first.trim_start().starts_with("1 "),
+        "PID 1 first: {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn pid1_is_found_on_the_node_like_in_kubernetes() {
+    let rt = Rt::new();
+    // Other tests' boxes run on this node too: use names of our own.
+    let (p, q) = (rtkit::unique("kp"), rtkit::unique("kq"));
+    let pid = rt.boot(&BoxSpec::new(&p, "kube")).pid.unwrap();
+    rt.boot(&BoxSpec::new(&q, "kube"));
+    assert_eq!(Target::find_on_node(&p, "kube").unwrap(), Target::new(pid));
+    assert!(Target::find_on_node(&p, "absent").is_err());
+}
