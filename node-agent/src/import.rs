@@ -125,6 +125,14 @@ pub fn extract(reader: impl Read, dst: &Path) -> Result<()> {
             std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Other => {
                 bad_entry(&path, &describe(&e))
             }
+            // The upload ended or was corrupt in the middle of this entry's data.
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData => {
+                Error::InvalidArgument(format!(
+                    "bad tar.gz stream at {}: {}",
+                    path.display(),
+                    describe(&e)
+                ))
+            }
             _ => Error::Io {
                 context: format!("extract {}", path.display()),
                 source: e,

@@ -139,6 +139,17 @@ async fn storage_lifecycle_and_error_codes_in_process() {
         "{}",
         bad.message()
     );
+    let mut cut = rootfs_tar(&[("etc/big", &vec![1u8; 200_000])]);
+    cut.truncate(cut.len() / 2);
+    let truncated = import(&mut c, "cut", cut).await.unwrap_err();
+    assert_eq!(
+        truncated.code(),
+        Code::InvalidArgument,
+        "{}",
+        truncated.message()
+    );
+    let first = c.list_bases(proto::Empty {}).await.unwrap().into_inner();
+    assert_eq!(first.bases.len(), 1, "failed imports leave nothing");
 
     let root = c
         .create_root(proto::CreateRootRequest {
