@@ -18,7 +18,7 @@ use forkr_node_agent::{Pool, grpc};
     about = "Serves the node's btrfs pool over gRPC"
 )]
 struct Args {
-    /// Pool directory; must be on btrfs unless --loopback-size is given.
+    /// Pool directory; must be on btrfs unless --loopback-gib is given.
     #[arg(long, env = "FORKR_POOL", default_value = "/var/lib/forkr")]
     pool: PathBuf,
     /// When the pool directory is not on btrfs, back it with a loopback image of this many GiB
