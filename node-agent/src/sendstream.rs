@@ -253,7 +253,7 @@ pub fn touched_paths(stream: impl Read) -> io::Result<BTreeMap<PathBuf, Touch>> 
 mod tests {
     use super::*;
 
-    fn command(kind: u16, attrs: &[(u16, &str)]) -> Vec<u8> {
+    pub(super) fn command(kind: u16, attrs: &[(u16, &str)]) -> Vec<u8> {
         let mut body = Vec::new();
         for (ty, v) in attrs {
             body.extend_from_slice(&ty.to_le_bytes());
@@ -296,5 +296,41 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(touched_paths(&b"not a send stream at all"[..]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever bytes a peer sends, parsing returns an error or a result; it never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut s = MAGIC.to_vec();
+            s.extend_from_slice(&1u32.to_le_bytes());
+            s.extend_from_slice(&tail);
+            let _ = touched_paths(&s[..]);
+            let mut r = &s[17..];
+            while let Ok(Some(c)) = read_command(&mut r) {
+                let _ = (c.u64(attr::SIZE), c.time(attr::MTIME), c.path(attr::PATH));
+            }
+        }
+
+        /// Touched paths never contain orphan names or climb out with `..`.
+        #[test]
+        fn touched_paths_are_clean(names in proptest::collection::vec("[a-z]{1,3}|o[0-9]{1,3}-[0-9]-0", 1..20)) {
+            let mut s = MAGIC.to_vec();
+            s.extend_from_slice(&1u32.to_le_bytes());
+            for pair in names.windows(2) {
+                s.extend(tests::command(cmd::RENAME, &[(attr::PATH, &pair[0]), (attr::PATH_TO, &pair[1])]));
+            }
+            let t = touched_paths(&s[..]).unwrap();
+            for p in t.keys() {
+                prop_assert!(!is_orphan(p), "{}", p.display());
+            }
+        }
     }
 }
