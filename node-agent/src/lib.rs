@@ -29,3 +29,4 @@ pub mod net;
 pub mod runtime;
 pub mod exec;
 pub mod files;
+pub mod rpc;

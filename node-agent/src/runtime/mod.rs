@@ -170,6 +170,11 @@ impl LocalRuntime {
         Ok((rt, report))
     }
 
+    /// The cgroup directory (under each controller) that holds this runtime's boxes.
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_prefix
+    }
+
     /// The network, when the runtime has one.
     pub fn network(&self) -> Option<&Network> {
         self.net.as_ref()

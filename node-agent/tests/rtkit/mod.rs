@@ -207,7 +207,7 @@ pub fn unique(prefix: &str) -> String {
 /// A runtime on its own loopback pool. Field order matters: the runtime (and its boxes) go
 /// before the pool, the pool before the unmount.
 pub struct Rt {
-    pub rt: LocalRuntime,
+    pub rt: Arc<LocalRuntime>,
     pub pool: Arc<Pool>,
     pub base: String,
     pub recovered: Vec<BoxStatus>,
@@ -295,6 +295,7 @@ impl Rt {
             },
         };
         let (rt, recovered) = LocalRuntime::open(cfg.clone(), pool.clone()).expect("runtime");
+        let rt = Arc::new(rt);
         Rt {
             rt,
             pool,
@@ -319,7 +320,7 @@ impl Rt {
     pub fn restart(&mut self) {
         let (rt, recovered) =
             LocalRuntime::open(self.cfg.clone(), self.pool.clone()).expect("reopen runtime");
-        self.rt = rt;
+        self.rt = Arc::new(rt);
         self.recovered = recovered;
     }
 
@@ -342,6 +343,14 @@ impl Drop for Rt {
         }
         if let Some(net) = self.rt.network() {
             net.teardown();
+        }
+        // runc removes each box's cgroup; the runtime's parent directory is ours to remove.
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(ctrl.path().join(self.rt.cgroup_parent()));
         }
     }
 }
@@ -415,4 +424,51 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     false
+}
+
+pub const TOKEN: &str = "runtime-test-token";
+
+pub type Client = forkr_node_agent::rpc::proto::runtime_client::RuntimeClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        forkr_node_agent::grpc::BearerToken,
+    >,
+>;
+
+impl Rt {
+    /// Serves the Runtime service on a Unix socket in the state directory and connects to it.
+    pub async fn grpc(&self, heartbeat: std::time::Duration) -> (Client, PathBuf) {
+        let sock = self.state.path().join("runtime.sock");
+        let svc = forkr_node_agent::rpc::service(
+            self.pool.clone(),
+            Some(self.rt.clone()),
+            TOKEN,
+            heartbeat,
+        );
+        let path = sock.clone();
+        tokio::spawn(async move {
+            forkr_node_agent::rpc::serve_unix(svc, &path, std::future::pending())
+                .await
+                .unwrap()
+        });
+        (connect(&sock).await, sock)
+    }
+}
+
+/// A client of the Runtime service on `sock`, with the test token.
+pub async fn connect(sock: &Path) -> Client {
+    for _ in 0..100 {
+        if let Ok(ch) = tonic::transport::Endpoint::try_from(format!("unix://{}", sock.display()))
+            .unwrap()
+            .connect()
+            .await
+        {
+            return forkr_node_agent::rpc::proto::runtime_client::RuntimeClient::with_interceptor(
+                ch,
+                forkr_node_agent::grpc::BearerToken::new(TOKEN).unwrap(),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("runtime socket did not come up");
 }

@@ -1,0 +1,278 @@
+//! The gRPC face of the box runtime: the `Runtime` service (box start/stop/status in local mode;
+//! exec, console, ps, logs and files in both modes), authenticated with the agent's token.
+//!
+//! Its code is generated from `proto/forkr/runtime/v1/runtime.proto` and checked in under
+//! `gen/` (the `runtime_proto` test fails when it drifts), so the crate's build script is
+//! untouched.
+
+mod exec;
+mod files;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
+use crate::exec::Target;
+use crate::exec::session::Sessions;
+use crate::grpc::{TokenAuth, to_status};
+use crate::pool::Pool;
+use crate::runtime::{BoxSpec, LocalRuntime, Phase, VolumeMount};
+
+/// Generated protocol types, shared by server and clients.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod proto {
+    include!("gen/forkr.runtime.v1.rs");
+}
+
+use proto::runtime_server::{Runtime, RuntimeServer};
+
+/// Default interval of heartbeats on idle exec and console streams.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The Runtime service. Without a local runtime (Kubernetes mode) box lifecycle calls are
+/// refused, and exec finds PID 1 among the node's processes.
+pub struct RuntimeService {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) runtime: Option<Arc<LocalRuntime>>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) heartbeat: Duration,
+}
+
+/// The authenticated service, ready to add to a tonic server next to `Storage`.
+pub fn service(
+    pool: Arc<Pool>,
+    runtime: Option<Arc<LocalRuntime>>,
+    token: &str,
+    heartbeat: Duration,
+) -> tonic::service::interceptor::InterceptedService<RuntimeServer<RuntimeService>, TokenAuth> {
+    RuntimeServer::with_interceptor(
+        RuntimeService {
+            pool,
+            runtime,
+            sessions: Arc::default(),
+            heartbeat,
+        },
+        TokenAuth::new(token),
+    )
+}
+
+/// HTTP/2 keepalive for long idle exec and console streams: a PING every 20 s, and the
+/// connection is dropped when one goes unanswered for 20 s.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+}
+
+/// Serves the Runtime service alone on a Unix socket until `shutdown` (tests, benchmarks).
+pub async fn serve_unix(
+    svc: tonic::service::interceptor::InterceptedService<RuntimeServer<RuntimeService>, TokenAuth>,
+    path: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    server_builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+pub(crate) fn box_ref(b: Option<proto::BoxRef>) -> Result<(String, String), Status> {
+    let b = b.ok_or_else(|| Status::invalid_argument("box is required"))?;
+    forkr_crds::validation::validate_project_name(&b.project)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    forkr_crds::validation::validate_box_name(&b.name)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok((b.project, b.name))
+}
+
+/// Runs blocking work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("agent task failed: {e}")))?
+        .map_err(to_status)
+}
+
+impl RuntimeService {
+    fn local(&self) -> Result<Arc<LocalRuntime>, Status> {
+        self.runtime.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "box lifecycle is the operator's job in Kubernetes mode; this agent has no local runtime",
+            )
+        })
+    }
+
+    /// The running box's PID 1: from runc locally, from the node's processes otherwise.
+    pub(crate) async fn target(&self, project: String, name: String) -> Result<Target, Status> {
+        let rt = self.runtime.clone();
+        blocking(move || match rt {
+            Some(rt) => rt.pid1(&project, &name).map(Target::new),
+            None => Target::find_on_node(&project, &name),
+        })
+        .await
+    }
+}
+
+fn status_to_proto(st: crate::runtime::BoxStatus) -> proto::BoxStatus {
+    proto::BoxStatus {
+        r#box: Some(proto::BoxRef {
+            project: st.project,
+            name: st.name,
+        }),
+        phase: match st.phase {
+            Phase::Running => proto::Phase::Running,
+            Phase::Stopped => proto::Phase::Stopped,
+            Phase::Dead => proto::Phase::Dead,
+        } as i32,
+        pid: st.pid.unwrap_or(0),
+        ip: st.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+    }
+}
+
+fn spec_from_proto(req: proto::StartBoxRequest) -> Result<BoxSpec, Status> {
+    let (project, name) = box_ref(req.r#box)?;
+    let mut spec = BoxSpec::new(&project, &name);
+    spec.env = req.env.into_iter().collect();
+    forkr_crds::validation::validate_env(&spec.env).map_err(|e| {
+        Status::invalid_argument(e.first().map_or("invalid env".into(), |f| f.to_string()))
+    })?;
+    spec.memory_bytes = (req.memory_bytes > 0).then_some(req.memory_bytes);
+    spec.cpu_millis = (req.cpu_millis > 0).then_some(req.cpu_millis);
+    if req.grace_seconds > 0 {
+        spec.grace_seconds = req.grace_seconds;
+    }
+    spec.volumes = req
+        .volumes
+        .into_iter()
+        .map(|v| VolumeMount {
+            volume: v.volume,
+            target: v.target,
+            read_only: v.read_only,
+        })
+        .collect();
+    Ok(spec)
+}
+
+type Stream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Runtime for RuntimeService {
+    async fn start_box(
+        &self,
+        req: Request<proto::StartBoxRequest>,
+    ) -> Result<Response<proto::BoxStatus>, Status> {
+        let rt = self.local()?;
+        let spec = spec_from_proto(req.into_inner())?;
+        let st = blocking(move || rt.start(&spec)).await?;
+        Ok(Response::new(status_to_proto(st)))
+    }
+
+    async fn stop_box(
+        &self,
+        req: Request<proto::BoxRef>,
+    ) -> Result<Response<proto::BoxStatus>, Status> {
+        let rt = self.local()?;
+        let (p, n) = box_ref(Some(req.into_inner()))?;
+        let st = blocking(move || {
+            rt.stop(&p, &n)?;
+            rt.status(&p, &n)
+        })
+        .await?;
+        Ok(Response::new(status_to_proto(st)))
+    }
+
+    async fn resume_box(
+        &self,
+        req: Request<proto::BoxRef>,
+    ) -> Result<Response<proto::BoxStatus>, Status> {
+        let rt = self.local()?;
+        let (p, n) = box_ref(Some(req.into_inner()))?;
+        let st = blocking(move || rt.resume(&p, &n)).await?;
+        Ok(Response::new(status_to_proto(st)))
+    }
+
+    async fn get_box_status(
+        &self,
+        req: Request<proto::BoxRef>,
+    ) -> Result<Response<proto::BoxStatus>, Status> {
+        let rt = self.local()?;
+        let (p, n) = box_ref(Some(req.into_inner()))?;
+        let st = blocking(move || rt.status(&p, &n)).await?;
+        Ok(Response::new(status_to_proto(st)))
+    }
+
+    async fn list_boxes(
+        &self,
+        _req: Request<proto::ListBoxesRequest>,
+    ) -> Result<Response<proto::ListBoxesResponse>, Status> {
+        let rt = self.local()?;
+        let all = blocking(move || rt.list()).await?;
+        Ok(Response::new(proto::ListBoxesResponse {
+            boxes: all.into_iter().map(status_to_proto).collect(),
+        }))
+    }
+
+    type ExecStream = Stream<proto::ExecOutput>;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<proto::ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        exec::exec(self, req.into_inner()).await
+    }
+
+    async fn exec_background(
+        &self,
+        req: Request<proto::ExecStart>,
+    ) -> Result<Response<proto::ExecBackgroundResponse>, Status> {
+        exec::background(self, req.into_inner()).await
+    }
+
+    async fn ps(
+        &self,
+        req: Request<proto::PsRequest>,
+    ) -> Result<Response<proto::PsResponse>, Status> {
+        exec::ps(self, req.into_inner()).await
+    }
+
+    type LogsStream = Stream<proto::LogsChunk>;
+
+    async fn logs(
+        &self,
+        req: Request<proto::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        exec::logs(self, req.into_inner()).await
+    }
+
+    async fn put_file(
+        &self,
+        req: Request<Streaming<proto::PutFileChunk>>,
+    ) -> Result<Response<proto::PutFileResponse>, Status> {
+        files::put(self, req.into_inner()).await
+    }
+
+    type GetFileStream = Stream<proto::GetFileChunk>;
+
+    async fn get_file(
+        &self,
+        req: Request<proto::GetFileRequest>,
+    ) -> Result<Response<Self::GetFileStream>, Status> {
+        files::get(self, req.into_inner()).await
+    }
+}
+
+/// Errors from the engine, as statuses.
+pub(crate) fn st(e: Error) -> Status {
+    to_status(e)
+}
