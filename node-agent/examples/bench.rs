@@ -391,6 +391,74 @@ fn import_bench(pool: &Pool, cfg: &Config, scratch: &Path, rows: &mut Vec<Row>) 
     });
 }
 
+/// The same create and delete, through the gRPC API over the agent's Unix socket, to show what
+/// the transport adds.
+fn grpc_bench(pool: std::sync::Arc<Pool>, cfg: &Config, scratch: &Path, rows: &mut Vec<Row>) {
+    use forkr_node_agent::grpc::proto::storage_client::StorageClient;
+    use forkr_node_agent::grpc::{self, BearerToken, proto};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sock = scratch.join("agent.sock");
+    let (create, delete) = rt.block_on(async {
+        let serving = sock.clone();
+        tokio::spawn(async move {
+            grpc::serve_unix(
+                pool,
+                Default::default(),
+                "bench",
+                &serving,
+                std::future::pending(),
+            )
+            .await
+        });
+        let mut channel = None;
+        for _ in 0..100 {
+            let endpoint =
+                tonic::transport::Endpoint::try_from(format!("unix://{}", sock.display()))
+                    .expect("uri");
+            if let Ok(c) = endpoint.connect().await {
+                channel = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let token = BearerToken::new("bench").expect("token");
+        let mut c = StorageClient::with_interceptor(channel.expect("agent socket"), token);
+        let (mut create, mut delete) = (Samples::default(), Samples::default());
+        for i in 0..cfg.iterations {
+            let name = format!("g{i}");
+            let req = proto::CreateRootRequest {
+                project: "bench".into(),
+                r#box: name.clone(),
+                base: "tiny".into(),
+            };
+            let start = Instant::now();
+            c.create_root(req).await.expect("create over grpc");
+            create.0.push(start.elapsed());
+            let start = Instant::now();
+            c.delete_root(proto::RootRef {
+                project: "bench".into(),
+                r#box: name,
+            })
+            .await
+            .expect("delete over grpc");
+            delete.0.push(start.elapsed());
+        }
+        (create, delete)
+    });
+    rows.push(Row {
+        what: "create root over gRPC (Unix socket)".into(),
+        size: "tiny".into(),
+        mode: "as served".into(),
+        samples: create,
+    });
+    rows.push(Row {
+        what: "delete root over gRPC (Unix socket)".into(),
+        size: "tiny".into(),
+        mode: "as served".into(),
+        samples: delete,
+    });
+}
+
 fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -422,6 +490,9 @@ fn main() {
     diff_bench(&pool, &cfg, &mut rows);
     eprintln!("import...");
     import_bench(&pool, &cfg, scratch.path(), &mut rows);
+    eprintln!("grpc...");
+    let pool = std::sync::Arc::new(pool);
+    grpc_bench(pool.clone(), &cfg, scratch.path(), &mut rows);
     println!(
         "load average before: {load_before}, after: {}",
         load_average()
