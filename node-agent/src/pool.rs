@@ -15,10 +15,13 @@
 //! tmp/<op-id>/                            work directories of operations in flight
 //! ```
 //!
-//! Every mutating operation builds its result inside its own work directory under `tmp/`, which
-//! starts with an `intent.meta`, and publishes it with one rename. Whatever a crash leaves in
-//! `tmp/` is rolled back on the next open, except a restore that had already moved the live root
-//! aside: that one is rolled forward, so a root is never lost.
+//! Every mutating operation owns a work directory under `tmp/` that starts with an `intent.meta`
+//! and records every staging name it uses, and it publishes its result in one atomic step: a
+//! snapshot ioctl straight to the final name, or a rename from a staging name next to it.
+//! Whatever a crash leaves is rolled back on the next open, except a restore that had already
+//! moved the live root aside: that one is rolled forward, so a root is never lost.
+//!
+//! One agent owns a pool at a time; opening it recovers as if every earlier owner had crashed.
 
 use std::collections::HashSet;
 use std::fs;
