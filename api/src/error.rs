@@ -27,6 +27,12 @@ impl ApiError {
         }
     }
 
+    /// Appends advice to the message: what the user can do about it.
+    pub fn with_hint(mut self, hint: &str) -> Self {
+        self.message = format!("{}; {hint}", self.message);
+        self
+    }
+
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }

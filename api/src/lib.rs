@@ -24,5 +24,7 @@ pub mod routes;
 pub mod state;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 #[cfg(feature = "server")]
 pub mod upload;

@@ -12,6 +12,8 @@ use forkr_api::state::{AppState, Config};
 use forkr_api::store::{Scope, Store};
 use forkr_node_agent::Pool;
 use forkr_node_agent::loopback::Loopback;
+use forkr_node_agent::net::NetConfig;
+use forkr_node_agent::runtime::{ApiEndpoints, LocalRuntime, RuntimeConfig};
 
 #[derive(Parser)]
 #[command(name = "forkr-api", about = "The Forkr API gateway")]
@@ -33,6 +35,12 @@ struct Cli {
     /// Size of the loopback pool image made when the data dir is not on btrfs.
     #[arg(long, default_value_t = 20 << 30)]
     pool_size: u64,
+    /// The forkr-runner binary boxes boot with; by default the one next to this executable.
+    #[arg(long, env = "FORKR_RUNNER_BIN")]
+    runner_bin: Option<PathBuf>,
+    /// Run boxes in the host's network instead of giving each its own on a bridge.
+    #[arg(long)]
+    no_network: bool,
 }
 
 #[derive(Subcommand)]
@@ -105,9 +113,42 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let store = open_store(&cli.data_dir)?;
-    let pool = open_pool(&cli.data_dir, cli.pool_size)?;
+    let pool = Arc::new(open_pool(&cli.data_dir, cli.pool_size)?);
+    let runner_bin = match cli.runner_bin {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the executable has no directory")?
+            .join("forkr-runner"),
+    };
+    let network = (!cli.no_network).then(NetConfig::default_local);
+    let gateway = network
+        .as_ref()
+        .map(|n| n.subnet.octets())
+        .map(|o| format!("{}.{}.{}.1", o[0], o[1], o[2]));
+    let runtime_cfg = RuntimeConfig {
+        state_dir: cli.data_dir.join("runtime"),
+        runner_bin,
+        network,
+        api: ApiEndpoints {
+            api_url: format!("https://forks.{}", cli.domain),
+            api_host: format!("forks.{}", cli.domain),
+            node_ip: gateway.unwrap_or_else(|| "127.0.0.1".into()),
+            insecure: false,
+        },
+    };
+    let (runtime, recovered) =
+        LocalRuntime::open(runtime_cfg, pool.clone()).context("starting the box runtime")?;
+    for st in recovered {
+        tracing::info!(project = %st.project, name = %st.name, phase = ?st.phase, "found box");
+    }
     let state = AppState {
-        backend: Arc::new(LocalBackend::new(store, pool)),
+        backend: Arc::new(LocalBackend::new(
+            store,
+            pool,
+            Arc::new(runtime),
+            &cli.domain,
+        )),
         config: Arc::new(Config { domain: cli.domain }),
     };
     let listener = tokio::net::TcpListener::bind(cli.listen)

@@ -192,3 +192,118 @@ pub struct UpdateUser {
 
 /// Tags and settings share this shape in several places.
 pub type StringMap = BTreeMap<String, String>;
+
+/// `POST /v1/projects/{project}/boxes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBox {
+    pub name: String,
+    /// A base alias, exact version or `alias:tag`; `box-base` when neither base nor fork.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// A box to clone: `box` or `project:box`.
+    #[serde(default)]
+    pub fork: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// `NAME=/path[:ro|:rw]`, as `--data` takes them.
+    #[serde(default)]
+    pub data: Vec<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Made for a `-` ref; 4kr deletes it when done.
+    #[serde(default)]
+    pub ephemeral: bool,
+}
+
+/// A box, as `show` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BoxView {
+    pub name: String,
+    pub project: String,
+    /// pending, creating, running, stopping, stopped, restoring, failed or deleting.
+    pub status: String,
+    /// The exact base version the root came from.
+    pub base: Option<String>,
+    /// `project:box` this box was forked from.
+    pub fork_of: Option<String>,
+    pub url: String,
+    pub port: Option<u16>,
+    /// RFC3339.
+    pub created: Option<String>,
+    pub started: Option<String>,
+    pub stopped: Option<String>,
+    pub published: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub data: Vec<DataMountView>,
+    pub cpus: Option<f64>,
+    pub ram_mb: Option<u64>,
+    pub storage_gb: Option<f64>,
+    pub ip: Option<String>,
+    pub ephemeral: bool,
+    /// Why the status is what it is, when it is not plain.
+    pub message: Option<String>,
+}
+
+/// `PATCH /v1/projects/{project}/boxes/{name}`: the CLI merges every `KEY=VALUE` into `env`;
+/// the server applies PORT, CPU, MEMORY and TERMINATION_GRACE_PERIOD_SECONDS (or
+/// TERMINATION_GRACE_SECONDS) and drops the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBox {
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// `POST .../boxes/{name}/snapshots/{snapshot}/restore` has no body; this is its answer's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Restored {
+    pub snapshot: String,
+}
+
+/// `POST .../boxes/{name}/exec`: one command, its output collected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCommand {
+    /// The program and its arguments; with `sh`, one shell string.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub sh: bool,
+    /// `KEY=VALUE` pairs, applied last.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub wd: Option<String>,
+    /// A project user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Bytes for stdin, as UTF-8 text.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Run detached and return its pid.
+    #[serde(default)]
+    pub bg: bool,
+}
+
+/// The result of a foreground `POST .../exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    /// Output as UTF-8 (invalid bytes replaced); use the WebSocket exec for binary data.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The result of a background exec: `pid=<n>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackgroundExec {
+    pub pid: u32,
+}

@@ -2,14 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
-use forkr_api::auth::issue_token;
-use forkr_api::backend::local::LocalBackend;
-use forkr_api::state::{AppState, Config};
-use forkr_api::store::{Scope, Store};
-use forkr_node_agent::Pool;
-use forkr_node_agent::loopback::Loopback;
+use forkr_api::testkit::{Options, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -18,36 +11,21 @@ struct Server {
     admin: String,
     shop: String,
     http: reqwest::Client,
-    _pool: Loopback,
-    _dir: tempfile::TempDir,
+    inner: TestServer,
 }
 
 impl Server {
     async fn start() -> Server {
-        let pool_fs = Loopback::scratch(1 << 30).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("forkr.db")).unwrap();
-        let admin = issue_token(&store, "admin", &Scope::Admin).unwrap();
-        let shop = issue_token(&store, "shop", &Scope::Projects(vec!["shop".into()])).unwrap();
-        let state = AppState {
-            backend: Arc::new(LocalBackend::new(
-                store,
-                Pool::open(pool_fs.path()).unwrap(),
-            )),
-            config: Arc::new(Config {
-                domain: "forkr.test".into(),
-            }),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(forkr_api::routes::serve(listener, state));
+        Self::from(TestServer::start().await)
+    }
+
+    fn from(inner: TestServer) -> Server {
         Server {
-            base: format!("http://{addr}"),
-            admin,
-            shop,
+            base: inner.url.clone(),
+            admin: inner.admin.clone(),
+            shop: inner.shop.clone(),
             http: reqwest::Client::new(),
-            _pool: pool_fs,
-            _dir: dir,
+            inner,
         }
     }
 
@@ -408,9 +386,10 @@ async fn volumes_lifecycle() {
 #[tokio::test]
 async fn bases_list_and_missing_ones() {
     let s = Server::start().await;
+    let (status, list) = s.admin(Method::GET, "/v1/projects/shop/bases", None).await;
     assert_eq!(
-        s.admin(Method::GET, "/v1/projects/shop/bases", None).await,
-        (StatusCode::OK, json!([]))
+        (status, list[0]["name"].as_str()),
+        (StatusCode::OK, Some("box-base"))
     );
     assert_eq!(
         s.admin(Method::GET, "/v1/projects/shop/bases/none", None)
@@ -471,21 +450,37 @@ async fn the_openapi_document_and_the_routes_agree() {
         documented,
         [
             "delete /v1/projects/{project}/bases/{name}",
+            "delete /v1/projects/{project}/boxes/{name}",
             "delete /v1/projects/{project}/users/{name}",
             "delete /v1/projects/{project}/volumes/{name}",
             "get /healthz",
             "get /readyz",
             "get /v1/projects/{project}/bases",
             "get /v1/projects/{project}/bases/{name}",
+            "get /v1/projects/{project}/boxes",
+            "get /v1/projects/{project}/boxes/{name}",
+            "get /v1/projects/{project}/boxes/{name}/diff",
+            "get /v1/projects/{project}/boxes/{name}/diff/file",
+            "get /v1/projects/{project}/boxes/{name}/logs",
+            "get /v1/projects/{project}/boxes/{name}/snapshots",
             "get /v1/projects/{project}/users",
             "get /v1/projects/{project}/volumes",
             "get /v1/projects/{project}/volumes/{name}",
+            "patch /v1/projects/{project}/boxes/{name}",
             "patch /v1/projects/{project}/users/{name}",
             "post /v1/projects/{project}/bases/{name}/import",
+            "post /v1/projects/{project}/bases/{name}/save",
+            "post /v1/projects/{project}/boxes",
+            "post /v1/projects/{project}/boxes/{name}/exec",
+            "post /v1/projects/{project}/boxes/{name}/resume",
+            "post /v1/projects/{project}/boxes/{name}/snapshots",
+            "post /v1/projects/{project}/boxes/{name}/snapshots/{snapshot}/restore",
+            "post /v1/projects/{project}/boxes/{name}/stop",
             "post /v1/projects/{project}/users",
             "post /v1/projects/{project}/volumes",
         ]
     );
+
     // A route that is not in the document is not served either.
     assert_eq!(
         s.admin(Method::GET, "/v1/projects/shop/nothing", None)
@@ -582,8 +577,13 @@ async fn bases_import_version_and_refuse_bad_tarballs() {
         "{version}"
     );
     let (_, list) = s.admin(Method::GET, "/v1/projects/shop/bases", None).await;
-    assert_eq!(list[0]["name"], "mini");
-    assert_eq!(list[0]["version"], version.as_str());
+    let mini = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "mini")
+        .unwrap();
+    assert_eq!(mini["version"], version.as_str());
     let (_, shown) = s
         .admin(Method::GET, "/v1/projects/shop/bases/mini", None)
         .await;
@@ -637,46 +637,33 @@ async fn bases_import_version_and_refuse_bad_tarballs() {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_name"))
     );
-    // None of the refused uploads left a base behind.
+    // None of the refused uploads left a base behind: only box-base and mini.
     let (_, list) = s.admin(Method::GET, "/v1/projects/shop/bases", None).await;
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     assert_eq!(
         s.admin(Method::DELETE, "/v1/projects/shop/bases/mini", None)
             .await
             .0,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        s.admin(Method::GET, "/v1/projects/shop/bases", None)
-            .await
-            .1,
-        json!([])
-    );
+    let (_, list) = s.admin(Method::GET, "/v1/projects/shop/bases", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
 
 #[tokio::test]
 async fn uploads_over_the_cap_are_cut_off() {
-    let pool_fs = Loopback::scratch(1 << 30).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("forkr.db")).unwrap();
-    let admin = issue_token(&store, "admin", &Scope::Admin).unwrap();
-    let backend =
-        LocalBackend::new(store, Pool::open(pool_fs.path()).unwrap()).with_max_upload(64 << 10);
-    let state = AppState {
-        backend: Arc::new(backend),
-        config: Arc::new(Config {
-            domain: "forkr.test".into(),
-        }),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(forkr_api::routes::serve(listener, state));
+    let s = Server::from(
+        TestServer::start_with(Options {
+            max_upload: Some(64 << 10),
+        })
+        .await,
+    );
     let big: Vec<u8> = (0..(1u32 << 20))
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/projects/shop/bases/big/import"))
-        .bearer_auth(&admin)
+        .post(format!("{}/v1/projects/shop/bases/big/import", s.base))
+        .bearer_auth(&s.admin)
         .body(rootfs(62, &[("blob", &big)]))
         .send()
         .await
@@ -686,11 +673,14 @@ async fn uploads_over_the_cap_are_cut_off() {
         resp.json::<Value>().await.unwrap()["error"],
         "upload_too_large"
     );
-    assert!(
-        Pool::open(pool_fs.path())
-            .unwrap()
-            .list_bases()
-            .unwrap()
-            .is_empty()
-    );
+    // Only the tiny base the server starts with is there.
+    let names: Vec<String> = s
+        .inner
+        .pool
+        .list_bases()
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["box-base"]);
 }

@@ -3,14 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
-use forkr_api::auth::issue_token;
-use forkr_api::backend::local::LocalBackend;
-use forkr_api::state::{AppState, Config};
-use forkr_api::store::{Scope, Store};
-use forkr_node_agent::Pool;
-use forkr_node_agent::loopback::Loopback;
+use forkr_api::testkit::TestServer;
 use serde_json::Value;
 
 struct Env {
@@ -18,31 +11,17 @@ struct Env {
     token: String,
     setup: tempfile::TempDir,
     cwd: tempfile::TempDir,
-    _pool: Loopback,
-    _db: tempfile::TempDir,
+    _server: TestServer,
 }
 
 async fn server() -> Env {
-    let pool = Loopback::scratch(1 << 30).unwrap();
-    let db = tempfile::tempdir().unwrap();
-    let store = Store::open(&db.path().join("forkr.db")).unwrap();
-    let token = issue_token(&store, "cli", &Scope::Admin).unwrap();
-    let state = AppState {
-        backend: Arc::new(LocalBackend::new(store, Pool::open(pool.path()).unwrap())),
-        config: Arc::new(Config {
-            domain: "forkr.test".into(),
-        }),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(forkr_api::routes::serve(listener, state));
+    let s = TestServer::start().await;
     Env {
-        url,
-        token,
+        url: s.url.clone(),
+        token: s.admin.clone(),
         setup: tempfile::tempdir().unwrap(),
         cwd: tempfile::tempdir().unwrap(),
-        _pool: pool,
-        _db: db,
+        _server: s,
     }
 }
 
@@ -159,13 +138,12 @@ async fn data_volumes_and_a_partial_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bases_on_an_empty_pool() {
+async fn bases_list_and_a_missing_one() {
     let e = server().await;
-    assert_eq!(
-        e.ok(&["base", "list"]).await,
-        "NAME  VERSION  SIZE  CREATED\n"
-    );
-    let missing = e.run(&["base", "show", "box-base"]).await;
+    let listed = e.ok(&["base", "list"]).await;
+    assert!(listed.starts_with("NAME      VERSION   SIZE"), "{listed}");
+    assert!(listed.contains("\nbox-base  box-base  "), "{listed}");
+    let missing = e.run(&["base", "show", "nothing"]).await;
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.starts_with("Error: "), "{}", missing.stderr);
 }

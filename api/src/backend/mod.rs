@@ -10,7 +10,9 @@ use std::pin::Pin;
 use crate::error::ApiResult;
 use crate::store::Scope;
 use crate::wire::{
-    BaseDetailsView, BaseSummaryView, BaseWritten, ImportBase, UserView, VolumeView,
+    BackgroundExec, BaseDetailsView, BaseSummaryView, BaseWritten, BoxView, CreateBox,
+    DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ImportBase, SnapshotView, UserView,
+    VolumeView,
 };
 
 /// An upload as it arrives: chunks of the request body, never buffered whole.
@@ -59,6 +61,13 @@ pub trait Backend: Send + Sync + 'static {
         tag: Option<String>,
     ) -> BoxFuture<'_, ApiResult<BaseDetailsView>>;
     fn delete_base(&self, name: String) -> BoxFuture<'_, ApiResult<()>>;
+    /// Saves a box's root as the next version of base `name`.
+    fn save_base(
+        &self,
+        project: String,
+        name: String,
+        box_name: String,
+    ) -> BoxFuture<'_, ApiResult<BaseWritten>>;
     /// Imports a rootfs `.tar.gz` as the next version of `name`, extracting as it streams in.
     fn import_base(
         &self,
@@ -66,4 +75,79 @@ pub trait Backend: Send + Sync + 'static {
         req: ImportBase,
         body: Upload,
     ) -> BoxFuture<'_, ApiResult<BaseWritten>>;
+
+    fn create_box(&self, project: String, req: CreateBox) -> BoxFuture<'_, ApiResult<BoxView>>;
+    fn list_boxes(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<BoxView>>>;
+    fn show_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>>;
+    /// Applies the allowlisted settings; the route has already picked them.
+    fn update_box(
+        &self,
+        project: String,
+        name: String,
+        update: forkr_crds::validation::BoxUpdate,
+    ) -> BoxFuture<'_, ApiResult<BoxView>>;
+    /// Without `force`, a running box is refused with 409 `fork_running`.
+    fn delete_box(
+        &self,
+        project: String,
+        name: String,
+        force: bool,
+    ) -> BoxFuture<'_, ApiResult<()>>;
+    fn stop_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>>;
+    fn resume_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>>;
+
+    fn list_snapshots(
+        &self,
+        project: String,
+        name: String,
+    ) -> BoxFuture<'_, ApiResult<Vec<SnapshotView>>>;
+    fn create_snapshot(
+        &self,
+        project: String,
+        name: String,
+        snapshot: Option<String>,
+        description: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<SnapshotView>>;
+    fn restore_snapshot(
+        &self,
+        project: String,
+        name: String,
+        snapshot: String,
+    ) -> BoxFuture<'_, ApiResult<BoxView>>;
+    fn diff_status(
+        &self,
+        project: String,
+        name: String,
+        against: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<DiffStatusView>>;
+    fn diff_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+        against: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<DiffFileView>>;
+
+    /// Runs a command to completion and returns its output and exit code.
+    fn exec(
+        &self,
+        project: String,
+        name: String,
+        cmd: ExecCommand,
+    ) -> BoxFuture<'_, ApiResult<ExecOutput>>;
+    /// Starts a command detached; its output goes to /tmp/boxes/exec/<pid>.log in the box.
+    fn exec_background(
+        &self,
+        project: String,
+        name: String,
+        cmd: ExecCommand,
+    ) -> BoxFuture<'_, ApiResult<BackgroundExec>>;
+    /// A background process's log from byte `offset`.
+    fn logs(
+        &self,
+        project: String,
+        name: String,
+        pid: Option<u32>,
+        offset: u64,
+    ) -> BoxFuture<'_, ApiResult<Vec<u8>>>;
 }

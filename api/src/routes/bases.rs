@@ -11,9 +11,9 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Named, Project};
+use crate::extract::{JsonBody, Named, Project};
 use crate::state::AppState;
-use crate::wire::{BaseDetailsView, BaseSummaryView, BaseWritten, ImportBase};
+use crate::wire::{BaseDetailsView, BaseSummaryView, BaseWritten, ImportBase, SaveBase};
 
 /// Every base with its newest version: NAME, VERSION, SIZE, CREATED.
 #[utoipa::path(get, path = "/v1/projects/{project}/bases", tag = "bases",
@@ -81,6 +81,24 @@ pub async fn import(
     let written = state
         .backend
         .import_base(named.name, q, Box::pin(stream))
+        .await?;
+    Ok((StatusCode::CREATED, Json(written)))
+}
+
+/// Saves a box's root, as it is on disk, as the next version of a base. The box need not run.
+#[utoipa::path(post, path = "/v1/projects/{project}/bases/{name}/save", tag = "bases",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = SaveBase,
+    responses((status = 201, body = BaseWritten), (status = 404, body = ErrorBody)))]
+pub async fn save(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(req): JsonBody<SaveBase>,
+) -> ApiResult<(StatusCode, Json<BaseWritten>)> {
+    validate_base_alias(&named.name)?;
+    forkr_crds::validation::validate_box_name(&req.box_name)?;
+    let written = state
+        .backend
+        .save_base(named.project, named.name, req.box_name)
         .await?;
     Ok((StatusCode::CREATED, Json(written)))
 }

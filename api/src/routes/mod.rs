@@ -2,6 +2,7 @@
 //! from the same list the router serves.
 
 mod bases;
+mod boxes;
 mod health;
 mod users;
 mod volumes;
@@ -50,6 +51,17 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(bases::list))
         .routes(routes!(bases::show, bases::delete))
         .routes(routes!(bases::import))
+        .routes(routes!(bases::save))
+        .routes(routes!(boxes::list, boxes::create))
+        .routes(routes!(boxes::show, boxes::update, boxes::delete))
+        .routes(routes!(boxes::stop))
+        .routes(routes!(boxes::resume))
+        .routes(routes!(boxes::list_snapshots, boxes::create_snapshot))
+        .routes(routes!(boxes::restore_snapshot))
+        .routes(routes!(boxes::diff_status))
+        .routes(routes!(boxes::diff_file))
+        .routes(routes!(boxes::exec))
+        .routes(routes!(boxes::logs))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

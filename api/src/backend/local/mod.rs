@@ -1,9 +1,20 @@
-//! The embedded backend: objects in SQLite, storage in this machine's btrfs pool.
+//! The embedded backend: objects in SQLite, storage in this machine's btrfs pool, boxes as
+//! runc containers of the node agent's local runtime.
+//!
+//! Box and DataVolume objects (the CRD types) live in SQLite. Snapshots and bases are not copied
+//! there: the pool is self-describing (names, times, descriptions, provenance), so it is their
+//! one source of truth and nothing can drift.
 
-use std::sync::Arc;
+mod boxes;
+mod diff;
+mod exec;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use forkr_crds::{BoxResource, DataVolume, DataVolumeSpec};
 use forkr_node_agent::Pool;
+use forkr_node_agent::runtime::LocalRuntime;
 use forkr_node_agent::volumes::VolumeInfo;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -12,29 +23,66 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::{Scope, Store, StoreError};
 use crate::upload::LimitedReader;
 use crate::wire::{
-    BaseDetailsView, BaseSummaryView, BaseVersionView, BaseWritten, ImportBase, UserView,
-    VolumeView,
+    BackgroundExec, BaseDetailsView, BaseSummaryView, BaseVersionView, BaseWritten, BoxView,
+    CreateBox, DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ImportBase, SnapshotView,
+    UserView, VolumeView,
 };
 
 const VOLUME: &str = "DataVolume";
 const BOX: &str = "Box";
 
+/// Held while an operation changes one box.
+type BoxLock = Arc<tokio::sync::Mutex<()>>;
+
 pub struct LocalBackend {
     store: Arc<Store>,
     pool: Arc<Pool>,
+    runtime: Arc<LocalRuntime>,
+    domain: String,
     max_upload: u64,
+    /// One lock per box: operations on a box run one at a time, different boxes concurrently.
+    box_locks: Mutex<HashMap<(String, String), BoxLock>>,
 }
 
 /// Largest base upload accepted by default: a generous rootfs.
 pub const DEFAULT_MAX_UPLOAD: u64 = 16 << 30;
 
 impl LocalBackend {
-    pub fn new(store: Store, pool: Pool) -> LocalBackend {
+    /// The backend over a store, a pool and the runtime that runs boxes from that pool.
+    pub fn new(
+        store: Store,
+        pool: Arc<Pool>,
+        runtime: Arc<LocalRuntime>,
+        domain: &str,
+    ) -> LocalBackend {
         LocalBackend {
             store: Arc::new(store),
-            pool: Arc::new(pool),
+            pool,
+            runtime,
+            domain: domain.to_owned(),
             max_upload: DEFAULT_MAX_UPLOAD,
+            box_locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn box_lock(&self, project: &str, name: &str) -> BoxLock {
+        let mut map = self.box_locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((project.to_owned(), name.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Runs a blocking runtime operation (runc, nsenter) off the async workers.
+    async fn rt<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LocalRuntime) -> forkr_node_agent::Result<T> + Send + 'static,
+    {
+        let rt = self.runtime.clone();
+        tokio::task::spawn_blocking(move || f(&rt))
+            .await
+            .map_err(|e| ApiError::internal(format!("runtime task failed: {e}")))?
+            .map_err(ApiError::from)
     }
 
     /// Caps the size of base uploads.
@@ -301,5 +349,134 @@ impl Backend for LocalBackend {
                 version: result?,
             })
         })
+    }
+
+    fn save_base(
+        &self,
+        project: String,
+        name: String,
+        box_name: String,
+    ) -> BoxFuture<'_, ApiResult<BaseWritten>> {
+        Box::pin(LocalBackend::save_base(self, project, name, box_name))
+    }
+
+    fn create_box(&self, project: String, req: CreateBox) -> BoxFuture<'_, ApiResult<BoxView>> {
+        Box::pin(LocalBackend::create_box(self, project, req))
+    }
+
+    fn list_boxes(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<BoxView>>> {
+        Box::pin(LocalBackend::list_boxes(self, project))
+    }
+
+    fn show_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>> {
+        Box::pin(LocalBackend::show_box(self, project, name))
+    }
+
+    fn update_box(
+        &self,
+        project: String,
+        name: String,
+        update: forkr_crds::validation::BoxUpdate,
+    ) -> BoxFuture<'_, ApiResult<BoxView>> {
+        Box::pin(LocalBackend::update_box(self, project, name, update))
+    }
+
+    fn delete_box(
+        &self,
+        project: String,
+        name: String,
+        force: bool,
+    ) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(LocalBackend::delete_box(self, project, name, force))
+    }
+
+    fn stop_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>> {
+        Box::pin(LocalBackend::stop_box(self, project, name))
+    }
+
+    fn resume_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>> {
+        Box::pin(LocalBackend::resume_box(self, project, name))
+    }
+
+    fn list_snapshots(
+        &self,
+        project: String,
+        name: String,
+    ) -> BoxFuture<'_, ApiResult<Vec<SnapshotView>>> {
+        Box::pin(LocalBackend::list_snapshots(self, project, name))
+    }
+
+    fn create_snapshot(
+        &self,
+        project: String,
+        name: String,
+        snapshot: Option<String>,
+        description: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<SnapshotView>> {
+        Box::pin(LocalBackend::create_snapshot(
+            self,
+            project,
+            name,
+            snapshot,
+            description,
+        ))
+    }
+
+    fn restore_snapshot(
+        &self,
+        project: String,
+        name: String,
+        snapshot: String,
+    ) -> BoxFuture<'_, ApiResult<BoxView>> {
+        Box::pin(LocalBackend::restore_snapshot(
+            self, project, name, snapshot,
+        ))
+    }
+
+    fn diff_status(
+        &self,
+        project: String,
+        name: String,
+        against: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<DiffStatusView>> {
+        Box::pin(LocalBackend::diff_status(self, project, name, against))
+    }
+
+    fn diff_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+        against: Option<String>,
+    ) -> BoxFuture<'_, ApiResult<DiffFileView>> {
+        Box::pin(LocalBackend::diff_file(self, project, name, path, against))
+    }
+
+    fn exec(
+        &self,
+        project: String,
+        name: String,
+        cmd: ExecCommand,
+    ) -> BoxFuture<'_, ApiResult<ExecOutput>> {
+        Box::pin(LocalBackend::exec(self, project, name, cmd))
+    }
+
+    fn exec_background(
+        &self,
+        project: String,
+        name: String,
+        cmd: ExecCommand,
+    ) -> BoxFuture<'_, ApiResult<BackgroundExec>> {
+        Box::pin(LocalBackend::exec_background(self, project, name, cmd))
+    }
+
+    fn logs(
+        &self,
+        project: String,
+        name: String,
+        pid: Option<u32>,
+        offset: u64,
+    ) -> BoxFuture<'_, ApiResult<Vec<u8>>> {
+        Box::pin(LocalBackend::logs(self, project, name, pid, offset))
     }
 }

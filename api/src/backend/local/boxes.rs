@@ -1,0 +1,670 @@
+//! Boxes in local mode: the Box object in SQLite, the root in the pool, the process tree in runc.
+//!
+//! Every change writes the object first (the intent), then acts, then records the outcome, so a
+//! crash leaves an object whose phase says what was under way and a retry finishes it.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use forkr_crds::validation::{
+    self as v, ResolvedTarget, ValidationError, cpu_millis, memory_bytes, parse_data_mount,
+    parse_ref,
+};
+use forkr_crds::{
+    BoxPhase, BoxResource, BoxSpec, DataMount, DataVolume, DataVolumeSpec, ForkSource, labels,
+};
+use forkr_node_agent::runtime::{self as rt, Phase};
+use forkr_node_agent::{Shelf, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{BOX, LocalBackend, VOLUME};
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{BoxView, CreateBox, DataMountView, SnapshotView};
+
+/// Kubernetes' default, which local mode keeps so a box stops the same way in both.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+fn box_running() -> ApiError {
+    ApiError::conflict("fork_running", "box is running")
+}
+
+fn not_running(name: &str) -> ApiError {
+    ApiError::conflict(
+        "box_not_running",
+        format!("box {name:?} is not running; resume it first"),
+    )
+}
+
+/// The runtime's view of a box's spec.
+pub(super) fn runtime_spec(project: &str, b: &BoxResource) -> ApiResult<rt::BoxSpec> {
+    let name = b.metadata.name.clone().unwrap_or_default();
+    let mut spec = rt::BoxSpec::new(project, &name);
+    spec.env = b.spec.env.clone();
+    spec.memory_bytes = b
+        .spec
+        .memory
+        .as_ref()
+        .map(|m| memory_bytes(&m.0))
+        .transpose()?;
+    spec.cpu_millis = b.spec.cpu.as_ref().map(|c| cpu_millis(&c.0)).transpose()?;
+    let grace = b
+        .spec
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    spec.grace_seconds = u64::try_from(grace).unwrap_or(0);
+    spec.volumes = b
+        .spec
+        .data
+        .iter()
+        .map(|m| rt::VolumeMount {
+            volume: m.volume.clone(),
+            target: m.mount_path.clone(),
+            read_only: m.read_only,
+        })
+        .collect();
+    Ok(spec)
+}
+
+fn set_phase(b: &mut BoxResource, phase: BoxPhase, message: Option<String>) {
+    let status = b.status.get_or_insert_with(Default::default);
+    status.phase = Some(phase);
+    status.message = message;
+    status.observed_generation = b.metadata.generation;
+}
+
+fn mark_running(b: &mut BoxResource, st: &rt::BoxStatus) {
+    set_phase(b, BoxPhase::Running, None);
+    let status = b.status.get_or_insert_with(Default::default);
+    status.pod_ip = st.ip.map(|ip| ip.to_string());
+    status.started_at = Some(now());
+}
+
+fn mark_stopped(b: &mut BoxResource) {
+    set_phase(b, BoxPhase::Stopped, None);
+    let status = b.status.get_or_insert_with(Default::default);
+    status.pod_ip = None;
+    status.stopped_at = Some(now());
+}
+
+fn time_str(t: &Option<Time>) -> Option<String> {
+    t.as_ref().map(|t| t.0.to_string())
+}
+
+impl LocalBackend {
+    /// `https://{box}.{domain}` in the default project, `https://{box}.{project}.{domain}`
+    /// elsewhere: box and project names hold no dots, so every host names one box.
+    pub(super) fn url_of(&self, project: &str, name: &str) -> String {
+        if project == labels::DEFAULT_PROJECT {
+            format!("https://{name}.{}", self.domain)
+        } else {
+            format!("https://{name}.{project}.{}", self.domain)
+        }
+    }
+
+    pub(super) async fn find_box(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> ApiResult<Option<BoxResource>> {
+        let (p, n) = (project.to_owned(), name.to_owned());
+        self.store(move |s| s.get(BOX, &p, &n)).await
+    }
+
+    pub(super) async fn get_box(&self, project: &str, name: &str) -> ApiResult<BoxResource> {
+        self.find_box(project, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found("box", name))
+    }
+
+    pub(super) async fn put_box(&self, project: &str, b: &BoxResource) -> ApiResult<()> {
+        let (p, n, o) = (
+            project.to_owned(),
+            b.metadata.name.clone().unwrap_or_default(),
+            b.clone(),
+        );
+        self.store(move |s| s.put(BOX, &p, &n, &o)).await
+    }
+
+    /// The object as users see it, with the live phase and address from the runtime.
+    pub(super) async fn view(&self, project: &str, mut b: BoxResource) -> ApiResult<BoxView> {
+        let name = b.metadata.name.clone().unwrap_or_default();
+        let phase = b.status.as_ref().and_then(|s| s.phase);
+        if matches!(phase, Some(BoxPhase::Running | BoxPhase::Stopped)) {
+            let (p, n) = (project.to_owned(), name.clone());
+            match self.rt(move |rt| rt.status(&p, &n)).await {
+                Ok(st) => match st.phase {
+                    Phase::Running => {
+                        set_phase(&mut b, BoxPhase::Running, None);
+                        b.status.get_or_insert_with(Default::default).pod_ip =
+                            st.ip.map(|ip| ip.to_string());
+                    }
+                    Phase::Stopped => set_phase(&mut b, BoxPhase::Stopped, None),
+                    Phase::Dead => set_phase(
+                        &mut b,
+                        BoxPhase::Failed,
+                        Some("the box's processes died; resume it to start again".into()),
+                    ),
+                },
+                Err(e) if e.status == StatusCode::NOT_FOUND => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let status = b.status.clone().unwrap_or_default();
+        let spec = &b.spec;
+        Ok(BoxView {
+            url: self.url_of(project, &name),
+            name,
+            project: project.to_owned(),
+            status: format!("{:?}", status.phase.unwrap_or(BoxPhase::Pending)).to_lowercase(),
+            base: status.base_version.clone(),
+            fork_of: spec
+                .fork
+                .as_ref()
+                .map(|f| format!("{}:{}", f.project.as_deref().unwrap_or(project), f.box_name)),
+            port: spec.port.and_then(|p| u16::try_from(p).ok()),
+            created: b
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string()),
+            started: time_str(&status.started_at),
+            stopped: time_str(&status.stopped_at),
+            published: spec.publish.iter().map(|p| p.host.clone()).collect(),
+            tags: spec.tags.clone(),
+            data: spec
+                .data
+                .iter()
+                .map(|m| DataMountView {
+                    volume: m.volume.clone(),
+                    mount_path: m.mount_path.clone(),
+                    read_only: m.read_only,
+                })
+                .collect(),
+            cpus: spec
+                .cpu
+                .as_ref()
+                .and_then(|c| cpu_millis(&c.0).ok())
+                .map(|m| m as f64 / 1000.0),
+            ram_mb: spec
+                .memory
+                .as_ref()
+                .and_then(|m| memory_bytes(&m.0).ok())
+                .map(|b| b >> 20),
+            storage_gb: None,
+            ip: status.pod_ip.clone(),
+            ephemeral: b
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(labels::ANNOTATION_EPHEMERAL)),
+            message: status.message.clone(),
+        })
+    }
+
+    /// Turns a create request into the object to store, resolving a fork's inheritance: the
+    /// source's env (overridden by the request's), port, grace, tags, resources, and a copy of
+    /// each of its data volumes as `box-<name>-<vol>`.
+    async fn plan_box(
+        &self,
+        project: &str,
+        req: &CreateBox,
+    ) -> ApiResult<(BoxResource, Option<(String, String, Vec<String>)>)> {
+        v::validate_box_name(&req.name)?;
+        if req.base.is_some() && req.fork.is_some() {
+            return Err(ValidationError::BaseWithFork.into());
+        }
+        let mut spec = BoxSpec {
+            base: req.base.clone(),
+            env: req.env.clone(),
+            cpu: req.cpu.clone().map(Quantity),
+            memory: req.memory.clone().map(Quantity),
+            port: req.port.map(i32::from),
+            tags: req.tags.clone(),
+            ..Default::default()
+        };
+        for arg in &req.data {
+            spec.data.push(parse_data_mount(arg)?.into());
+        }
+        let mut fork = None;
+        if let Some(reference) = &req.fork {
+            // `.` means "the box I am in", which only a client inside a box can resolve.
+            let resolved = parse_ref(reference)?.resolve(project, |_| None)?;
+            let ResolvedTarget::Named(src) = resolved.target else {
+                return Err(ApiError::bad_request(
+                    "invalid_ref",
+                    "--fork needs an existing box, not -",
+                ));
+            };
+            let src_project = resolved.project;
+            if src_project == project && src == req.name {
+                return Err(ValidationError::ForkSelf.into());
+            }
+            let source = self.get_box(&src_project, &src).await?;
+            let mut env = source.spec.env.clone();
+            env.extend(req.env.clone());
+            spec.env = env;
+            spec.port = spec.port.or(source.spec.port);
+            spec.termination_grace_period_seconds = source.spec.termination_grace_period_seconds;
+            let mut tags: BTreeMap<String, String> = source.spec.tags.clone();
+            tags.extend(req.tags.clone());
+            spec.tags = tags;
+            spec.cpu = spec.cpu.or(source.spec.cpu.clone());
+            spec.memory = spec.memory.or(source.spec.memory.clone());
+            let mut copied = Vec::new();
+            for m in &source.spec.data {
+                let copy = forkr_crds::fork_volume_name(&req.name, &m.volume)?;
+                spec.data.push(DataMount {
+                    volume: copy,
+                    mount_path: m.mount_path.clone(),
+                    read_only: m.read_only,
+                });
+                copied.push(m.volume.clone());
+            }
+            spec.fork = Some(ForkSource {
+                box_name: src.clone(),
+                project: (src_project != project).then(|| src_project.clone()),
+            });
+            fork = Some((src_project, src, copied));
+        }
+        let mut b = BoxResource::new(&req.name, spec);
+        b.metadata.namespace = Some(project.to_owned());
+        b.metadata.creation_timestamp = Some(now());
+        b.metadata.generation = Some(1);
+        if req.ephemeral {
+            b.metadata.annotations =
+                Some([(labels::ANNOTATION_EPHEMERAL.to_owned(), "true".to_owned())].into());
+        }
+        b.validate()?;
+        Ok((b, fork))
+    }
+
+    /// The exact version `--base` names: aliases and versions resolve in the pool; `alias:tag`
+    /// picks the newest version built from a script whose sha256 starts with the tag.
+    async fn resolve_base(&self, reference: &str) -> ApiResult<String> {
+        let reference = reference.to_owned();
+        self.pool(move |pool| match reference.split_once(':') {
+            None => pool.resolve_base(&reference),
+            Some((alias, tag)) => pool
+                .show_base(alias, None)?
+                .versions
+                .into_iter()
+                .find(|ver| ver.tag.as_deref().is_some_and(|t| t.starts_with(tag)))
+                .map(|ver| ver.version)
+                .ok_or_else(|| {
+                    forkr_node_agent::Error::NotFound(format!("base {reference:?} not found"))
+                }),
+        })
+        .await
+    }
+
+    pub(super) async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView> {
+        let (mut b, fork) = self.plan_box(&project, &req).await?;
+        let lock = self.box_lock(&project, &req.name);
+        let _g = lock.lock().await;
+        if let Some(existing) = self.find_box(&project, &req.name).await? {
+            // A create that died half way is finished by the same request; anything else is
+            // a name already taken.
+            let unfinished = matches!(
+                existing.status.as_ref().and_then(|s| s.phase),
+                Some(BoxPhase::Pending | BoxPhase::Creating | BoxPhase::Failed)
+            );
+            if !(unfinished && existing.spec == b.spec) {
+                return Err(ApiError::conflict(
+                    "already_exists",
+                    format!("box {:?} already exists", req.name),
+                ));
+            }
+            b.metadata.creation_timestamp = existing.metadata.creation_timestamp.clone();
+        }
+        // The request's own mounts must name volumes of this project; a fork's copies are made
+        // below.
+        let requested = req.data.iter().filter_map(|a| parse_data_mount(a).ok());
+        for m in requested {
+            let (p, vol) = (project.clone(), m.volume.clone());
+            self.pool(move |pool| pool.volume_path(&p, &vol)).await.map_err(|_| {
+                ApiError::bad_request(
+                    "volume_not_found",
+                    format!("data volume {:?} not found in project {project:?}: a data volume must be in the box's project", m.volume),
+                )
+            })?;
+        }
+        // A base that does not exist is bad input: refuse it before anything is written.
+        let base = match &fork {
+            Some(_) => None,
+            None => Some(
+                self.resolve_base(b.spec.effective_base().unwrap_or(labels::DEFAULT_BASE))
+                    .await?,
+            ),
+        };
+        set_phase(&mut b, BoxPhase::Creating, None);
+        self.put_box(&project, &b).await?;
+        match self.build_and_start(&project, &mut b, fork, base).await {
+            Ok(()) => {
+                self.put_box(&project, &b).await?;
+                self.view(&project, b).await
+            }
+            Err(e) => {
+                set_phase(&mut b, BoxPhase::Failed, Some(e.message.clone()));
+                self.put_box(&project, &b).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn build_and_start(
+        &self,
+        project: &str,
+        b: &mut BoxResource,
+        fork: Option<(String, String, Vec<String>)>,
+        base: Option<String>,
+    ) -> ApiResult<()> {
+        let name = b.metadata.name.clone().unwrap_or_default();
+        let root = match fork {
+            Some((src_project, src, volumes)) => {
+                let (p, n, vols) = (project.to_owned(), name.clone(), volumes.clone());
+                let info = self
+                    .pool(move |pool| pool.fork_root(&src_project, &src, &p, &n, &vols))
+                    .await?;
+                for vol in &volumes {
+                    let copy = forkr_crds::fork_volume_name(&name, vol)?;
+                    let mut obj = DataVolume::new(
+                        &copy,
+                        DataVolumeSpec {
+                            clone_from: Some(forkr_crds::data_volume::VolumeCloneSource {
+                                volume: vol.clone(),
+                                project: None,
+                                checkpoint: None,
+                            }),
+                            ..Default::default()
+                        },
+                    );
+                    obj.metadata.namespace = Some(project.to_owned());
+                    let (p, o) = (project.to_owned(), obj);
+                    self.store(move |s| s.put(VOLUME, &p, &copy, &o)).await?;
+                }
+                info
+            }
+            None => {
+                let base = match base {
+                    Some(version) => version,
+                    None => {
+                        self.resolve_base(b.spec.effective_base().unwrap_or(labels::DEFAULT_BASE))
+                            .await?
+                    }
+                };
+                let (p, n) = (project.to_owned(), name.clone());
+                self.pool(move |pool| pool.create_root(&p, &n, &base))
+                    .await?
+            }
+        };
+        b.status.get_or_insert_with(Default::default).base_version = root.base;
+        let spec = runtime_spec(project, b)?;
+        let st = self.rt(move |rt| rt.start(&spec)).await?;
+        mark_running(b, &st);
+        Ok(())
+    }
+
+    pub(super) async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>> {
+        let p = project.clone();
+        let boxes: Vec<BoxResource> = self.store(move |s| s.list(BOX, &p)).await?;
+        let mut out = Vec::with_capacity(boxes.len());
+        for b in boxes {
+            out.push(self.view(&project, b).await?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn show_box(&self, project: String, name: String) -> ApiResult<BoxView> {
+        let b = self.get_box(&project, &name).await?;
+        self.view(&project, b).await
+    }
+
+    pub(super) async fn update_box(
+        &self,
+        project: String,
+        name: String,
+        update: v::BoxUpdate,
+    ) -> ApiResult<BoxView> {
+        let lock = self.box_lock(&project, &name);
+        let _g = lock.lock().await;
+        let mut b = self.get_box(&project, &name).await?;
+        if let Some(port) = update.port {
+            b.spec.port = Some(i32::from(port));
+        }
+        if let Some(cpu) = update.cpu {
+            b.spec.cpu = Some(Quantity(cpu));
+        }
+        if let Some(memory) = update.memory {
+            b.spec.memory = Some(Quantity(memory));
+        }
+        if let Some(grace) = update.termination_grace_period_seconds {
+            b.spec.termination_grace_period_seconds = Some(grace);
+        }
+        if let Some(tags) = update.tags {
+            b.spec.tags.extend(tags);
+        }
+        b.validate()?;
+        b.metadata.generation = Some(b.metadata.generation.unwrap_or(1) + 1);
+        self.put_box(&project, &b).await?;
+        self.view(&project, b).await
+    }
+
+    /// Deletes a box: its container, its root and its checkpoints. Data and system volumes stay.
+    pub(super) async fn delete_box(
+        &self,
+        project: String,
+        name: String,
+        force: bool,
+    ) -> ApiResult<()> {
+        v::validate_box_name(&name)?;
+        let lock = self.box_lock(&project, &name);
+        let _g = lock.lock().await;
+        let Some(mut b) = self.find_box(&project, &name).await? else {
+            return Err(ApiError::not_found("box", &name));
+        };
+        let (p, n) = (project.clone(), name.clone());
+        let running = match self.rt(move |rt| rt.status(&p, &n)).await {
+            Ok(st) => st.phase == Phase::Running,
+            Err(e) if e.status == StatusCode::NOT_FOUND => false,
+            Err(e) => return Err(e),
+        };
+        if running && !force {
+            return Err(box_running());
+        }
+        set_phase(&mut b, BoxPhase::Deleting, None);
+        self.put_box(&project, &b).await?;
+        let (p, n) = (project.clone(), name.clone());
+        match self.rt(move |rt| rt.remove(&p, &n)).await {
+            Ok(()) => {}
+            Err(e) if e.status == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+        let (p, n) = (project.clone(), name.clone());
+        self.pool(move |pool| pool.delete_root(&p, &n)).await?;
+        self.store(move |s| s.remove(BOX, &project, &name).map(drop))
+            .await
+    }
+
+    pub(super) async fn stop_box(&self, project: String, name: String) -> ApiResult<BoxView> {
+        let lock = self.box_lock(&project, &name);
+        let _g = lock.lock().await;
+        let mut b = self.get_box(&project, &name).await?;
+        b.spec.running = false;
+        set_phase(&mut b, BoxPhase::Stopping, None);
+        self.put_box(&project, &b).await?;
+        let (p, n) = (project.clone(), name.clone());
+        match self.rt(move |rt| rt.stop(&p, &n)).await {
+            Ok(()) => {}
+            Err(e) if e.status == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+        mark_stopped(&mut b);
+        self.put_box(&project, &b).await?;
+        self.view(&project, b).await
+    }
+
+    /// Starts a stopped box again with its current spec (so `update`d resources apply).
+    pub(super) async fn resume_box(&self, project: String, name: String) -> ApiResult<BoxView> {
+        let lock = self.box_lock(&project, &name);
+        let _g = lock.lock().await;
+        let mut b = self.get_box(&project, &name).await?;
+        b.spec.running = true;
+        self.put_box(&project, &b).await?;
+        let spec = runtime_spec(&project, &b)?;
+        let st = self.rt(move |rt| rt.start(&spec)).await?;
+        mark_running(&mut b, &st);
+        self.put_box(&project, &b).await?;
+        self.view(&project, b).await
+    }
+
+    /// The host PID of a running box's PID 1.
+    pub(super) async fn pid1(&self, project: &str, name: &str) -> ApiResult<i32> {
+        self.get_box(project, name).await?;
+        let (p, n) = (project.to_owned(), name.to_owned());
+        self.rt(move |rt| rt.pid1(&p, &n)).await.map_err(|e| {
+            if e.status == StatusCode::CONFLICT {
+                not_running(name)
+            } else {
+                e
+            }
+        })
+    }
+
+    pub(super) async fn list_snapshots(
+        &self,
+        project: String,
+        name: String,
+    ) -> ApiResult<Vec<SnapshotView>> {
+        self.get_box(&project, &name).await?;
+        let list = self
+            .pool(move |pool| {
+                pool.list_checkpoints(
+                    Subject::Root {
+                        project: &project,
+                        name: &name,
+                    },
+                    Shelf::Checkpoints,
+                )
+            })
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|c| SnapshotView {
+                name: c.name,
+                size: c.size,
+                created: c.created,
+                description: c.description,
+            })
+            .collect())
+    }
+
+    pub(super) async fn create_snapshot(
+        &self,
+        project: String,
+        name: String,
+        snapshot: Option<String>,
+        description: Option<String>,
+    ) -> ApiResult<SnapshotView> {
+        if let Some(s) = &snapshot {
+            v::validate_snapshot_name(s)?;
+        }
+        let lock = self.box_lock(&project, &name);
+        let _g = lock.lock().await;
+        self.get_box(&project, &name).await?;
+        let (p, n) = (project.clone(), name.clone());
+        let made = self
+            .pool(move |pool| {
+                pool.create_checkpoint(
+                    Subject::Root {
+                        project: &p,
+                        name: &n,
+                    },
+                    Shelf::Checkpoints,
+                    snapshot.as_deref(),
+                    description.as_deref(),
+                    None,
+                )
+            })
+            .await
+            .map_err(|e| {
+                if e.code == "already_exists" {
+                    ApiError::conflict("snapshot_exists", e.message)
+                } else {
+                    e
+                }
+            })?;
+        drop(_g);
+        self.list_snapshots(project, name)
+            .await?
+            .into_iter()
+            .find(|s| s.name == made)
+            .ok_or_else(|| ApiError::internal("snapshot vanished after create"))
+    }
+
+    /// Rolls the root back to a snapshot: the box stops, the root is swapped atomically, and it
+    /// starts again if it was running.
+    pub(super) async fn restore_snapshot(
+        &self,
+        project: String,
+        name: String,
+        snapshot: String,
+    ) -> ApiResult<BoxView> {
+        v::validate_snapshot_name(&snapshot)?;
+        let lock = self.box_lock(&project, &name);
+        let _g = lock.lock().await;
+        let mut b = self.get_box(&project, &name).await?;
+        let (p, n) = (project.clone(), name.clone());
+        let was_running = matches!(self.rt(move |rt| rt.status(&p, &n)).await, Ok(st) if st.phase == Phase::Running);
+        let (p, n, s) = (project.clone(), name.clone(), snapshot.clone());
+        // Refuse a missing snapshot before stopping anything.
+        self.pool(move |pool| {
+            let list = pool.list_checkpoints(
+                Subject::Root {
+                    project: &p,
+                    name: &n,
+                },
+                Shelf::Checkpoints,
+            )?;
+            if list.iter().any(|c| c.name == s) {
+                Ok(())
+            } else {
+                Err(forkr_node_agent::Error::NotFound(format!(
+                    "snapshot {s:?} of box {n:?} not found"
+                )))
+            }
+        })
+        .await?;
+        set_phase(&mut b, BoxPhase::Restoring, None);
+        self.put_box(&project, &b).await?;
+        if was_running {
+            let (p, n) = (project.clone(), name.clone());
+            self.rt(move |rt| rt.stop(&p, &n)).await?;
+        }
+        let (p, n, s) = (project.clone(), name.clone(), snapshot.clone());
+        self.pool(move |pool| {
+            pool.restore_checkpoint(
+                Subject::Root {
+                    project: &p,
+                    name: &n,
+                },
+                Shelf::Checkpoints,
+                &s,
+            )
+        })
+        .await?;
+        if was_running {
+            let spec = runtime_spec(&project, &b)?;
+            let st = self.rt(move |rt| rt.start(&spec)).await?;
+            mark_running(&mut b, &st);
+        } else {
+            mark_stopped(&mut b);
+        }
+        self.put_box(&project, &b).await?;
+        self.view(&project, b).await
+    }
+}

@@ -1,0 +1,270 @@
+//! Boxes: create, list, show, update, delete, stop, resume, snapshots, diff, exec, logs.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use forkr_crds::validation::{
+    parse_box_update, validate_box_name, validate_project_name, validate_snapshot_name,
+};
+use serde::Deserialize;
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{JsonBody, Named, Project};
+use crate::state::AppState;
+use crate::wire::{
+    BackgroundExec, BoxView, CreateBox, CreateSnapshot, DiffFileView, DiffStatusView, ExecCommand,
+    ExecOutput, SnapshotView, UpdateBox,
+};
+
+/// The `{name}` of a box route, validated.
+fn box_of(named: Named) -> ApiResult<(String, String)> {
+    validate_box_name(&named.name)?;
+    Ok((named.project, named.name))
+}
+
+/// Creates a box from a base (default `box-base`) or as a fork of another box, and starts it.
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes", tag = "boxes",
+    params(("project" = String, Path)), request_body = CreateBox,
+    responses((status = 201, body = BoxView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Project(project): Project,
+    JsonBody(req): JsonBody<CreateBox>,
+) -> ApiResult<(StatusCode, Json<BoxView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.backend.create_box(project, req).await?),
+    ))
+}
+
+/// The project's boxes.
+#[utoipa::path(get, path = "/v1/projects/{project}/boxes", tag = "boxes",
+    params(("project" = String, Path)),
+    responses((status = 200, body = Vec<BoxView>), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Project(project): Project,
+) -> ApiResult<Json<Vec<BoxView>>> {
+    Ok(Json(state.backend.list_boxes(project).await?))
+}
+
+/// One box.
+#[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}", tag = "boxes",
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = BoxView), (status = 404, body = ErrorBody)))]
+pub async fn show(State(state): State<AppState>, named: Named) -> ApiResult<Json<BoxView>> {
+    let (project, name) = box_of(named)?;
+    Ok(Json(state.backend.show_box(project, name).await?))
+}
+
+/// Applies PORT (1-65535), CPU, MEMORY, TERMINATION_GRACE_PERIOD_SECONDS or
+/// TERMINATION_GRACE_SECONDS (up to 86400) and tags. Every other key is dropped without a word;
+/// nothing applicable is 400 `no_updates`.
+#[utoipa::path(patch, path = "/v1/projects/{project}/boxes/{name}", tag = "boxes",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = UpdateBox,
+    responses((status = 200, body = BoxView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(req): JsonBody<UpdateBox>,
+) -> ApiResult<Json<BoxView>> {
+    let (project, name) = box_of(named)?;
+    let update = parse_box_update(&req.env, req.tags.as_ref())?;
+    Ok(Json(state.backend.update_box(project, name, update).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Delete even if the box is running.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Deletes a box's container, root and snapshots; data and system volumes stay. A running box
+/// needs `force`, else 409 `fork_running`.
+#[utoipa::path(delete, path = "/v1/projects/{project}/boxes/{name}", tag = "boxes",
+    params(("project" = String, Path), ("name" = String, Path), DeleteQuery),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    named: Named,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<StatusCode> {
+    let (project, name) = box_of(named)?;
+    state.backend.delete_box(project, name, q.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stops a box: SIGTERM, the grace period, then SIGKILL. /tmp and /run are wiped; the root stays.
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/stop", tag = "boxes",
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = BoxView), (status = 404, body = ErrorBody)))]
+pub async fn stop(State(state): State<AppState>, named: Named) -> ApiResult<Json<BoxView>> {
+    let (project, name) = box_of(named)?;
+    Ok(Json(state.backend.stop_box(project, name).await?))
+}
+
+/// Starts a stopped box again, with a fresh PID 1 and its current settings.
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/resume", tag = "boxes",
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = BoxView), (status = 404, body = ErrorBody)))]
+pub async fn resume(State(state): State<AppState>, named: Named) -> ApiResult<Json<BoxView>> {
+    let (project, name) = box_of(named)?;
+    Ok(Json(state.backend.resume_box(project, name).await?))
+}
+
+/// The box's snapshots: NAME, SIZE, CREATED (RFC3339), DESCRIPTION.
+#[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}/snapshots", tag = "snapshots",
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Vec<SnapshotView>), (status = 404, body = ErrorBody)))]
+pub async fn list_snapshots(
+    State(state): State<AppState>,
+    named: Named,
+) -> ApiResult<Json<Vec<SnapshotView>>> {
+    let (project, name) = box_of(named)?;
+    Ok(Json(state.backend.list_snapshots(project, name).await?))
+}
+
+/// Takes a read-only snapshot of the box's root, named `v0`, `v1`, ... unless a name is given.
+/// A name that exists already is 409.
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/snapshots", tag = "snapshots",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = CreateSnapshot,
+    responses((status = 201, body = SnapshotView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_snapshot(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(req): JsonBody<CreateSnapshot>,
+) -> ApiResult<(StatusCode, Json<SnapshotView>)> {
+    let (project, name) = box_of(named)?;
+    let snap = state
+        .backend
+        .create_snapshot(project, name, req.name, req.description)
+        .await?;
+    Ok((StatusCode::CREATED, Json(snap)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SnapshotPath {
+    project: String,
+    name: String,
+    snapshot: String,
+}
+
+/// Restores the box's root from one of its snapshots. Destructive: the box restarts, and /tmp
+/// and /run are wiped.
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/snapshots/{snapshot}/restore", tag = "snapshots",
+    params(SnapshotPath),
+    responses((status = 200, body = BoxView), (status = 404, body = ErrorBody)))]
+pub async fn restore_snapshot(
+    State(state): State<AppState>,
+    Path(p): Path<SnapshotPath>,
+) -> ApiResult<Json<BoxView>> {
+    validate_project_name(&p.project)?;
+    validate_box_name(&p.name)?;
+    validate_snapshot_name(&p.snapshot)?;
+    Ok(Json(
+        state
+            .backend
+            .restore_snapshot(p.project, p.name, p.snapshot)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The snapshot to compare with; the most recent one by default.
+    against: Option<String>,
+}
+
+/// What changed in the root since a snapshot: `+` added, `~` modified, `-` deleted.
+#[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}/diff", tag = "snapshots",
+    params(("project" = String, Path), ("name" = String, Path), DiffQuery),
+    responses((status = 200, body = DiffStatusView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn diff_status(
+    State(state): State<AppState>,
+    named: Named,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult<Json<DiffStatusView>> {
+    let (project, name) = box_of(named)?;
+    Ok(Json(
+        state.backend.diff_status(project, name, q.against).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DiffFileQuery {
+    /// Absolute path inside the box.
+    path: String,
+    against: Option<String>,
+}
+
+/// One file against a snapshot: added, deleted, modified (with a unified diff) or unchanged.
+/// Files over 1 MB are refused.
+#[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}/diff/file", tag = "snapshots",
+    params(("project" = String, Path), ("name" = String, Path), DiffFileQuery),
+    responses((status = 200, body = DiffFileView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn diff_file(
+    State(state): State<AppState>,
+    named: Named,
+    Query(q): Query<DiffFileQuery>,
+) -> ApiResult<Json<DiffFileView>> {
+    let (project, name) = box_of(named)?;
+    if !q.path.starts_with('/') {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            format!("path {:?} must be absolute", q.path),
+        ));
+    }
+    Ok(Json(
+        state
+            .backend
+            .diff_file(project, name, q.path, q.against)
+            .await?,
+    ))
+}
+
+/// Runs a command and returns its exit code and output; with `bg`, starts it detached and
+/// returns its pid (its output goes to /tmp/boxes/exec/<pid>.log). Commands run through a login
+/// shell (`bash -lc`), so /etc/profile.d applies.
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/exec", tag = "exec",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = ExecCommand,
+    responses((status = 200, body = ExecOutput), (status = 202, body = BackgroundExec), (status = 409, body = ErrorBody)))]
+pub async fn exec(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(cmd): JsonBody<ExecCommand>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let (project, name) = box_of(named)?;
+    if cmd.bg {
+        let started = state.backend.exec_background(project, name, cmd).await?;
+        return Ok((StatusCode::ACCEPTED, Json(started)).into_response());
+    }
+    Ok(Json(state.backend.exec(project, name, cmd).await?).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// The background process (required).
+    pid: Option<u32>,
+    /// Byte offset to read from, for following.
+    #[serde(default)]
+    offset: u64,
+}
+
+/// A background process's log, from `offset`.
+#[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}/logs", tag = "exec",
+    params(("project" = String, Path), ("name" = String, Path), LogsQuery),
+    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn logs(
+    State(state): State<AppState>,
+    named: Named,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Vec<u8>> {
+    let (project, name) = box_of(named)?;
+    state.backend.logs(project, name, q.pid, q.offset).await
+}
