@@ -707,65 +707,25 @@ impl StorageService {
             channel,
             self.peer_token.clone(),
         );
-        let show = client
-            .show_base(proto::ShowBaseRequest {
-                name: version.to_string(),
-                tag: String::new(),
-            })
-            .await?
-            .into_inner();
-        let row = show
-            .versions
-            .iter()
-            .find(|v| v.version == version)
-            .or_else(|| show.versions.first())
-            .cloned()
-            .ok_or_else(|| Status::not_found(format!("peer has no base {version:?}")))?;
-        let exists = {
-            let v = row.version.clone();
-            self.blocking("pull_base_lookup", move |p| {
-                Ok(p.resolve_base(&v).is_ok_and(|r| r == v))
-            })
-            .await?
+        let info = peer_version(&mut client, version).await?;
+        let response = |version: String, incremental_from: String| proto::PullBaseResponse {
+            name: info.name.clone(),
+            version,
+            incremental_from,
         };
-        if exists {
-            return Ok(proto::PullBaseResponse {
-                name: show.name,
-                version: row.version,
-                incremental_from: String::new(),
-            });
+        if self.local_exact(&info.version).await?.is_some() {
+            return Ok(response(info.version.clone(), String::new()));
         }
-        let local_parent = match row.parent.is_empty() {
-            true => None,
-            false => {
-                let parent = row.parent.clone();
-                self.blocking("pull_base_lookup", move |p| {
-                    Ok(p.resolve_base(&parent).ok().filter(|r| *r == parent))
-                })
-                .await?
-            }
-        };
-        let info = crate::receive::ReceivedVersion {
-            version: row.version.clone(),
-            name: show.name.clone(),
-            kind: row.kind.clone(),
-            tag: opt(row.tag.clone()),
-            builder: opt(row.builder.clone()),
-            parent: opt(row.parent.clone()),
-            created: opt(row.created.clone()),
+        let local_parent = match &info.parent {
+            Some(parent) => self.local_exact(parent).await?,
+            None => None,
         };
         if let Some(parent) = local_parent {
             match self
                 .receive_from(&mut client, &info, Some(parent.clone()))
                 .await
             {
-                Ok(v) => {
-                    return Ok(proto::PullBaseResponse {
-                        name: show.name,
-                        version: v,
-                        incremental_from: parent,
-                    });
-                }
+                Ok(v) => return Ok(response(v, parent)),
                 Err(e) if e.code() == tonic::Code::FailedPrecondition => {
                     tracing::info!(version = %info.version, parent, "local parent differs from the peer's, pulling in full");
                 }
@@ -773,18 +733,21 @@ impl StorageService {
             }
         }
         let v = self.receive_from(&mut client, &info, None).await?;
-        Ok(proto::PullBaseResponse {
-            name: show.name,
-            version: v,
-            incremental_from: String::new(),
+        Ok(response(v, String::new()))
+    }
+
+    /// `Some(version)` when this node has exactly that base version (not just an alias of it).
+    async fn local_exact(&self, version: &str) -> Result<Option<String>, Status> {
+        let v = version.to_string();
+        self.blocking("pull_base_lookup", move |p| {
+            Ok(p.resolve_base(&v).ok().filter(|r| *r == v))
         })
+        .await
     }
 
     async fn receive_from(
         &self,
-        client: &mut proto::storage_client::StorageClient<
-            tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
-        >,
+        client: &mut PeerClient,
         info: &crate::receive::ReceivedVersion,
         parent: Option<String>,
     ) -> Result<String, Status> {
@@ -826,6 +789,40 @@ impl StorageService {
         })
         .await
     }
+}
+
+type PeerClient = proto::storage_client::StorageClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
+>;
+
+/// What the peer knows about `version` (an alias resolves to its newest version there).
+async fn peer_version(
+    client: &mut PeerClient,
+    version: &str,
+) -> Result<crate::receive::ReceivedVersion, Status> {
+    let show = client
+        .show_base(proto::ShowBaseRequest {
+            name: version.to_string(),
+            tag: String::new(),
+        })
+        .await?
+        .into_inner();
+    let row = show
+        .versions
+        .iter()
+        .find(|v| v.version == version)
+        .or_else(|| show.versions.first())
+        .cloned()
+        .ok_or_else(|| Status::not_found(format!("peer has no base {version:?}")))?;
+    Ok(crate::receive::ReceivedVersion {
+        version: row.version,
+        name: show.name,
+        kind: row.kind,
+        tag: opt(row.tag),
+        builder: opt(row.builder),
+        parent: opt(row.parent),
+        created: opt(row.created),
+    })
 }
 
 /// Fills `buf` unless the stream ends first; returns the bytes read.
