@@ -76,108 +76,110 @@ fn io_bad(e: std::io::Error) -> Error {
     bad(e)
 }
 
-/// Applies one command to the staged tree.
+/// Applies one command to the staged tree. Commands this reader does not know would change the
+/// tree in ways it cannot reproduce, so they fail the receive rather than being skipped.
 fn apply(t: &Target, c: &Command) -> Result<()> {
     match c.kind {
-        cmd::MKFILE => {
-            let p = t.path_attr(c, attr::PATH)?;
-            File::create_new(&p).ctx("create", &p)?;
+        cmd::MKFILE | cmd::MKDIR | cmd::MKNOD | cmd::MKFIFO | cmd::MKSOCK | cmd::SYMLINK => {
+            create(t, c)
         }
-        cmd::MKDIR => {
-            let p = t.path_attr(c, attr::PATH)?;
-            fs::create_dir(&p).ctx("create", &p)?;
+        cmd::RENAME | cmd::LINK | cmd::UNLINK | cmd::RMDIR => relink(t, c),
+        cmd::WRITE | cmd::CLONE | cmd::TRUNCATE => data(t, c),
+        cmd::SET_XATTR | cmd::REMOVE_XATTR | cmd::CHMOD | cmd::CHOWN | cmd::UTIMES => {
+            attributes(t, c)
         }
-        cmd::MKNOD | cmd::MKFIFO | cmd::MKSOCK => {
-            let p = t.path_attr(c, attr::PATH)?;
-            let mode = c.u64(attr::MODE).map_err(io_bad)? as u32;
-            let rdev = c.u64(attr::RDEV).unwrap_or(0);
-            let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-            sys::make_node(&p, mode, major, minor, 0, 0)?;
-        }
+        cmd::UPDATE_EXTENT => Err(bad("metadata-only stream cannot be received")),
+        other => Err(bad(format!("unsupported command {other}"))),
+    }
+}
+
+fn create(t: &Target, c: &Command) -> Result<()> {
+    let p = t.path_attr(c, attr::PATH)?;
+    match c.kind {
+        cmd::MKFILE => File::create_new(&p).map(drop).ctx("create", &p),
+        cmd::MKDIR => fs::create_dir(&p).ctx("create", &p),
         cmd::SYMLINK => {
-            let p = t.path_attr(c, attr::PATH)?;
             let target = c
                 .path(attr::PATH_LINK)
                 .ok_or_else(|| bad("symlink without target"))?;
-            std::os::unix::fs::symlink(&target, &p).ctx("symlink", &p)?;
+            std::os::unix::fs::symlink(&target, &p).ctx("symlink", &p)
         }
+        _ => {
+            let mode = c.u64(attr::MODE).map_err(io_bad)? as u32;
+            let rdev = c.u64(attr::RDEV).unwrap_or(0);
+            sys::make_node(&p, mode, libc::major(rdev), libc::minor(rdev), 0, 0)
+        }
+    }
+}
+
+fn relink(t: &Target, c: &Command) -> Result<()> {
+    let p = t.path_attr(c, attr::PATH)?;
+    match c.kind {
         cmd::RENAME => {
-            let (from, to) = (t.path_attr(c, attr::PATH)?, t.path_attr(c, attr::PATH_TO)?);
-            fs::rename(&from, &to).ctx("rename", &from)?;
+            let to = t.path_attr(c, attr::PATH_TO)?;
+            fs::rename(&p, &to).ctx("rename", &p)
         }
         cmd::LINK => {
-            let (link, existing) = (
-                t.path_attr(c, attr::PATH)?,
-                t.path_attr(c, attr::PATH_LINK)?,
-            );
-            fs::hard_link(&existing, &link).ctx("link", &link)?;
+            let existing = t.path_attr(c, attr::PATH_LINK)?;
+            fs::hard_link(&existing, &p).ctx("link", &p)
         }
-        cmd::UNLINK => {
-            let p = t.path_attr(c, attr::PATH)?;
-            fs::remove_file(&p).ctx("unlink", &p)?;
-        }
-        cmd::RMDIR => {
-            let p = t.path_attr(c, attr::PATH)?;
-            fs::remove_dir(&p).ctx("rmdir", &p)?;
-        }
+        cmd::UNLINK => fs::remove_file(&p).ctx("unlink", &p),
+        _ => fs::remove_dir(&p).ctx("rmdir", &p),
+    }
+}
+
+fn data(t: &Target, c: &Command) -> Result<()> {
+    if c.kind == cmd::CLONE {
+        return clone(t, c);
+    }
+    let p = t.no_symlink_attr(c, attr::PATH)?;
+    let f = OpenOptions::new().write(true).open(&p).ctx("open", &p)?;
+    if c.kind == cmd::TRUNCATE {
+        let size = c.u64(attr::SIZE).map_err(io_bad)?;
+        return f.set_len(size).ctx("truncate", &p);
+    }
+    let off = c.u64(attr::FILE_OFFSET).map_err(io_bad)?;
+    f.write_all_at(c.attr(attr::DATA).unwrap_or_default(), off)
+        .ctx("write", &p)
+}
+
+fn attributes(t: &Target, c: &Command) -> Result<()> {
+    let xattr_name = || -> Result<&str> {
+        let name = c
+            .attr(attr::XATTR_NAME)
+            .ok_or_else(|| bad("xattr without name"))?;
+        std::str::from_utf8(name).map_err(|_| bad("xattr name is not UTF-8"))
+    };
+    match c.kind {
         cmd::SET_XATTR => {
             let p = t.path_attr(c, attr::PATH)?;
-            let name = c
-                .attr(attr::XATTR_NAME)
-                .ok_or_else(|| bad("xattr without name"))?;
-            let name = std::str::from_utf8(name).map_err(|_| bad("xattr name is not UTF-8"))?;
-            sys::set_xattr(&p, name, c.attr(attr::XATTR_DATA).unwrap_or_default())?;
+            sys::set_xattr(
+                &p,
+                xattr_name()?,
+                c.attr(attr::XATTR_DATA).unwrap_or_default(),
+            )
         }
-        cmd::REMOVE_XATTR => {
-            let p = t.path_attr(c, attr::PATH)?;
-            let name = c
-                .attr(attr::XATTR_NAME)
-                .ok_or_else(|| bad("xattr without name"))?;
-            let name = std::str::from_utf8(name).map_err(|_| bad("xattr name is not UTF-8"))?;
-            sys::remove_xattr(&p, name)?;
-        }
-        cmd::WRITE => {
-            let p = t.no_symlink_attr(c, attr::PATH)?;
-            let off = c.u64(attr::FILE_OFFSET).map_err(io_bad)?;
-            let data = c.attr(attr::DATA).unwrap_or_default();
-            let f = OpenOptions::new().write(true).open(&p).ctx("open", &p)?;
-            f.write_all_at(data, off).ctx("write", &p)?;
-        }
-        cmd::CLONE => clone(t, c)?,
-        cmd::TRUNCATE => {
-            let p = t.no_symlink_attr(c, attr::PATH)?;
-            let size = c.u64(attr::SIZE).map_err(io_bad)?;
-            OpenOptions::new()
-                .write(true)
-                .open(&p)
-                .and_then(|f| f.set_len(size))
-                .ctx("truncate", &p)?;
-        }
+        cmd::REMOVE_XATTR => sys::remove_xattr(&t.path_attr(c, attr::PATH)?, xattr_name()?),
         cmd::CHMOD => {
             let p = t.no_symlink_attr(c, attr::PATH)?;
             let mode = c.u64(attr::MODE).map_err(io_bad)? as u32;
-            fs::set_permissions(&p, fs::Permissions::from_mode(mode & 0o7777)).ctx("chmod", &p)?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode & 0o7777)).ctx("chmod", &p)
         }
         cmd::CHOWN => {
-            let p = t.path_attr(c, attr::PATH)?;
             let (uid, gid) = (
                 c.u64(attr::UID).map_err(io_bad)?,
                 c.u64(attr::GID).map_err(io_bad)?,
             );
-            sys::lchown(&p, uid as u32, gid as u32)?;
+            sys::lchown(&t.path_attr(c, attr::PATH)?, uid as u32, gid as u32)
         }
-        cmd::UTIMES => {
-            let p = t.path_attr(c, attr::PATH)?;
+        _ => {
             let (atime, mtime) = (
                 c.time(attr::ATIME).map_err(io_bad)?,
                 c.time(attr::MTIME).map_err(io_bad)?,
             );
-            sys::set_times(&p, atime, mtime)?;
+            sys::set_times(&t.path_attr(c, attr::PATH)?, atime, mtime)
         }
-        cmd::UPDATE_EXTENT => return Err(bad("metadata-only stream cannot be received")),
-        _ => {}
     }
-    Ok(())
 }
 
 /// A clone reads from the tree being received or from the local parent.
