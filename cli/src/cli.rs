@@ -38,6 +38,130 @@ pub struct JsonArg {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Create a box from a base (default box-base) or as a fork of another box.
+    Create {
+        name: String,
+        /// Base to start from (an alias, an exact version, or alias:tag).
+        #[arg(short = 'b', long)]
+        base: Option<String>,
+        /// Clone an existing box's filesystem instead of a base.
+        #[arg(short = 'f', long)]
+        fork: Option<String>,
+        /// Mount a data volume: NAME=/path[:ro|:rw] (repeatable).
+        #[arg(short = 'd', long = "data")]
+        data: Vec<String>,
+        /// Environment variable KEY=VALUE (repeatable).
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// CPU request, e.g. 500m or 2.
+        #[arg(long)]
+        cpu: Option<String>,
+        /// Memory limit, e.g. 2Gi.
+        #[arg(long)]
+        memory: Option<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// List boxes.
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show a box's details.
+    Show {
+        #[arg(value_name = "BOX")]
+        target: String,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Change PORT, CPU, MEMORY, TERMINATION_GRACE_PERIOD_SECONDS and tags.
+    Update {
+        #[arg(value_name = "BOX")]
+        target: String,
+        /// KEY=VALUE settings.
+        settings: Vec<String>,
+        /// KEY=VALUE, merged with the settings (repeatable).
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// Tag KEY=VALUE (repeatable).
+        #[arg(short = 't', long = "tag")]
+        tag: Vec<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Delete boxes.
+    #[command(alias = "rm")]
+    Delete {
+        #[arg(value_name = "BOX", required = true)]
+        targets: Vec<String>,
+        /// Delete even if the box is running.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Stop a box (its root is kept; /tmp and /run are wiped).
+    Stop {
+        #[arg(value_name = "BOX")]
+        target: String,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Start a stopped box again.
+    Resume {
+        #[arg(value_name = "BOX")]
+        target: String,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Run a command in a box (`-` makes an ephemeral box for it).
+    Exec(ExecArgs),
+    /// Run ps in a box (extra args after --).
+    Ps {
+        #[arg(value_name = "BOX")]
+        target: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Read a background process's log.
+    #[command(alias = "tail")]
+    Logs {
+        #[arg(value_name = "BOX")]
+        target: String,
+        /// The background process (from exec --bg).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Keep printing as the log grows.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Snapshots of a box's root.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// What changed in a box's root since a snapshot.
+    #[command(subcommand)]
+    Diff(DiffCommand),
     /// Project users that `exec --user` runs as.
     #[command(subcommand)]
     User(UserCommand),
@@ -52,6 +176,104 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print the "Using forkr" guide.
     Docs,
+}
+
+/// `4kr exec`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[arg(value_name = "BOX")]
+    pub target: String,
+    /// Run as a project user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    /// Working directory.
+    #[arg(long = "wd", alias = "cwd")]
+    pub wd: Option<String>,
+    /// Treat the arguments as one shell string.
+    #[arg(long = "sh", alias = "bash")]
+    pub sh: bool,
+    /// Run detached in the background; prints pid=<n>.
+    #[arg(long)]
+    pub bg: bool,
+    #[command(flatten)]
+    pub project: ProjectArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+    /// The command (after --).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Take a snapshot (named v0, v1, ... unless you name it).
+    Create {
+        #[arg(value_name = "BOX")]
+        target: String,
+        /// The snapshot's name.
+        name: Option<String>,
+        /// The name (overrides the positional one).
+        #[arg(long = "name")]
+        name_flag: Option<String>,
+        /// A description.
+        #[arg(short = 'm', long = "message")]
+        message: Option<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// List a box's snapshots: NAME, SIZE, CREATED, DESCRIPTION.
+    #[command(alias = "ls")]
+    List {
+        #[arg(value_name = "BOX")]
+        target: String,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Restore a box's root from a snapshot (destructive; the box restarts).
+    Restore {
+        #[arg(value_name = "BOX")]
+        target: String,
+        name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DiffCommand {
+    /// Added (+), modified (~) and deleted (-) paths.
+    Status {
+        #[arg(value_name = "BOX")]
+        target: String,
+        /// The snapshot to compare with (default: the most recent).
+        #[arg(long)]
+        against: Option<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// One file: added, deleted, modified (with a unified diff) or unchanged.
+    File {
+        #[arg(value_name = "BOX")]
+        target: String,
+        path: String,
+        #[arg(long)]
+        against: Option<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +375,14 @@ pub enum BaseCommand {
     /// Delete a base (every version) or one exact version.
     #[command(alias = "rm")]
     Delete { name: String },
+    /// Save a box's root as a new version of a base.
+    Save {
+        /// The base to write.
+        name: String,
+        /// The box whose root to save.
+        #[arg(value_name = "BOX")]
+        target: String,
+    },
     /// Import a root filesystem .tar.gz as a new version of a base.
     Import {
         name: String,

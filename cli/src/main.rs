@@ -29,7 +29,13 @@ impl std::fmt::Display for PartialFailure {
 
 impl std::error::Error for PartialFailure {}
 
-async fn run(cli: Cli) -> anyhow::Result<String> {
+/// What a command ends with: output and an exit code (exec passes its command's through).
+enum Outcome {
+    Text(String),
+    Exec(commands::exec::Finished),
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let cwd = std::env::current_dir()?;
     let ctx = Context::new(
         TargetFlags {
@@ -39,23 +45,126 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         cwd,
         Box::new(|k| std::env::var(k).ok()),
     );
-    match cli.command {
-        Command::User(cmd) => commands::users::run(&ctx, cmd).await,
-        Command::Data(cmd) => commands::data::run(&ctx, cmd).await,
-        Command::Base(cmd) => commands::bases::run(&ctx, cmd).await,
-        Command::Config(cmd) => commands::config::run(&ctx, cmd),
-        Command::Docs => Ok(commands::docs::run()),
-    }
+    use commands::boxes;
+    let text = match cli.command {
+        Command::Create {
+            name,
+            base,
+            fork,
+            data,
+            env,
+            cpu,
+            memory,
+            project,
+            json,
+        } => {
+            let args = boxes::CreateArgs {
+                name,
+                base,
+                fork,
+                data,
+                env,
+                cpu,
+                memory,
+                project: project.project,
+                json: json.json,
+            };
+            boxes::create(&ctx, args).await?
+        }
+        Command::List { project, json } => {
+            boxes::list(&ctx, project.project.as_deref(), json.json).await?
+        }
+        Command::Show {
+            target,
+            project,
+            json,
+        } => boxes::show(&ctx, &target, project.project.as_deref(), json.json).await?,
+        Command::Update {
+            target,
+            settings,
+            env,
+            tag,
+            project,
+            json,
+        } => {
+            boxes::update(
+                &ctx,
+                &target,
+                &settings,
+                &env,
+                &tag,
+                project.project.as_deref(),
+                json.json,
+            )
+            .await?
+        }
+        Command::Delete {
+            targets,
+            force,
+            project,
+            json,
+        } => boxes::delete(&ctx, &targets, force, project.project.as_deref(), json.json).await?,
+        Command::Stop {
+            target,
+            project,
+            json,
+        } => boxes::stop(&ctx, &target, project.project.as_deref(), json.json).await?,
+        Command::Resume {
+            target,
+            project,
+            json,
+        } => boxes::resume(&ctx, &target, project.project.as_deref(), json.json).await?,
+        Command::Exec(args) => return Ok(Outcome::Exec(commands::exec::exec(&ctx, args).await?)),
+        Command::Ps {
+            target,
+            args,
+            project,
+        } => {
+            return Ok(Outcome::Exec(
+                commands::exec::ps(&ctx, &target, args, project.project.as_deref()).await?,
+            ));
+        }
+        Command::Logs {
+            target,
+            pid,
+            follow,
+            project,
+            json,
+        } => {
+            commands::exec::logs(
+                &ctx,
+                &target,
+                pid,
+                follow,
+                project.project.as_deref(),
+                json.json,
+            )
+            .await?
+        }
+        Command::Snapshot(cmd) => commands::snapshots::snapshot(&ctx, cmd).await?,
+        Command::Diff(cmd) => commands::snapshots::diff(&ctx, cmd).await?,
+        Command::User(cmd) => commands::users::run(&ctx, cmd).await?,
+        Command::Data(cmd) => commands::data::run(&ctx, cmd).await?,
+        Command::Base(cmd) => commands::bases::run(&ctx, cmd).await?,
+        Command::Config(cmd) => commands::config::run(&ctx, cmd)?,
+        Command::Docs => commands::docs::run(),
+    };
+    Ok(Outcome::Text(text))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(text) => {
+        Ok(Outcome::Text(text)) => {
             // A closed pipe (`4kr docs | head`) is not an error worth a message.
             let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
+        }
+        Ok(Outcome::Exec(f)) => {
+            let _ = std::io::stdout().write_all(&f.stdout);
+            let _ = std::io::stderr().write_all(&f.stderr);
+            ExitCode::from(u8::try_from(f.code).unwrap_or(1))
         }
         Err(e) => {
             if let Some(PartialFailure(text)) = e.downcast_ref::<PartialFailure>() {

@@ -312,3 +312,251 @@ async fn base_import_with_a_parent() {
         .await;
     assert_eq!(nofile.stderr, "Error: opening /nonexistent.tar.gz\n");
 }
+
+impl Env {
+    /// Runs 4kr with `stdin` piped in.
+    async fn run_stdin(&self, args: &[&str], stdin: &str) -> Out {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_4kr"));
+        cmd.args(args)
+            .env_clear()
+            .current_dir(self.cwd.path())
+            .env("HOME", self.cwd.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env("FORKR_SETUP_DIR", self.setup.path())
+            .env("FORKR_URL", &self.url)
+            .env("FORKR_TOKEN", &self.token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .await
+            .unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_everyday_box_workflow() {
+    let e = server().await;
+    let created = e
+        .ok(&[
+            "create",
+            "myapp",
+            "-e",
+            "GREETING=hello world",
+            "-p",
+            "shop",
+        ])
+        .await;
+    assert!(
+        created.starts_with("name        myapp\nproject     shop\nstatus      running\n"),
+        "{created}"
+    );
+    assert!(
+        created.contains("url         https://myapp.shop.forkr.test\n"),
+        "{created}"
+    );
+    let exec = e
+        .run(&["exec", "myapp", "-p", "shop", "--", "echo", "$GREETING"])
+        .await;
+    assert_eq!(
+        (exec.code, exec.stdout.as_str()),
+        (0, "$GREETING\n"),
+        "args reach the program as they are"
+    );
+    let exec = e
+        .run(&["exec", "shop:myapp", "--sh", "--", "echo $GREETING; exit 7"])
+        .await;
+    assert_eq!(
+        (exec.code, exec.stdout.as_str()),
+        (7, "hello world\n"),
+        "the exit code is kept"
+    );
+    let piped = e
+        .run_stdin(&["exec", "shop.myapp"], "echo from stdin; uname -s\n")
+        .await;
+    assert_eq!(
+        (piped.code, piped.stdout.as_str()),
+        (0, "from stdin\nLinux\n"),
+        "{}",
+        piped.stderr
+    );
+    let json = e
+        .run(&["exec", "myapp", "-p", "shop", "-j", "--", "true"])
+        .await;
+    assert_eq!(
+        (json.code, json.stderr.as_str()),
+        (1, "Error: --json is not supported in foreground mode\n")
+    );
+    let bg = e
+        .ok(&[
+            "exec",
+            "myapp",
+            "-p",
+            "shop",
+            "--bg",
+            "--sh",
+            "--",
+            "echo done",
+        ])
+        .await;
+    assert!(bg.starts_with("pid="), "{bg}");
+    let logs = e.run(&["logs", "myapp", "-p", "shop"]).await;
+    assert!(
+        logs.stderr.starts_with("Error: --pid is required"),
+        "{}",
+        logs.stderr
+    );
+    let ps = e.run(&["ps", "myapp", "-p", "shop"]).await;
+    assert!(ps.stdout.contains("tini"), "{}", ps.stdout);
+
+    let listed = e.ok(&["list", "-p", "shop"]).await;
+    assert!(
+        listed.contains("myapp  running  box-base  https://myapp.shop.forkr.test"),
+        "{listed}"
+    );
+    let updated = e
+        .ok(&[
+            "update",
+            "myapp",
+            "PORT=8080",
+            "FOO=ignored",
+            "--tag",
+            "box.ui=main",
+            "-p",
+            "shop",
+        ])
+        .await;
+    assert!(
+        updated.contains("port        8080\n") && updated.contains("tags        box.ui=main\n"),
+        "{updated}"
+    );
+    let none = e.run(&["update", "myapp", "FOO=bar", "-p", "shop"]).await;
+    assert_eq!(none.stderr, "Error: no updates provided\n");
+
+    assert_eq!(
+        e.ok(&["snapshot", "create", "myapp", "-p", "shop"]).await,
+        "v0\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "snapshot", "create", "myapp", "first", "--name", "second", "-m", "why", "-p", "shop"
+        ])
+        .await,
+        "second\n"
+    );
+    let snaps = e.ok(&["snapshot", "list", "myapp", "-p", "shop"]).await;
+    assert!(
+        snaps.starts_with("NAME    SIZE") && snaps.contains("second") && snaps.contains("why"),
+        "{snaps}"
+    );
+    e.ok(&[
+        "exec",
+        "myapp",
+        "-p",
+        "shop",
+        "--sh",
+        "--",
+        "echo x > /root/new",
+    ])
+    .await;
+    assert_eq!(
+        e.ok(&["diff", "status", "myapp", "--against", "v0", "-p", "shop"])
+            .await,
+        "+ /root/new\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "diff",
+            "file",
+            "myapp",
+            "/root/new",
+            "--against",
+            "v0",
+            "-p",
+            "shop"
+        ])
+        .await,
+        "/root/new: added\n"
+    );
+    assert_eq!(
+        e.ok(&["snapshot", "restore", "myapp", "v0", "-p", "shop"])
+            .await,
+        "restored myapp from v0\n"
+    );
+    // The restored root no longer has the file (the runner rewrites /etc/boxes-env at boot).
+    let after = e
+        .ok(&["diff", "status", "myapp", "--against", "v0", "-p", "shop"])
+        .await;
+    assert!(!after.contains("/root/new"), "{after}");
+
+    let stopped = e.ok(&["stop", "myapp", "-p", "shop"]).await;
+    assert!(stopped.contains("status      stopped"), "{stopped}");
+    assert!(
+        e.ok(&["resume", "myapp", "-p", "shop"])
+            .await
+            .contains("status      running")
+    );
+    let both = e
+        .run(&["create", "x", "--base", "box-base", "--fork", "myapp"])
+        .await;
+    assert_eq!(both.stderr, "Error: --base cannot be used with --fork\n");
+    e.ok(&["create", "twin", "-f", "myapp", "-p", "shop"]).await;
+    assert!(
+        e.ok(&["base", "save", "saved", "shop:twin"])
+            .await
+            .starts_with("saved twin as saved")
+    );
+
+    let rm = e.run(&["rm", "myapp", "twin", "ghost", "-p", "shop"]).await;
+    assert_eq!(rm.code, 1);
+    assert_eq!(
+        rm.stdout,
+        "myapp: error: box is running\ntwin: error: box is running\nghost: error: box \"ghost\" not found\n"
+    );
+    let rm = e
+        .run(&["delete", "myapp", "twin", "-f", "-p", "shop"])
+        .await;
+    assert_eq!(
+        (rm.code, rm.stdout.as_str()),
+        (0, "myapp: deleted\ntwin: deleted\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ephemeral_exec_creates_and_removes_its_box() {
+    let e = server().await;
+    let out = e.run(&["exec", "-", "--", "cat", "/proc/1/comm"]).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "tini\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.starts_with("ephemeral fork: ephemeral-"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        e.ok(&["list"]).await,
+        "NAME  STATUS  BASE  URL\n",
+        "the ephemeral box is gone"
+    );
+    let json = e.run(&["exec", "-", "-j", "--bg", "--", "true"]).await;
+    assert_eq!(
+        json.stderr,
+        "Error: --json is not supported for ephemeral exec\n"
+    );
+}

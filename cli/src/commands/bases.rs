@@ -73,6 +73,11 @@ pub async fn run(ctx: &Context, cmd: BaseCommand) -> anyhow::Result<String> {
                 )
             ))
         }
+        BaseCommand::Save { name, target } => {
+            let (p, b) = ctx.box_ref(&target, None)?;
+            let w = ctx.client()?.save_base(&p, &name, &b).await?;
+            Ok(format!("saved {b} as {}\n", w.version))
+        }
         BaseCommand::Import { name, file, parent } => {
             import(ctx, &project, &name, &file, parent).await
         }

@@ -1,9 +1,12 @@
 //! One module per command family; each function does one command.
 
 pub mod bases;
+pub mod boxes;
 pub mod config;
 pub mod data;
 pub mod docs;
+pub mod exec;
+pub mod snapshots;
 pub mod users;
 
 use std::path::PathBuf;
@@ -44,6 +47,23 @@ impl Context {
     pub fn client(&self) -> anyhow::Result<Client> {
         let t = target::resolve(&self.flags, &*self.env, &self.config()?)?;
         Ok(Client::new(&t.url, t.token, t.insecure)?)
+    }
+
+    /// Resolves a box ref (`box`, `project:box`, `project.box`, `.`) to (project, box). `-`
+    /// is refused here: only exec, console and cp make ephemeral boxes.
+    pub fn box_ref(
+        &self,
+        reference: &str,
+        project_flag: Option<&str>,
+    ) -> anyhow::Result<(String, String)> {
+        let parsed = forkr_crds::validation::parse_ref(reference)?;
+        let resolved = parsed.resolve(&self.project(project_flag)?, |k| self.env(k))?;
+        match resolved.target {
+            forkr_crds::validation::ResolvedTarget::Named(name) => Ok((resolved.project, name)),
+            forkr_crds::validation::ResolvedTarget::Ephemeral => {
+                anyhow::bail!("`-` (an ephemeral box) only works with exec, console and cp")
+            }
+        }
     }
 
     /// The project: `-p`, FORKR_PROJECT, the git repository's name, or `default`.

@@ -1,0 +1,185 @@
+//! exec, ps, logs. Foreground exec here runs through `POST .../exec`: stdin is read whole when
+//! it is not a terminal, and the command's exit code becomes 4kr's.
+
+use std::io::{IsTerminal, Read, Write};
+
+use forkr_api::wire::{CreateBox, ExecCommand};
+
+use super::Context;
+use crate::cli::ExecArgs;
+use crate::output;
+
+/// What `exec` ends with: text to print and the exit code to leave with.
+pub struct Finished {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub code: i32,
+}
+
+fn ephemeral_name() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("ephemeral-{}-{millis}", std::process::id())
+}
+
+pub async fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<Finished> {
+    if a.json.json && !a.bg {
+        anyhow::bail!("--json is not supported in foreground mode");
+    }
+    let parsed = forkr_crds::validation::parse_ref(&a.target)?;
+    let resolved = parsed.resolve(&ctx.project(a.project.project.as_deref())?, |k| ctx.env(k))?;
+    let client = ctx.client()?;
+    let project = resolved.project;
+    let (name, ephemeral) = match resolved.target {
+        forkr_crds::validation::ResolvedTarget::Named(n) => (n, false),
+        forkr_crds::validation::ResolvedTarget::Ephemeral => {
+            if a.json.json {
+                anyhow::bail!("--json is not supported for ephemeral exec");
+            }
+            let name = ephemeral_name();
+            eprintln!("ephemeral fork: {name}");
+            client
+                .create_box(
+                    &project,
+                    &CreateBox {
+                        name: name.clone(),
+                        ephemeral: true,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            (name, true)
+        }
+    };
+    let result = run(ctx, &client, &project, &name, a).await;
+    if ephemeral {
+        // Ephemeral deletes always force.
+        let _ = client.delete_box(&project, &name, true).await;
+    }
+    result
+}
+
+async fn run(
+    _ctx: &Context,
+    client: &forkr_api::client::Client,
+    project: &str,
+    name: &str,
+    a: ExecArgs,
+) -> anyhow::Result<Finished> {
+    let stdin_is_tty = std::io::stdin().is_terminal();
+    let mut command = a.command;
+    let mut sh = a.sh;
+    if command.is_empty() {
+        if a.bg || stdin_is_tty {
+            anyhow::bail!("a command is required (after --)");
+        }
+        // No command and stdin is not a terminal: run bash reading the script from stdin.
+        command = vec!["bash".into()];
+        sh = false;
+    }
+    let stdin = if !a.bg && !stdin_is_tty {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        Some(String::from_utf8(buf).map_err(|_| {
+            anyhow::anyhow!("stdin is not UTF-8 text; binary stdin needs the WebSocket exec")
+        })?)
+    } else {
+        None
+    };
+    let cmd = ExecCommand {
+        command,
+        sh,
+        env: a.env,
+        wd: a.wd,
+        user: a.user,
+        stdin,
+        bg: a.bg,
+    };
+    if a.bg {
+        let started = client.exec_background(project, name, &cmd).await?;
+        let text = if a.json.json {
+            output::json(&started)?
+        } else {
+            format!("pid={}\n", started.pid)
+        };
+        return Ok(Finished {
+            stdout: text.into_bytes(),
+            stderr: Vec::new(),
+            code: 0,
+        });
+    }
+    let out = client.exec(project, name, &cmd).await?;
+    Ok(Finished {
+        stdout: out.stdout.into_bytes(),
+        stderr: out.stderr.into_bytes(),
+        code: out.exit_code,
+    })
+}
+
+pub async fn ps(
+    ctx: &Context,
+    target: &str,
+    args: Vec<String>,
+    project: Option<&str>,
+) -> anyhow::Result<Finished> {
+    let (p, name) = ctx.box_ref(target, project)?;
+    let mut command = vec!["ps".to_owned()];
+    command.extend(args);
+    let out = ctx
+        .client()?
+        .exec(
+            &p,
+            &name,
+            &ExecCommand {
+                command,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(Finished {
+        stdout: out.stdout.into_bytes(),
+        stderr: out.stderr.into_bytes(),
+        code: out.exit_code,
+    })
+}
+
+pub async fn logs(
+    ctx: &Context,
+    target: &str,
+    pid: Option<u32>,
+    follow: bool,
+    project: Option<&str>,
+    json: bool,
+) -> anyhow::Result<String> {
+    if json && follow {
+        anyhow::bail!("--json is not supported with --follow");
+    }
+    let Some(pid) = pid else {
+        anyhow::bail!(
+            "--pid is required: logs reads the log of one background process (start one with exec --bg)"
+        );
+    };
+    let (p, name) = ctx.box_ref(target, project)?;
+    let client = ctx.client()?;
+    let mut offset = 0u64;
+    let first = client.logs(&p, &name, Some(pid), 0).await?;
+    if !follow {
+        if json {
+            return output::json(
+                &serde_json::json!({"pid": pid, "log": String::from_utf8_lossy(&first)}),
+            );
+        }
+        return Ok(String::from_utf8_lossy(&first).into_owned());
+    }
+    let mut stdout = std::io::stdout();
+    let mut chunk = first;
+    loop {
+        stdout.write_all(&chunk)?;
+        stdout.flush()?;
+        offset += chunk.len() as u64;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        chunk = client.logs(&p, &name, Some(pid), offset).await?;
+    }
+}

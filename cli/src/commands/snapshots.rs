@@ -1,0 +1,119 @@
+//! snapshot create/list/restore and diff status/file.
+
+use forkr_api::wire::CreateSnapshot;
+
+use super::Context;
+use crate::cli::{DiffCommand, SnapshotCommand};
+use crate::output;
+
+pub async fn snapshot(ctx: &Context, cmd: SnapshotCommand) -> anyhow::Result<String> {
+    match cmd {
+        SnapshotCommand::Create {
+            target,
+            name,
+            name_flag,
+            message,
+            project,
+            json,
+        } => {
+            let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
+            // --name overrides the positional name.
+            let req = CreateSnapshot {
+                name: name_flag.or(name),
+                description: message,
+            };
+            let s = ctx.client()?.create_snapshot(&p, &b, &req).await?;
+            if json.json {
+                output::json(&s)
+            } else {
+                Ok(format!("{}\n", s.name))
+            }
+        }
+        SnapshotCommand::List {
+            target,
+            project,
+            json,
+        } => {
+            let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
+            let list = ctx.client()?.list_snapshots(&p, &b).await?;
+            if json.json {
+                return output::json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        output::human_size(s.size),
+                        s.created.clone(),
+                        s.description.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            Ok(output::table(
+                &["NAME", "SIZE", "CREATED", "DESCRIPTION"],
+                &rows,
+            ))
+        }
+        SnapshotCommand::Restore {
+            target,
+            name,
+            project,
+            json,
+        } => {
+            let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
+            let v = ctx.client()?.restore_snapshot(&p, &b, &name).await?;
+            if json.json {
+                output::json(&v)
+            } else {
+                Ok(format!("restored {b} from {name}\n"))
+            }
+        }
+    }
+}
+
+pub async fn diff(ctx: &Context, cmd: DiffCommand) -> anyhow::Result<String> {
+    match cmd {
+        DiffCommand::Status {
+            target,
+            against,
+            project,
+            json,
+        } => {
+            let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
+            let d = ctx
+                .client()?
+                .diff_status(&p, &b, against.as_deref())
+                .await?;
+            if json.json {
+                output::json(&d)
+            } else {
+                Ok(d.text)
+            }
+        }
+        DiffCommand::File {
+            target,
+            path,
+            against,
+            project,
+            json,
+        } => {
+            if !path.starts_with('/') {
+                anyhow::bail!("path {path:?} must be absolute");
+            }
+            let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
+            let d = ctx
+                .client()?
+                .diff_file(&p, &b, &path, against.as_deref())
+                .await?;
+            if json.json {
+                return output::json(&d);
+            }
+            let mut out = format!("{}: {}\n", d.path, d.status);
+            if let Some(diff) = d.diff {
+                out.push_str(&diff);
+            }
+            Ok(out)
+        }
+    }
+}
