@@ -290,7 +290,12 @@ impl Client {
 
 impl Client {
     pub async fn create_box(&self, project: &str, req: &CreateBox) -> ClientResult<BoxView> {
-        self.send(Method::POST, &format!("{}/boxes", Self::project(project)), Some(req)).await
+        self.send(
+            Method::POST,
+            &format!("{}/boxes", Self::project(project)),
+            Some(req),
+        )
+        .await
     }
 
     pub async fn list_boxes(&self, project: &str) -> ClientResult<Vec<BoxView>> {
@@ -305,62 +310,170 @@ impl Client {
         self.get(&Self::box_path(project, name)).await
     }
 
-    pub async fn update_box(&self, project: &str, name: &str, req: &UpdateBox) -> ClientResult<BoxView> {
-        self.send(Method::PATCH, &Self::box_path(project, name), Some(req)).await
+    pub async fn update_box(
+        &self,
+        project: &str,
+        name: &str,
+        req: &UpdateBox,
+    ) -> ClientResult<BoxView> {
+        self.send(Method::PATCH, &Self::box_path(project, name), Some(req))
+            .await
     }
 
     pub async fn delete_box(&self, project: &str, name: &str, force: bool) -> ClientResult<()> {
         let q = if force { "?force=true" } else { "" };
-        self.delete(&format!("{}{q}", Self::box_path(project, name))).await
+        self.delete(&format!("{}{q}", Self::box_path(project, name)))
+            .await
     }
 
     pub async fn stop_box(&self, project: &str, name: &str) -> ClientResult<BoxView> {
-        self.send::<(), _>(Method::POST, &format!("{}/stop", Self::box_path(project, name)), None).await
+        self.send::<(), _>(
+            Method::POST,
+            &format!("{}/stop", Self::box_path(project, name)),
+            None,
+        )
+        .await
     }
 
     pub async fn resume_box(&self, project: &str, name: &str) -> ClientResult<BoxView> {
-        self.send::<(), _>(Method::POST, &format!("{}/resume", Self::box_path(project, name)), None).await
+        self.send::<(), _>(
+            Method::POST,
+            &format!("{}/resume", Self::box_path(project, name)),
+            None,
+        )
+        .await
     }
 
-    pub async fn exec(&self, project: &str, name: &str, cmd: &ExecCommand) -> ClientResult<ExecOutput> {
-        self.send(Method::POST, &format!("{}/exec", Self::box_path(project, name)), Some(cmd)).await
+    pub async fn exec(
+        &self,
+        project: &str,
+        name: &str,
+        cmd: &ExecCommand,
+    ) -> ClientResult<ExecOutput> {
+        self.send(
+            Method::POST,
+            &format!("{}/exec", Self::box_path(project, name)),
+            Some(cmd),
+        )
+        .await
     }
 
-    pub async fn exec_background(&self, project: &str, name: &str, cmd: &ExecCommand) -> ClientResult<BackgroundExec> {
-        self.send(Method::POST, &format!("{}/exec", Self::box_path(project, name)), Some(cmd)).await
+    pub async fn exec_background(
+        &self,
+        project: &str,
+        name: &str,
+        cmd: &ExecCommand,
+    ) -> ClientResult<BackgroundExec> {
+        self.send(
+            Method::POST,
+            &format!("{}/exec", Self::box_path(project, name)),
+            Some(cmd),
+        )
+        .await
     }
 
-    pub async fn logs(&self, project: &str, name: &str, pid: Option<u32>, offset: u64) -> ClientResult<Vec<u8>> {
+    pub async fn logs(
+        &self,
+        project: &str,
+        name: &str,
+        pid: Option<u32>,
+        offset: u64,
+    ) -> ClientResult<Vec<u8>> {
         let pid = pid.map(|p| format!("pid={p}&")).unwrap_or_default();
-        self.send_raw::<()>(Method::GET, &format!("{}/logs?{pid}offset={offset}", Self::box_path(project, name)), None).await
+        self.send_raw::<()>(
+            Method::GET,
+            &format!(
+                "{}/logs?{pid}offset={offset}",
+                Self::box_path(project, name)
+            ),
+            None,
+        )
+        .await
     }
 
-    pub async fn list_snapshots(&self, project: &str, name: &str) -> ClientResult<Vec<SnapshotView>> {
-        self.get(&format!("{}/snapshots", Self::box_path(project, name))).await
+    pub async fn list_snapshots(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> ClientResult<Vec<SnapshotView>> {
+        self.get(&format!("{}/snapshots", Self::box_path(project, name)))
+            .await
     }
 
-    pub async fn create_snapshot(&self, project: &str, name: &str, req: &CreateSnapshot) -> ClientResult<SnapshotView> {
-        self.send(Method::POST, &format!("{}/snapshots", Self::box_path(project, name)), Some(req)).await
+    pub async fn create_snapshot(
+        &self,
+        project: &str,
+        name: &str,
+        req: &CreateSnapshot,
+    ) -> ClientResult<SnapshotView> {
+        self.send(
+            Method::POST,
+            &format!("{}/snapshots", Self::box_path(project, name)),
+            Some(req),
+        )
+        .await
     }
 
-    pub async fn restore_snapshot(&self, project: &str, name: &str, snapshot: &str) -> ClientResult<BoxView> {
-        let path = format!("{}/snapshots/{}/restore", Self::box_path(project, name), seg(snapshot));
+    pub async fn restore_snapshot(
+        &self,
+        project: &str,
+        name: &str,
+        snapshot: &str,
+    ) -> ClientResult<BoxView> {
+        let path = format!(
+            "{}/snapshots/{}/restore",
+            Self::box_path(project, name),
+            seg(snapshot)
+        );
         self.send::<(), _>(Method::POST, &path, None).await
     }
 
-    pub async fn diff_status(&self, project: &str, name: &str, against: Option<&str>) -> ClientResult<DiffStatusView> {
-        let q = against.map(|a| format!("?against={}", seg(a))).unwrap_or_default();
-        self.get(&format!("{}/diff{q}", Self::box_path(project, name))).await
+    pub async fn diff_status(
+        &self,
+        project: &str,
+        name: &str,
+        against: Option<&str>,
+    ) -> ClientResult<DiffStatusView> {
+        let q = against
+            .map(|a| format!("?against={}", seg(a)))
+            .unwrap_or_default();
+        self.get(&format!("{}/diff{q}", Self::box_path(project, name)))
+            .await
     }
 
-    pub async fn diff_file(&self, project: &str, name: &str, path: &str, against: Option<&str>) -> ClientResult<DiffFileView> {
-        let q = against.map(|a| format!("&against={}", seg(a))).unwrap_or_default();
-        self.get(&format!("{}/diff/file?path={}{q}", Self::box_path(project, name), seg(path))).await
+    pub async fn diff_file(
+        &self,
+        project: &str,
+        name: &str,
+        path: &str,
+        against: Option<&str>,
+    ) -> ClientResult<DiffFileView> {
+        let q = against
+            .map(|a| format!("&against={}", seg(a)))
+            .unwrap_or_default();
+        self.get(&format!(
+            "{}/diff/file?path={}{q}",
+            Self::box_path(project, name),
+            seg(path)
+        ))
+        .await
     }
 
-    pub async fn save_base(&self, project: &str, name: &str, box_name: &str) -> ClientResult<BaseWritten> {
-        let req = SaveBase { box_name: box_name.to_owned() };
-        self.send(Method::POST, &format!("{}/bases/{}/save", Self::project(project), seg(name)), Some(&req)).await
+    pub async fn save_base(
+        &self,
+        project: &str,
+        name: &str,
+        box_name: &str,
+    ) -> ClientResult<BaseWritten> {
+        let req = SaveBase {
+            box_name: box_name.to_owned(),
+        };
+        self.send(
+            Method::POST,
+            &format!("{}/bases/{}/save", Self::project(project), seg(name)),
+            Some(&req),
+        )
+        .await
     }
 }
 

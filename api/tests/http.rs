@@ -481,6 +481,18 @@ async fn the_openapi_document_and_the_routes_agree() {
         ]
     );
 
+    // docs/api.md lists every route.
+    let reference =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    for route in &documented {
+        let (method, path) = route.split_once(' ').unwrap();
+        let exact = format!("`{} {path}`", method.to_uppercase());
+        let with_query = format!("`{} {path}?", method.to_uppercase());
+        assert!(
+            reference.contains(&exact) || reference.contains(&with_query),
+            "docs/api.md does not list {route}"
+        );
+    }
     // A route that is not in the document is not served either.
     assert_eq!(
         s.admin(Method::GET, "/v1/projects/shop/nothing", None)
