@@ -18,27 +18,38 @@ use crate::store::{Scope, Store};
 /// Where built test artifacts are cached across runs.
 const CACHE: &str = "/var/cache/forkr/testbase";
 
-/// The forkr-runner binary of this workspace, built if it is not there yet.
-pub fn runner_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FORKR_RUNNER_BIN") {
-        return PathBuf::from(p);
-    }
+/// A binary of this workspace next to the test executable, built if it is not there yet (cargo
+/// builds only the binaries of the package under test).
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     // Test executables live in <target>/<profile>/deps/; binaries in <target>/<profile>/.
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(|d| d.parent())
         .expect("target profile directory");
-    let bin = profile_dir.join("forkr-runner");
-    if !bin.exists() {
+    let path = profile_dir.join(bin);
+    if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "forkr-node-agent", "--bin", "forkr-runner"])
+            .args(["build", "-p", package, "--bin", bin])
             .status()
-            .expect("run cargo build for forkr-runner");
-        assert!(status.success(), "building forkr-runner failed");
+            .expect("run cargo build");
+        assert!(status.success(), "building {bin} failed");
     }
-    bin
+    path
+}
+
+/// The forkr-runner binary boxes boot with: FORKR_RUNNER_BIN, else this workspace's.
+pub fn runner_bin() -> PathBuf {
+    match std::env::var_os("FORKR_RUNNER_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_bin("forkr-node-agent", "forkr-runner"),
+    }
+}
+
+/// The tiny base tarball (busybox, tini, bash), cached.
+pub fn minibase() -> PathBuf {
+    forkr_node_agent::minibase::tarball(std::path::Path::new(CACHE)).expect("tiny base")
 }
 
 /// Options for [`TestServer::start_with`].
@@ -72,8 +83,7 @@ impl TestServer {
     pub async fn start_with(opts: Options) -> TestServer {
         let pool_fs = Loopback::scratch(2 << 30).expect("loopback btrfs (run as root)");
         let pool = Arc::new(Pool::open(pool_fs.path()).expect("open pool"));
-        let base =
-            forkr_node_agent::minibase::tarball(std::path::Path::new(CACHE)).expect("tiny base");
+        let base = minibase();
         pool.import_base(
             "box-base",
             std::fs::File::open(base).expect("open tiny base"),

@@ -176,6 +176,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print the "Using forkr" guide.
     Docs,
+    /// Forkr on this machine, without a cluster.
+    #[command(subcommand)]
+    Local(LocalCommand),
 }
 
 /// `4kr exec`.
@@ -392,6 +395,45 @@ pub enum BaseCommand {
         /// Extract on top of this base (here -p means --parent, not --project).
         #[arg(short = 'p', long)]
         parent: Option<String>,
+    },
+}
+
+/// Where local mode keeps its data.
+#[derive(Args, Debug, Clone)]
+pub struct DataDirArg {
+    /// Data directory (database, pool, logs).
+    #[arg(long, env = "FORKR_DATA_DIR", default_value = "/var/lib/forkr")]
+    pub data_dir: std::path::PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LocalCommand {
+    /// Start forkr-api --local, make a token and the `local` profile, and provide box-base.
+    Up {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Address the API listens on.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// Domain of box URLs.
+        #[arg(long, default_value = "localhost")]
+        domain: String,
+        /// Import this rootfs .tar.gz as box-base instead of building one.
+        #[arg(long)]
+        base_tarball: Option<std::path::PathBuf>,
+        /// Run boxes in the host's network instead of one each on a bridge.
+        #[arg(long)]
+        no_network: bool,
+    },
+    /// Stop forkr-api; data and running boxes are left alone.
+    Down {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Whether forkr-api runs, and where its data and log are.
+    Status {
+        #[command(flatten)]
+        data: DataDirArg,
     },
 }
 

@@ -148,6 +148,28 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Base(cmd) => commands::bases::run(&ctx, cmd).await?,
         Command::Config(cmd) => commands::config::run(&ctx, cmd)?,
         Command::Docs => commands::docs::run(),
+        Command::Local(cmd) => match cmd {
+            cli::LocalCommand::Up {
+                data,
+                listen,
+                domain,
+                base_tarball,
+                no_network,
+            } => {
+                let args = commands::local::LocalArgs {
+                    data_dir: data.data_dir,
+                    listen,
+                    domain,
+                    base_tarball,
+                    no_network,
+                };
+                commands::local::up(&ctx, args).await?
+            }
+            cli::LocalCommand::Down { data } => commands::local::down(&data.data_dir).await?,
+            cli::LocalCommand::Status { data } => {
+                commands::local::status(&ctx, &data.data_dir).await?
+            }
+        },
     };
     Ok(Outcome::Text(text))
 }

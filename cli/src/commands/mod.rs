@@ -6,6 +6,8 @@ pub mod config;
 pub mod data;
 pub mod docs;
 pub mod exec;
+pub mod local;
+pub mod localbase;
 pub mod snapshots;
 pub mod users;
 
