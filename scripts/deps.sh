@@ -21,6 +21,7 @@ FORKR_APT_PACKAGES=(
   iptables          # egress NAT for local boxes
   util-linux        # losetup, mount
   python3-venv      # the CRD schema validator's virtualenv
+  mmdebstrap        # builds box-base from Debian for 4kr local up
 )
 
 # kubernetes-validate carries Kubernetes' OpenAPI schemas offline. 1.37 knows 1.25 and later

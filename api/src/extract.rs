@@ -1,8 +1,10 @@
 //! Request extractors whose failures are API errors in the documented JSON shape, rather than
 //! axum's plain-text rejections.
 
+use std::collections::HashMap;
+
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -51,6 +53,19 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     }
 }
 
+/// The path's parameters, with `{project}` validated as a project name.
+async fn path_params<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<(String, HashMap<String, String>), ApiError> {
+    let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map_err(path_rejection)?;
+    let project = params.remove("project").unwrap_or_default();
+    forkr_crds::validation::validate_project_name(&project)?;
+    Ok((project, params))
+}
+
 /// `{project}` from the path, validated as a project name.
 pub struct Project(pub String);
 
@@ -58,15 +73,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Project {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params =
-            axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
-                parts, state,
-            )
-            .await
-            .map_err(path_rejection)?;
-        let project = params.0.get("project").cloned().unwrap_or_default();
-        forkr_crds::validation::validate_project_name(&project)?;
-        Ok(Project(project))
+        Ok(Project(path_params(parts, state).await?.0))
     }
 }
 
@@ -81,15 +88,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Named {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params =
-            axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
-                parts, state,
-            )
-            .await
-            .map_err(path_rejection)?;
-        let project = params.0.get("project").cloned().unwrap_or_default();
-        forkr_crds::validation::validate_project_name(&project)?;
-        let name = params.0.get("name").cloned().unwrap_or_default();
+        let (project, mut params) = path_params(parts, state).await?;
+        let name = params.remove("name").unwrap_or_default();
         Ok(Named { project, name })
     }
 }

@@ -24,7 +24,12 @@ struct Cli {
     #[arg(long)]
     local: bool,
     /// Where local mode keeps its database and pool.
-    #[arg(long, global = true, env = "FORKR_DATA_DIR", default_value = "/var/lib/forkr")]
+    #[arg(
+        long,
+        global = true,
+        env = "FORKR_DATA_DIR",
+        default_value = "/var/lib/forkr"
+    )]
     data_dir: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "FORKR_LISTEN", default_value = "127.0.0.1:7070")]

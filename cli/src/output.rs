@@ -75,3 +75,42 @@ mod tests {
         assert_eq!(human_size(200 << 20), "200 MiB");
     }
 }
+
+/// The outcome of deleting one of several named things.
+#[derive(Serialize)]
+pub struct Deleted {
+    pub name: String,
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Deleted {
+    pub fn new(name: String, outcome: Result<(), String>) -> Deleted {
+        Deleted {
+            name,
+            deleted: outcome.is_ok(),
+            error: outcome.err(),
+        }
+    }
+}
+
+/// One `<name>: deleted` or `<name>: error: <msg>` line per item (or their JSON). When any
+/// failed, the report comes back as a [`crate::PartialFailure`], so 4kr prints it and exits 1.
+pub fn delete_report(results: &[Deleted], as_json: bool) -> anyhow::Result<String> {
+    let text = if as_json {
+        json(&results)?
+    } else {
+        results
+            .iter()
+            .map(|r| match &r.error {
+                None => format!("{}: deleted\n", r.name),
+                Some(e) => format!("{}: error: {e}\n", r.name),
+            })
+            .collect()
+    };
+    if results.iter().any(|r| r.error.is_some()) {
+        return Err(crate::PartialFailure(text).into());
+    }
+    Ok(text)
+}

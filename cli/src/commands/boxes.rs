@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use forkr_api::wire::{BoxView, CreateBox, UpdateBox};
 use forkr_crds::validation::parse_env_assignment;
-use serde::Serialize;
 
 use super::Context;
 use crate::output;
@@ -172,14 +171,6 @@ pub async fn update(
     one(&ctx.client()?.update_box(&p, &name, &req).await?, json)
 }
 
-#[derive(Serialize)]
-struct Deleted {
-    name: String,
-    deleted: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
 /// One `<name>: deleted` or `<name>: error: <msg>` line per box; any error exits non-zero.
 pub async fn delete(
     ctx: &Context,
@@ -198,27 +189,9 @@ pub async fn delete(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        results.push(Deleted {
-            name: t.clone(),
-            deleted: outcome.is_ok(),
-            error: outcome.err(),
-        });
+        results.push(output::Deleted::new(t.clone(), outcome));
     }
-    let text = if json {
-        output::json(&results)?
-    } else {
-        results
-            .iter()
-            .map(|r| match &r.error {
-                None => format!("{}: deleted\n", r.name),
-                Some(e) => format!("{}: error: {e}\n", r.name),
-            })
-            .collect()
-    };
-    if results.iter().any(|r| r.error.is_some()) {
-        return Err(crate::PartialFailure(text).into());
-    }
-    Ok(text)
+    output::delete_report(&results, json)
 }
 
 pub async fn stop(

@@ -1,5 +1,4 @@
 use forkr_api::wire::{CreateVolume, VolumeView};
-use serde::Serialize;
 
 use super::Context;
 use crate::cli::DataCommand;
@@ -18,15 +17,6 @@ fn rows(volumes: &[VolumeView]) -> String {
         })
         .collect();
     output::table(&["NAME", "SIZE", "LIMIT", "CREATED"], &rows)
-}
-
-/// One line of a multi-name delete, for `-j`.
-#[derive(Serialize)]
-struct Deleted {
-    name: String,
-    deleted: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
 }
 
 pub async fn run(ctx: &Context, cmd: DataCommand) -> anyhow::Result<String> {
@@ -81,33 +71,13 @@ pub async fn run(ctx: &Context, cmd: DataCommand) -> anyhow::Result<String> {
             let client = ctx.client()?;
             let mut results = Vec::new();
             for name in names {
-                let error = client
+                let outcome = client
                     .delete_volume(&p, &name)
                     .await
-                    .err()
-                    .map(|e| e.to_string());
-                results.push(Deleted {
-                    deleted: error.is_none(),
-                    name,
-                    error,
-                });
+                    .map_err(|e| e.to_string());
+                results.push(output::Deleted::new(name, outcome));
             }
-            let text = if json.json {
-                output::json(&results)?
-            } else {
-                results
-                    .iter()
-                    .map(|r| match &r.error {
-                        None => format!("{}: deleted\n", r.name),
-                        Some(e) => format!("{}: error: {e}\n", r.name),
-                    })
-                    .collect()
-            };
-            if results.iter().any(|r| r.error.is_some()) {
-                // The per-name lines are the report; the exit status says something failed.
-                return Err(crate::PartialFailure(text).into());
-            }
-            Ok(text)
+            output::delete_report(&results, json.json)
         }
     }
 }
