@@ -195,14 +195,20 @@ impl Pool {
             let rel = dir.join(&name);
             let m = self.read_meta(&rel).unwrap_or_default();
             let size = self.size_of(&rel)?;
-            out.push(CheckpointInfo {
-                name,
-                size,
-                created: m.created,
-                description: m.description,
-            });
+            let born = sys::creation_time(&self.abs(&rel))?;
+            out.push((
+                born,
+                CheckpointInfo {
+                    name,
+                    size,
+                    created: m.created,
+                    description: m.description,
+                },
+            ));
         }
-        out.sort_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)));
+        // btrfs keeps creation times in nanoseconds; the RFC3339 text has whole seconds only.
+        out.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        let out = out.into_iter().map(|(_, c)| c).collect();
         Ok(out)
     }
 
@@ -210,14 +216,11 @@ impl Pool {
     pub fn latest_checkpoint(&self, subject: Subject<'_>) -> Result<Option<String>> {
         subject.validate()?;
         let dir = subject.shelf(Shelf::Checkpoints);
-        let mut best: Option<(String, String)> = None;
+        let mut best: Option<((i64, i64), String)> = None;
         for name in pool::list_subvolumes(&self.abs(&dir))? {
-            let created = self.read_meta(&dir.join(&name)).unwrap_or_default().created;
-            if best
-                .as_ref()
-                .is_none_or(|(c, n)| (&created, &name) > (c, n))
-            {
-                best = Some((created, name));
+            let born = sys::creation_time(&self.abs(dir.join(&name)))?;
+            if best.as_ref().is_none_or(|(b, n)| (born, &name) > (*b, n)) {
+                best = Some((born, name));
             }
         }
         Ok(best.map(|(_, n)| n))

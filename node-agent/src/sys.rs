@@ -115,6 +115,13 @@ pub fn change_generation(path: &Path) -> Result<u64> {
     Ok(info.generation())
 }
 
+/// When a subvolume was created, as (seconds, nanoseconds) since the epoch; finer than the
+/// RFC3339 seconds kept in sidecars, so it orders snapshots taken within one second.
+pub fn creation_time(path: &Path) -> Result<(i64, i64)> {
+    let info = libbtrfsutil::subvolume_info(path).map_err(btrfs_err("read info of", path))?;
+    Ok((info.otime(), info.otime_nsec()))
+}
+
 /// Deletes a subvolume and everything nested in it. Missing is success, so retries are free.
 /// Returns as soon as the subvolumes are unlinked; the kernel's cleaner frees space later.
 pub fn delete_subvolume_tree(path: &Path) -> Result<()> {

@@ -350,3 +350,28 @@ fn bad_input_changes_nothing() {
             .is_empty()
     );
 }
+
+#[test]
+fn the_latest_snapshot_is_the_newest_even_within_one_second() {
+    let t = TestPool::new();
+    t.base("box-base");
+    t.pool.create_root("p", "web", "box-base").unwrap();
+    for _ in 0..12 {
+        t.pool
+            .create_checkpoint(root("web"), Shelf::Checkpoints, None, None, None)
+            .unwrap();
+    }
+    assert_eq!(
+        t.pool.latest_checkpoint(root("web")).unwrap().as_deref(),
+        Some("v11")
+    );
+    let names: Vec<_> = t
+        .pool
+        .list_checkpoints(root("web"), Shelf::Checkpoints)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names.last().map(String::as_str), Some("v11"));
+    assert_eq!(names.first().map(String::as_str), Some("v0"));
+}
