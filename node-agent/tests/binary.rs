@@ -47,8 +47,9 @@ async fn serves_a_loopback_pool_on_its_socket() {
             .spawn()
             .unwrap(),
     );
+    // Up to 30 s: formatting and mounting the image is slow on a loaded CI machine.
     let mut channel = None;
-    for _ in 0..100 {
+    for _ in 0..600 {
         if let Ok(ch) = tonic::transport::Endpoint::try_from(format!("unix://{}", sock.display()))
             .unwrap()
             .connect()

@@ -387,7 +387,8 @@ async fn serves_over_a_unix_socket_and_tcp() {
     ));
 
     let mut unix_channel = None;
-    for _ in 0..50 {
+    // Up to 10 s for the server task to bind, generous for a loaded CI machine.
+    for _ in 0..500 {
         if let Ok(ch) = Endpoint::try_from(format!("unix://{}", sock.display()))
             .unwrap()
             .connect()
