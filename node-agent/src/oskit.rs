@@ -388,3 +388,10 @@ pub fn unlink_at(dir: &OwnedFd, name: &str) {
         unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
     }
 }
+
+/// Grows a pipe's buffer (best effort; the kernel caps it at /proc/sys/fs/pipe-max-size), so a
+/// fast writer is not paced by 64 KiB round trips.
+pub fn set_pipe_size(fd: &impl AsRawFd, bytes: i32) {
+    // SAFETY: plain fcntl on an open fd.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+}

@@ -13,8 +13,8 @@ use super::{RuntimeService, Stream, blocking, box_ref, st};
 use crate::exec::session::{Event, PtySession};
 use crate::exec::{self, ExecRequest, Stdio3, User};
 
-/// Bytes per stdout/stderr message.
-const CHUNK: usize = 128 * 1024;
+/// Bytes per stdout/stderr message, and the size of the output pipes.
+const CHUNK: usize = 1024 * 1024;
 
 fn out(msg: exec_output::Msg) -> Result<proto::ExecOutput, Status> {
     Ok(proto::ExecOutput { msg: Some(msg) })
@@ -145,6 +145,8 @@ async fn pipes(
     let (Some(so), Some(se)) = (child.stdout.take(), child.stderr.take()) else {
         return;
     };
+    crate::oskit::set_pipe_size(&so, CHUNK as i32);
+    crate::oskit::set_pipe_size(&se, CHUNK as i32);
     let o = tokio::spawn(pump_output(so, tx.clone(), exec_output::Msg::Stdout));
     let e = tokio::spawn(pump_output(se, tx.clone(), exec_output::Msg::Stderr));
     let feeder = tokio::spawn(async move {

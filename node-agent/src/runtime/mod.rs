@@ -245,22 +245,21 @@ impl LocalRuntime {
         self.cleanup_container(p, n)?;
         let dir = self.box_dir(p, n);
         self.write_bundle(spec, &dir)?;
-        let pid = self.runc.create(&id, &dir, &dir.join("runner.log"))?;
+        // One runc invocation: the runner boots while the network is plumbed into its new
+        // namespace (nothing in the boot needs the network), and the box counts as started
+        // once both are done.
+        let pid = self.runc.run_detached(&id, &dir, &dir.join("runner.log"))?;
         let ip = match &self.net {
             Some(net) => match net.attach(p, n, pid) {
                 Ok(ip) => Some(ip),
                 Err(e) => {
-                    let _ = self.runc.delete(&id);
+                    let _ = self.cleanup_container(p, n);
                     return Err(e);
                 }
             },
             None => None,
         };
-        let started = self
-            .runc
-            .start(&id)
-            .and_then(|()| wait_for_init(pid, &dir.join("runner.log")));
-        if let Err(e) = started {
+        if let Err(e) = wait_for_init(pid, &dir.join("runner.log")) {
             let _ = self.cleanup_container(p, n);
             return Err(e);
         }
@@ -408,8 +407,6 @@ impl LocalRuntime {
     }
 
     fn status_unlocked(&self, project: &str, name: &str) -> Result<BoxStatus> {
-        let rec = self.read_record(project, name)?;
-        let state = self.runc.state(&Self::id(project, name))?;
         let mut st = BoxStatus {
             project: project.into(),
             name: name.into(),
@@ -417,6 +414,14 @@ impl LocalRuntime {
             pid: None,
             ip: None,
         };
+        if let Some(pid) = self.runc.running_init(&Self::id(project, name)) {
+            st.phase = Phase::Running;
+            st.pid = Some(pid);
+            st.ip = self.net.as_ref().and_then(|n| n.ip_of(project, name));
+            return Ok(st);
+        }
+        let rec = self.read_record(project, name)?;
+        let state = self.runc.state(&Self::id(project, name))?;
         match (&rec, &state) {
             (_, Some(s)) if s.status == "running" && process_running(s.pid) => {
                 st.phase = Phase::Running;

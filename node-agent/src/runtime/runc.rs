@@ -56,9 +56,9 @@ impl Runc {
         Ok(out.stdout)
     }
 
-    /// Creates the container from `bundle`; its init waits for `start`. The init's stdout and
-    /// stderr go to `log`.
-    pub fn create(&self, id: &str, bundle: &Path, log: &Path) -> Result<i32> {
+    /// Creates and starts the container from `bundle` in one runc invocation (`run --detach`),
+    /// returning its init's PID. The init's stdout and stderr go to `log`.
+    pub fn run_detached(&self, id: &str, bundle: &Path, log: &Path) -> Result<i32> {
         let pid_file = bundle.join("pid");
         let logf = std::fs::File::create(log).map_err(|source| Error::Io {
             context: format!("create {}", log.display()),
@@ -66,7 +66,8 @@ impl Runc {
         })?;
         let out = self
             .cmd()
-            .arg("create")
+            .arg("run")
+            .arg("--detach")
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
@@ -86,7 +87,7 @@ impl Runc {
         if !out.success() {
             let log_text = std::fs::read_to_string(log).unwrap_or_default();
             return Err(Error::FailedPrecondition(format!(
-                "runc create {id} failed: {}",
+                "runc run {id} failed: {}",
                 log_text.trim()
             )));
         }
@@ -96,9 +97,24 @@ impl Runc {
             .map_err(|_| Error::FailedPrecondition(format!("runc wrote no pid for {id}")))
     }
 
-    /// Lets a created container's init run.
-    pub fn start(&self, id: &str) -> Result<()> {
-        self.run(&["start", id]).map(drop)
+    /// PID of the container's init while it runs, read from runc's state file without running
+    /// runc (an exec looks this up every time). Checked against the process's start time, as
+    /// runc does, so a reused PID is never mistaken for the box.
+    pub fn running_init(&self, id: &str) -> Option<i32> {
+        #[derive(Deserialize)]
+        struct Saved {
+            init_process_pid: i32,
+            init_process_start: u64,
+        }
+        let text = std::fs::read(self.root.join(id).join("state.json")).ok()?;
+        let saved: Saved = serde_json::from_slice(&text).ok()?;
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", saved.init_process_pid)).ok()?;
+        let (_, rest) = stat.rsplit_once(") ")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let running = !matches!(fields.first(), Some(&"Z") | Some(&"X"));
+        let start: u64 = fields.get(19)?.parse().ok()?;
+        (running && start == saved.init_process_start).then_some(saved.init_process_pid)
     }
 
     /// The container's state; `None` when runc does not know it.

@@ -195,6 +195,22 @@ fn build_base(out: &Path, bash_libs: &[PathBuf]) {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The forkr-runner binary: cargo's for tests; next to the examples directory for the
+/// benchmark (build it with `--bin forkr-runner`).
+pub fn runner_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_forkr-runner") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("forkr-runner");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with cargo build -p forkr-node-agent --bin forkr-runner",
+        bin.display()
+    );
+    bin
+}
+
 /// A name unique to this process and call, usable as a project or bridge suffix.
 pub fn unique(prefix: &str) -> String {
     format!(
@@ -285,7 +301,7 @@ impl Rt {
         });
         let cfg = RuntimeConfig {
             state_dir: state.path().to_path_buf(),
-            runner_bin: PathBuf::from(env!("CARGO_BIN_EXE_forkr-runner")),
+            runner_bin: runner_bin(),
             network,
             api: ApiEndpoints {
                 api_url: "https://forks.example.test".into(),
