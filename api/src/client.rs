@@ -477,6 +477,111 @@ impl Client {
     }
 }
 
+/// A file coming out of a box: its mode and owner, and the response to stream its bytes from.
+pub struct FileStream {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub response: reqwest::Response,
+}
+
+impl Client {
+    /// Streams `body` into `path` in the box.
+    pub async fn put_file(
+        &self,
+        project: &str,
+        name: &str,
+        q: &FileQuery,
+        body: reqwest::Body,
+    ) -> ClientResult<FileWritten> {
+        let mut query = format!("path={}", seg(&q.path));
+        if let Some(m) = &q.mode {
+            query.push_str(&format!("&mode={}", seg(m)));
+        }
+        if let (Some(u), Some(g)) = (q.uid, q.gid) {
+            query.push_str(&format!("&uid={u}&gid={g}"));
+        }
+        let url = format!(
+            "{}{}/files?{query}",
+            self.base,
+            Self::box_path(project, name)
+        );
+        let mut req = self
+            .http
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+            status: status.as_u16(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Opens `path` in the box for download.
+    pub async fn get_file(
+        &self,
+        project: &str,
+        name: &str,
+        path: &str,
+    ) -> ClientResult<FileStream> {
+        let url = format!(
+            "{}{}/files?path={}",
+            self.base,
+            Self::box_path(project, name),
+            seg(path)
+        );
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|source| ClientError::Transport {
+                    url: url.clone(),
+                    source,
+                })?;
+            return Err(api_error(status, &bytes));
+        }
+        let header = |h: &str| {
+            resp.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let mode = header(HEADER_MODE)
+            .and_then(|m| u32::from_str_radix(&m, 8).ok())
+            .unwrap_or(0o644);
+        let uid = header(HEADER_UID).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let gid = header(HEADER_GID).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(FileStream {
+            mode,
+            uid,
+            gid,
+            response: resp,
+        })
+    }
+}
+
 /// The error a failed response carries, in the API's shape or, failing that, as received.
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(bytes) {

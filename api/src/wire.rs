@@ -307,3 +307,32 @@ pub struct ExecOutput {
 pub struct BackgroundExec {
     pub pid: u32,
 }
+
+/// Query of `PUT`/`GET .../boxes/{name}/files`: the body is the file's bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct FileQuery {
+    /// Absolute path inside the box.
+    pub path: String,
+    /// Mode for a put, octal (`644`); 0644 when unset.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Owner for a put; applied only with both ids.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    #[serde(default)]
+    pub gid: Option<u32>,
+}
+
+/// What a put wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileWritten {
+    pub path: String,
+    pub size: u64,
+}
+
+/// Headers of a file download: mode (octal), owner.
+pub const HEADER_MODE: &str = "x-forkr-mode";
+pub const HEADER_UID: &str = "x-forkr-uid";
+pub const HEADER_GID: &str = "x-forkr-gid";

@@ -461,6 +461,7 @@ async fn the_openapi_document_and_the_routes_agree() {
             "get /v1/projects/{project}/boxes/{name}",
             "get /v1/projects/{project}/boxes/{name}/diff",
             "get /v1/projects/{project}/boxes/{name}/diff/file",
+            "get /v1/projects/{project}/boxes/{name}/files",
             "get /v1/projects/{project}/boxes/{name}/logs",
             "get /v1/projects/{project}/boxes/{name}/snapshots",
             "get /v1/projects/{project}/users",
@@ -478,6 +479,7 @@ async fn the_openapi_document_and_the_routes_agree() {
             "post /v1/projects/{project}/boxes/{name}/stop",
             "post /v1/projects/{project}/users",
             "post /v1/projects/{project}/volumes",
+            "put /v1/projects/{project}/boxes/{name}/files",
         ]
     );
 

@@ -156,6 +156,14 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Copy one file into or out of a box: `cp ./f box:/path` or `cp box:/path ./f`.
+    #[command(visible_aliases = ["get", "put"])]
+    Cp {
+        src: String,
+        dest: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
     /// Snapshots of a box's root.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),

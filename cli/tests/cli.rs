@@ -560,3 +560,97 @@ async fn ephemeral_exec_creates_and_removes_its_box() {
         "Error: --json is not supported for ephemeral exec\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cp_get_and_put_keep_modes_and_stay_inside() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = server().await;
+    e.ok(&["create", "files"]).await;
+    let local = e.cwd.path().join("tool.sh");
+    std::fs::write(&local, "#!/bin/sh\necho tool\n").unwrap();
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let src = local.display().to_string();
+    assert_eq!(e.ok(&["put", &src, "files:/opt/bin/tool.sh"]).await, "");
+    let inside = e
+        .ok(&[
+            "exec",
+            "files",
+            "--sh",
+            "--",
+            "stat -c %a /opt/bin/tool.sh; /opt/bin/tool.sh",
+        ])
+        .await;
+    assert_eq!(inside, "750\ntool\n");
+    // And back, into a directory, with the mode kept.
+    let back_dir = e.cwd.path().join("back");
+    std::fs::create_dir(&back_dir).unwrap();
+    assert_eq!(
+        e.ok(&[
+            "get",
+            "files:/opt/bin/tool.sh",
+            &back_dir.display().to_string()
+        ])
+        .await,
+        ""
+    );
+    let back = back_dir.join("tool.sh");
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "#!/bin/sh\necho tool\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&back).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+    // Paths cannot leave the box: `..` is resolved lexically, symlinks inside the root.
+    e.ok(&["exec", "files", "--sh", "--", "ln -s / /root/up"])
+        .await;
+    e.ok(&["cp", &src, "files:/../../tmp/../forkr-escape-test"])
+        .await;
+    e.ok(&["cp", &src, "files:/root/up/forkr-escape-link"])
+        .await;
+    assert!(!std::path::Path::new("/forkr-escape-test").exists());
+    assert!(!std::path::Path::new("/forkr-escape-link").exists());
+    let listed = e
+        .ok(&[
+            "exec",
+            "files",
+            "--sh",
+            "--",
+            "ls /forkr-escape-test /forkr-escape-link",
+        ])
+        .await;
+    assert_eq!(listed, "/forkr-escape-link\n/forkr-escape-test\n");
+    // The documented errors.
+    let dir = e
+        .run(&["cp", &back_dir.display().to_string(), "files:/x"])
+        .await;
+    assert_eq!(
+        dir.stderr,
+        "Error: only files are supported (directories require -r, not yet supported)\n"
+    );
+    let dir = e
+        .run(&["get", "files:/opt", &back_dir.display().to_string()])
+        .await;
+    assert_eq!(
+        dir.stderr,
+        "Error: only files are supported (directories require -r, not yet supported)\n"
+    );
+    let both = e.run(&["cp", "files:/a", "files:/b"]).await;
+    assert!(
+        both.stderr
+            .starts_with("Error: exactly one side must be a box path"),
+        "{}",
+        both.stderr
+    );
+    let colon = e.run(&["cp", &src, "files:tool.sh"]).await;
+    assert!(
+        colon.stderr.contains("the :/ is required"),
+        "{}",
+        colon.stderr
+    );
+    let missing = e
+        .run(&["get", "files:/nope", &back_dir.display().to_string()])
+        .await;
+    assert_eq!(missing.stderr, "Error: /nope: no such file in the box\n");
+}

@@ -18,6 +18,15 @@ use crate::wire::{
 /// An upload as it arrives: chunks of the request body, never buffered whole.
 pub type Upload = futures::stream::BoxStream<'static, std::io::Result<axum::body::Bytes>>;
 
+/// A file on its way out: its metadata and an open handle.
+pub struct FileDownload {
+    pub file: std::fs::File,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+}
+
 /// A boxed future, so that the trait can be used as `dyn Backend`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -142,6 +151,21 @@ pub trait Backend: Send + Sync + 'static {
         name: String,
         cmd: ExecCommand,
     ) -> BoxFuture<'_, ApiResult<BackgroundExec>>;
+    /// Writes one file into the box's root or system volumes, streamed; mode and owner kept.
+    fn put_file(
+        &self,
+        project: String,
+        name: String,
+        q: crate::wire::FileQuery,
+        body: Upload,
+    ) -> BoxFuture<'_, ApiResult<crate::wire::FileWritten>>;
+    /// Opens one file of the box for download.
+    fn get_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+    ) -> BoxFuture<'_, ApiResult<FileDownload>>;
     /// A background process's log from byte `offset`.
     fn logs(
         &self,

@@ -268,3 +268,70 @@ pub async fn logs(
     let (project, name) = box_of(named)?;
     state.backend.logs(project, name, q.pid, q.offset).await
 }
+
+/// Writes one file into the box (the body, streamed), creating missing parent directories. The
+/// path resolves inside the box and cannot escape it; a directory is refused with
+/// "only files are supported (directories require -r, not yet supported)". Paths under a data
+/// volume land in the root, shadowed by the live mount.
+#[utoipa::path(put, path = "/v1/projects/{project}/boxes/{name}/files", tag = "files",
+    params(("project" = String, Path), ("name" = String, Path), crate::wire::FileQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = crate::wire::FileWritten), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_file(
+    State(state): State<AppState>,
+    named: Named,
+    Query(q): Query<crate::wire::FileQuery>,
+    body: axum::body::Body,
+) -> ApiResult<(StatusCode, Json<crate::wire::FileWritten>)> {
+    use futures::TryStreamExt;
+    let (project, name) = box_of(named)?;
+    forkr_crds::validation::normalize_box_path(&q.path)?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let written = state
+        .backend
+        .put_file(project, name, q, Box::pin(stream))
+        .await?;
+    Ok((StatusCode::CREATED, Json(written)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GetFileQuery {
+    /// Absolute path inside the box.
+    path: String,
+}
+
+/// Reads one file of the box. Its mode and owner come back in `x-forkr-mode` (octal),
+/// `x-forkr-uid` and `x-forkr-gid`.
+#[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}/files", tag = "files",
+    params(("project" = String, Path), ("name" = String, Path), GetFileQuery),
+    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_file(
+    State(state): State<AppState>,
+    named: Named,
+    Query(q): Query<GetFileQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    let (project, name) = box_of(named)?;
+    forkr_crds::validation::normalize_box_path(&q.path)?;
+    let f = state.backend.get_file(project, name, q.path).await?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(f.file));
+    let headers = [
+        (CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (CONTENT_LENGTH, f.size.to_string()),
+        (
+            axum::http::HeaderName::from_static(crate::wire::HEADER_MODE),
+            format!("{:o}", f.mode),
+        ),
+        (
+            axum::http::HeaderName::from_static(crate::wire::HEADER_UID),
+            f.uid.to_string(),
+        ),
+        (
+            axum::http::HeaderName::from_static(crate::wire::HEADER_GID),
+            f.gid.to_string(),
+        ),
+    ];
+    Ok((headers, axum::body::Body::from_stream(stream)).into_response())
+}

@@ -62,6 +62,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(boxes::diff_file))
         .routes(routes!(boxes::exec))
         .routes(routes!(boxes::logs))
+        .routes(routes!(boxes::put_file, boxes::get_file))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -3,6 +3,7 @@
 pub mod bases;
 pub mod boxes;
 pub mod config;
+pub mod cp;
 pub mod data;
 pub mod docs;
 pub mod exec;

@@ -8,6 +8,7 @@
 mod boxes;
 mod diff;
 mod exec;
+mod files;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -478,5 +479,24 @@ impl Backend for LocalBackend {
         offset: u64,
     ) -> BoxFuture<'_, ApiResult<Vec<u8>>> {
         Box::pin(LocalBackend::logs(self, project, name, pid, offset))
+    }
+
+    fn put_file(
+        &self,
+        project: String,
+        name: String,
+        q: crate::wire::FileQuery,
+        body: Upload,
+    ) -> BoxFuture<'_, ApiResult<crate::wire::FileWritten>> {
+        Box::pin(LocalBackend::put_file(self, project, name, q, body))
+    }
+
+    fn get_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+    ) -> BoxFuture<'_, ApiResult<crate::backend::FileDownload>> {
+        Box::pin(LocalBackend::get_file(self, project, name, path))
     }
 }

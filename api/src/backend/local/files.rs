@@ -1,0 +1,85 @@
+//! `4kr cp`: one file in or out of a box, through the node agent's confined file access (paths
+//! resolve inside the root; writes land in the root subvolume and the system volumes).
+
+use std::io::Read;
+
+use forkr_node_agent::files::BoxFiles;
+
+use super::LocalBackend;
+use crate::backend::{FileDownload, Upload};
+use crate::error::{ApiError, ApiResult};
+use crate::upload::LimitedReader;
+use crate::wire::{FileQuery, FileWritten};
+
+fn parse_mode(mode: Option<&str>) -> ApiResult<u32> {
+    match mode {
+        None => Ok(0o644),
+        Some(m) => u32::from_str_radix(m, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_mode",
+                    format!("invalid mode {m:?}: octal, at most 7777"),
+                )
+            }),
+    }
+}
+
+impl LocalBackend {
+    pub(super) async fn put_file(
+        &self,
+        project: String,
+        name: String,
+        q: FileQuery,
+        body: Upload,
+    ) -> ApiResult<FileWritten> {
+        let mode = parse_mode(q.mode.as_deref())?;
+        let owner = q.uid.zip(q.gid);
+        self.get_box(&project, &name).await?;
+        let limit = self.max_upload;
+        let path = q.path.clone();
+        let size = self
+            .pool(move |pool| {
+                let files = BoxFiles::for_box(pool, &project, &name)?;
+                let mut reader = LimitedReader::new(body, limit);
+                let mut put = files.put(&path, mode, owner)?;
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n =
+                        reader
+                            .read(&mut buf)
+                            .map_err(|source| forkr_node_agent::Error::Io {
+                                context: "receive the upload".into(),
+                                source,
+                            })?;
+                    if n == 0 {
+                        break;
+                    }
+                    put.write(&buf[..n])?;
+                }
+                put.commit()
+            })
+            .await?;
+        Ok(FileWritten { path: q.path, size })
+    }
+
+    pub(super) async fn get_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+    ) -> ApiResult<FileDownload> {
+        self.get_box(&project, &name).await?;
+        let f = self
+            .pool(move |pool| BoxFiles::for_box(pool, &project, &name)?.get(&path))
+            .await?;
+        Ok(FileDownload {
+            file: f.file,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
+            size: f.size,
+        })
+    }
+}
