@@ -141,7 +141,7 @@ fn users_get_fresh_passwd_lines_and_others_stay() {
         pid,
         &ExecRequest {
             args: vec![
-                "id -u; id -g; whoami; echo $HOME $USER; pwd; touch ~/mine && stat -c %u ~/mine"
+                "id -u; id -G; whoami; echo $HOME $USER; pwd; touch ~/mine && stat -c %u ~/mine; grep CapEff /proc/self/status"
                     .into(),
             ],
             sh: true,
@@ -151,7 +151,8 @@ fn users_get_fresh_passwd_lines_and_others_stay() {
         b"",
     );
     assert_eq!(
-        out.stdout, "20000\n20000\nalice\n/home/alice alice\n/home/alice\n20000\n",
+        out.stdout,
+        "20000\n20000\nalice\n/home/alice alice\n/home/alice\n20000\nCapEff:\t0000000000000000\n",
         "{out:?}"
     );
     let out = sh(
