@@ -360,13 +360,22 @@ impl Drop for Rt {
         if let Some(net) = self.rt.network() {
             net.teardown();
         }
-        // runc removes each box's cgroup; the runtime's parent directory is ours to remove.
-        for ctrl in std::fs::read_dir("/sys/fs/cgroup")
+        // runc removes each box's cgroup (once its last process is reaped, which can lag);
+        // the runtime's parent directory is ours to remove.
+        let parents: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
             .flatten()
             .flatten()
-        {
-            let _ = std::fs::remove_dir(ctrl.path().join(self.rt.cgroup_parent()));
+            .map(|c| c.path().join(self.rt.cgroup_parent()))
+            .collect();
+        for _ in 0..100 {
+            for p in &parents {
+                let _ = std::fs::remove_dir(p);
+            }
+            if parents.iter().all(|p| !p.exists()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 }

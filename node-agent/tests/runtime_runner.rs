@@ -1,0 +1,136 @@
+//! `forkr-runner` as Kubernetes runs it: configured by FORKR_RUNNER_CONFIG, started by a
+//! container runtime we do not control (here `unshare`), and found by the exec engine among
+//! the node's processes. Also its refusals of bad configuration.
+#![allow(clippy::unwrap_used)]
+
+mod rtkit;
+
+use std::process::{Child, Command, Stdio};
+
+use forkr_node_agent::exec::Target;
+use rtkit::{Rt, runner_bin, sh, unique, wait_until};
+
+/// Kills the pod-like process tree even when the test fails.
+struct Pod {
+    child: Child,
+    project: String,
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        if let Ok(t) = Target::find_on_node(&self.project, "pod") {
+            let _ = forkr_node_agent::oskit::kill(t.pid1, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn runner_configured_by_env_boots_like_in_a_pod() {
+    let rt = Rt::new();
+    let project = unique("k");
+    rt.pool.create_root(&project, "pod", &rt.base).unwrap();
+    let root = rt.root(&project, "pod");
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("stale"), "from a previous pod").unwrap();
+    let home = rt.pool.ensure_project(&project).unwrap()[1].clone();
+    let cfg = serde_json::json!({
+        "project": project, "box_name": "pod",
+        "api_url": "https://forks.example.test", "api_host": "forks.example.test",
+        "node_ip": "10.1.2.3", "insecure": true,
+        "root": root, "scratch": scratch.path(),
+        "system_volumes": {"home": home},
+        "env": {"QUOTED": "a \"b\" $c"},
+    });
+    let child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--pid",
+            "--fork",
+            "--propagation",
+            "private",
+        ])
+        .arg(runner_bin())
+        .env_clear()
+        .env("FORKR_RUNNER_CONFIG", cfg.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _pod = Pod {
+        child,
+        project: project.clone(),
+    };
+    assert!(wait_until(10, || Target::find_on_node(&project, "pod").is_ok()));
+    let t = Target::find_on_node(&project, "pod").unwrap();
+    let out = sh(
+        t.pid1,
+        "cat /proc/1/comm; hostname; grep -E 'INSECURE|QUOTED' /etc/boxes-env; ls -A /tmp; echo $FORKR_API_IP",
+    );
+    assert_eq!(
+        out.stdout,
+        format!(
+            "tini\npod.{project}\nexport FORKR_INSECURE=\"true\"\nexport QUOTED=\"a \\\"b\\\" \\$c\"\n10.1.2.3\n"
+        ),
+        "{out:?}"
+    );
+    // The runner's own configuration does not leak into the box.
+    let out = sh(
+        t.pid1,
+        "tr '\\0' '\\n' < /proc/1/environ | grep -c FORKR_RUNNER_CONFIG",
+    );
+    assert_eq!(out.stdout, "0\n");
+    // The home volume is mounted; the scratch directory was wiped at start.
+    assert_eq!(
+        sh(t.pid1, "echo hi > /home/f && cat /home/f").stdout,
+        "hi\n"
+    );
+    assert!(home.join("f").exists());
+    assert!(!scratch.path().join("stale").exists());
+}
+
+#[test]
+fn bad_configuration_is_refused_before_anything_is_mounted() {
+    let run = |cfg: Option<String>| {
+        let mut c = Command::new(runner_bin());
+        c.env_clear();
+        if let Some(cfg) = cfg {
+            c.env("FORKR_RUNNER_CONFIG", cfg);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(None);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no --config file and no FORKR_RUNNER_CONFIG"),
+        "{err}"
+    );
+    let base = serde_json::json!({
+        "project": "p", "box_name": "b", "api_url": "", "api_host": "", "node_ip": "",
+        "scratch": "/nonexistent-scratch",
+    });
+    for (field, value) in [
+        ("box_name", serde_json::json!("Bad_Name")),
+        ("project", serde_json::json!("kube-system")),
+        ("env", serde_json::json!({"TERM": "vt100"})),
+        (
+            "data_volumes",
+            serde_json::json!([{"source": "/x", "target": "/proc/x"}]),
+        ),
+        ("system_volumes", serde_json::json!({"box-evil": "/x"})),
+        ("init", serde_json::json!([])),
+    ] {
+        let mut cfg = base.clone();
+        cfg[field] = value;
+        let (code, err) = run(Some(cfg.to_string()));
+        assert_eq!(code, Some(2), "{field}: {err}");
+    }
+    let (code, _) = run(Some("{not json".into()));
+    assert_eq!(code, Some(2));
+}
