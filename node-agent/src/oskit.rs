@@ -395,3 +395,15 @@ pub fn set_pipe_size(fd: &impl AsRawFd, bytes: i32) {
     // SAFETY: plain fcntl on an open fd.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
 }
+
+/// The foreground process group of the terminal behind a PTY master (host PID namespace).
+pub fn foreground_group(master: &OwnedFd) -> Result<i32> {
+    // SAFETY: plain ioctl wrapper on an open fd.
+    let pgrp = unsafe { libc::tcgetpgrp(master.as_raw_fd()) };
+    if pgrp <= 0 {
+        return Err(Error::FailedPrecondition(
+            "the terminal has no foreground process".into(),
+        ));
+    }
+    Ok(pgrp)
+}

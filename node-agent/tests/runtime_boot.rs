@@ -253,4 +253,8 @@ fn recovery_adopts_running_boxes_and_reports_dead_ones() {
         rt.rt.resume(&project, "doomed").unwrap().phase,
         Phase::Running
     );
+    // Forgetting a box stops it; its root stays in the pool.
+    rt.rt.remove(&project, "doomed").unwrap();
+    assert!(rt.rt.status(&project, "doomed").is_err());
+    assert!(rt.root(&project, "doomed").exists());
 }

@@ -26,6 +26,24 @@ async fn read_until(rx: &mut Receiver<Event>, seen: &mut Vec<u8>, needle: &str) 
         .unwrap_or_else(|_| panic!("no {needle:?} in {:?}", String::from_utf8_lossy(seen)));
 }
 
+/// True when `line` was printed as a line of its own (not just typed).
+fn printed(seen: &[u8], line: &str) -> bool {
+    String::from_utf8_lossy(seen)
+        .lines()
+        .any(|l| l.trim_end_matches('\r') == line)
+}
+
+/// Waits until `sleep <secs>` runs in the box, so a ^C cannot arrive before it.
+async fn wait_for_sleep(pid1: i32, secs: &str) {
+    let probe = format!("ps | grep -c '[s]leep {secs}'");
+    let ok = tokio::task::spawn_blocking(move || {
+        rtkit::wait_until(10, || rtkit::sh(pid1, &probe).stdout.trim() != "0")
+    })
+    .await
+    .unwrap();
+    assert!(ok, "sleep {secs} never started");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_resize_raw_bytes_and_reattach_with_replay() {
     let rt = Rt::new();
@@ -45,18 +63,27 @@ async fn console_resize_raw_bytes_and_reattach_with_replay() {
     read_until(&mut rx, &mut seen, "40 120").await;
 
     // Raw bytes: a control character reaches the terminal as is (^C interrupts a sleep).
-    s.write(b"sleep 30; echo after-sleep\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write(b"sleep 31; echo after-sleep\n").await.unwrap();
+    wait_for_sleep(pid, "31").await;
     s.write(&[0x03]).await.unwrap();
     s.write(b"echo inter$((6*7))rupted\n").await.unwrap();
     read_until(&mut rx, &mut seen, "inter42rupted").await;
-    // Interrupted well before 30 s; "after-sleep" appears only in the echo of the typed line.
-    assert_eq!(
+    // Interrupted: the echo never ran (the typed line itself is echoed, maybe twice).
+    assert!(
+        !printed(&seen, "after-sleep"),
+        "{}",
         String::from_utf8_lossy(&seen)
-            .matches("after-sleep")
-            .count(),
-        1
     );
+
+    // A signal from the client goes to the terminal's foreground group, like ^C.
+    s.write(b"sleep 32; echo after-second-sleep\n")
+        .await
+        .unwrap();
+    wait_for_sleep(pid, "32").await;
+    s.signal(libc::SIGINT).unwrap();
+    s.write(b"echo sig$((6*7))nalled\n").await.unwrap();
+    read_until(&mut rx, &mut seen, "sig42nalled").await;
+    assert!(!printed(&seen, "after-second-sleep"));
 
     // The client drops; output produced meanwhile is replayed on reattach.
     drop(rx);

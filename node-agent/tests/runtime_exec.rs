@@ -207,7 +207,7 @@ fn signals_are_forwarded_to_the_command() {
     let rt = Rt::new();
     let pid = boot(&rt, "sig");
     let req = ExecRequest {
-        args: vec!["trap 'echo got-term; exit 7' TERM; echo ready; sleep 30 & wait".into()],
+        args: vec!["trap 'echo got-term; exit 7' TERM; sleep 30 & echo ready; wait".into()],
         sh: true,
         ..Default::default()
     };

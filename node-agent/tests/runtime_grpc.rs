@@ -182,7 +182,7 @@ async fn exec_stream_stdio_exit_code_signals_and_heartbeats() {
         sh(
             "p",
             "ex",
-            "trap 'echo got-int; exit 9' INT; echo ready; sleep 30 & wait",
+            "trap 'echo got-int; kill $!; exit 9' INT; sleep 30 & echo ready; wait",
         ),
     )
     .await;

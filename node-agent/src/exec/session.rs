@@ -137,6 +137,13 @@ impl PtySession {
         Ok(())
     }
 
+    /// Sends `sig` to the terminal's foreground process group, as the terminal driver does for
+    /// ^C; for clients that send signals rather than control bytes.
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        let pgrp = oskit::foreground_group(self.master.get_ref())?;
+        oskit::kill(-pgrp, sig)
+    }
+
     /// Resizes the terminal (the shell gets SIGWINCH).
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
         oskit::set_winsize(self.master.get_ref(), rows, cols)

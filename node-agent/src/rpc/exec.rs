@@ -219,6 +219,9 @@ async fn console(
                     Some(exec_input::Msg::Resize(r)) => {
                         let _ = session.resize(r.rows as u16, r.cols as u16);
                     }
+                    Some(exec_input::Msg::Signal(sig)) => {
+                        let _ = session.signal(sig);
+                    }
                     _ => {}
                 }
             }

@@ -493,7 +493,7 @@ pub mod runtime_client {
         }
         /// Foreground exec and console. The first input message must be `start`. Output ends with
         /// `exit_code`. With `tty`, output is the terminal's raw bytes on `stdout`, the session can
-        /// be reattached by id (the last 64 KiB are replayed), and signals travel as terminal bytes.
+        /// be reattached by id (the last 64 KiB are replayed), and `signal` goes to the terminal's foreground process group.
         pub async fn exec(
             &mut self,
             request: impl tonic::IntoStreamingRequest<Message = super::ExecInput>,
@@ -688,7 +688,7 @@ pub mod runtime_server {
             + 'static;
         /// Foreground exec and console. The first input message must be `start`. Output ends with
         /// `exit_code`. With `tty`, output is the terminal's raw bytes on `stdout`, the session can
-        /// be reattached by id (the last 64 KiB are replayed), and signals travel as terminal bytes.
+        /// be reattached by id (the last 64 KiB are replayed), and `signal` goes to the terminal's foreground process group.
         async fn exec(
             &self,
             request: tonic::Request<tonic::Streaming<super::ExecInput>>,
