@@ -119,6 +119,10 @@ impl Runc {
 
     /// The container's state; `None` when runc does not know it.
     pub fn state(&self, id: &str) -> Result<Option<State>> {
+        if !self.root.join(id).exists() {
+            // runc keeps a directory per container; without it there is nothing to ask.
+            return Ok(None);
+        }
         let out = self
             .cmd()
             .args(["state", id])
