@@ -182,13 +182,17 @@ impl Pool {
         })
     }
 
-    /// Lists checkpoints, oldest first.
+    /// Lists checkpoints, oldest first. A missing box or volume is `NotFound`; its backups stay
+    /// listable after the volume is gone.
     pub fn list_checkpoints(
         &self,
         subject: Subject<'_>,
         shelf: Shelf,
     ) -> Result<Vec<CheckpointInfo>> {
         subject.validate()?;
+        if shelf == Shelf::Checkpoints {
+            self.require_live(subject)?;
+        }
         let dir = subject.shelf(shelf);
         let mut out = Vec::new();
         for name in pool::list_subvolumes(&self.abs(&dir))? {

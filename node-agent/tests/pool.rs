@@ -127,6 +127,10 @@ fn roots_create_fork_delete() {
     assert!(!a.exists());
     assert!(!t.lb.path().join("checkpoints/p/a").exists());
     assert!(matches!(
+        t.pool.list_checkpoints(root("a"), Shelf::Checkpoints),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
         t.pool.root_path("p", "a"),
         Err(Error::NotFound(_))
     ));

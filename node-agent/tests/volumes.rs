@@ -50,12 +50,11 @@ fn volume_lifecycle_checkpoints_and_backups() {
     t.pool.delete_volume("p", "pgdata").unwrap();
     t.pool.delete_volume("p", "pgdata").unwrap();
     assert!(t.pool.list_volumes("p").unwrap().is_empty());
-    assert!(
-        t.pool
-            .list_checkpoints(vol, Shelf::Checkpoints)
-            .unwrap()
-            .is_empty()
-    );
+    let gone = t
+        .pool
+        .list_checkpoints(vol, Shelf::Checkpoints)
+        .unwrap_err();
+    assert!(matches!(gone, Error::NotFound(_)), "{gone}");
     let backups = t.pool.list_checkpoints(vol, Shelf::Backups).unwrap();
     assert_eq!(backups.len(), 1, "backups outlive the volume");
     assert_eq!(backups[0].name, backup);
