@@ -26,9 +26,9 @@ impl Drop for Pod {
     }
 }
 
-#[test]
-fn runner_configured_by_env_boots_like_in_a_pod() {
-    let rt = Rt::new();
+/// Starts the runner of box `pod` in a new project the way a Pod would (config in the
+/// environment, mount/UTS/IPC/PID namespaces from `unshare`), and waits for its PID 1.
+fn start_pod(rt: &Rt) -> (Pod, Target, std::path::PathBuf, tempfile::TempDir) {
     let project = unique("k");
     rt.pool.create_root(&project, "pod", &rt.base).unwrap();
     let root = rt.root(&project, "pod");
@@ -59,12 +59,20 @@ fn runner_configured_by_env_boots_like_in_a_pod() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let _pod = Pod {
+    let pod = Pod {
         child,
         project: project.clone(),
     };
     assert!(wait_until(10, || Target::find_on_node(&project, "pod").is_ok()));
     let t = Target::find_on_node(&project, "pod").unwrap();
+    (pod, t, home, scratch)
+}
+
+#[test]
+fn runner_configured_by_env_boots_like_in_a_pod() {
+    let rt = Rt::new();
+    let (pod, t, home, scratch) = start_pod(&rt);
+    let project = pod.project.clone();
     let out = sh(
         t.pid1,
         "cat /proc/1/comm; hostname; grep -E 'INSECURE|QUOTED' /etc/boxes-env; ls -A /tmp; echo $FORKR_API_IP",
@@ -89,6 +97,89 @@ fn runner_configured_by_env_boots_like_in_a_pod() {
     );
     assert!(home.join("f").exists());
     assert!(!scratch.path().join("stale").exists());
+}
+
+/// Kubernetes mode of the agent: no local runtime, yet exec, ps and files reach the Pod's box.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_without_local_runtime_serves_exec_and_files_for_pods() {
+    use forkr_node_agent::rpc::proto::{self, exec_input, exec_output};
+    let rt = Rt::new();
+    let (pod, _t, _home, _scratch) = tokio::task::block_in_place(|| start_pod(&rt));
+    let project = pod.project.clone();
+    let sock = rt.state.path().join("kube.sock");
+    let svc = forkr_node_agent::rpc::service(
+        rt.pool.clone(),
+        None,
+        rtkit::TOKEN,
+        std::time::Duration::from_secs(15),
+    );
+    let path = sock.clone();
+    tokio::spawn(async move {
+        forkr_node_agent::rpc::serve_unix(svc, &path, std::future::pending()).await
+    });
+    let mut c = rtkit::connect(&sock).await;
+    let bref = Some(proto::BoxRef {
+        project: project.clone(),
+        name: "pod".into(),
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tx.send(proto::ExecInput {
+        msg: Some(exec_input::Msg::Start(proto::ExecStart {
+            r#box: bref.clone(),
+            args: vec!["hostname".into()],
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut s = c
+        .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut stdout, mut code) = (Vec::new(), None);
+    while let Some(m) = s.message().await.unwrap() {
+        match m.msg.unwrap() {
+            exec_output::Msg::Stdout(b) => stdout.extend(b),
+            exec_output::Msg::ExitCode(x) => code = Some(x),
+            _ => {}
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&stdout), format!("pod.{project}\n"));
+    assert_eq!(code, Some(0));
+    let ps = c
+        .ps(proto::PsRequest {
+            r#box: bref.clone(),
+            args: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(String::from_utf8_lossy(&ps.stdout).contains("tini"));
+    let mut f = c
+        .get_file(proto::GetFileRequest {
+            r#box: bref.clone(),
+            path: "/etc/boxes-env".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(m) = f.message().await.unwrap() {
+        if let Some(proto::get_file_chunk::Msg::Data(d)) = m.msg {
+            text.extend(d);
+        }
+    }
+    assert!(String::from_utf8_lossy(&text).contains("export BOX_NAME=\"pod\""));
+    let err = c
+        .start_box(proto::StartBoxRequest {
+            r#box: bref,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    drop(pod);
 }
 
 #[test]
