@@ -132,3 +132,32 @@ async fn console_resize_raw_bytes_and_reattach_with_replay() {
         "exited session is dropped after the last look"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consoles_without_a_client_are_hung_up_after_the_idle_limit() {
+    let rt = Rt::new();
+    let pid = rt.boot(&BoxSpec::new("p", "idle")).pid.unwrap();
+    let sessions = Sessions::with_idle_limit(Duration::from_millis(300));
+    let t = Target::new(pid);
+    let idle = sessions.open(&t, &ExecRequest::default(), 24, 80).unwrap();
+    let (_, rx) = idle.attach();
+    idle.write(b"exec sleep 33\n").await.unwrap();
+    wait_for_sleep(pid, "33").await;
+    // The client goes away without saying so; a kept one stays attached.
+    drop(rx);
+    let kept = sessions.open(&t, &ExecRequest::default(), 24, 80).unwrap();
+    let (_, _kept_rx) = kept.attach();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The next open reaps: the idle console is forgotten and its processes hung up.
+    let _third = sessions.open(&t, &ExecRequest::default(), 24, 80).unwrap();
+    assert!(sessions.get(&idle.id).is_err());
+    assert!(sessions.get(&kept.id).is_ok());
+    let gone = tokio::task::spawn_blocking(move || {
+        rtkit::wait_until(10, || {
+            rtkit::sh(pid, "ps | grep -c '[s]leep 33'").stdout.trim() == "0"
+        })
+    })
+    .await
+    .unwrap();
+    assert!(gone, "the idle console's processes were not hung up");
+}

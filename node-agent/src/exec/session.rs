@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -29,6 +30,8 @@ struct Inner {
     ring: VecDeque<u8>,
     subscriber: Option<mpsc::Sender<Event>>,
     exit: Option<i32>,
+    /// Since when no client has been attached (`None` while one is).
+    detached_since: Option<Instant>,
 }
 
 /// One console: a process on a PTY, its replay buffer and its (at most one) attached client.
@@ -36,6 +39,8 @@ pub struct PtySession {
     pub id: String,
     master: AsyncFd<OwnedFd>,
     inner: Mutex<Inner>,
+    /// The host-side nsenter, to hang up the session's processes when it is reaped.
+    nsenter_pid: u32,
 }
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -64,6 +69,7 @@ impl PtySession {
             context: "start console".into(),
             source,
         })?;
+        let nsenter_pid = child.id().unwrap_or(0);
         // Our copies of the slave are gone with the command, so the master reads EIO once the
         // shell and everything it started on the terminal have exited.
         drop(prepared);
@@ -78,7 +84,9 @@ impl PtySession {
                 ring: VecDeque::with_capacity(REPLAY_BYTES),
                 subscriber: None,
                 exit: None,
+                detached_since: Some(Instant::now()),
             }),
+            nsenter_pid,
         });
         tokio::spawn(pump(session.clone(), child));
         Ok(session)
@@ -94,13 +102,26 @@ impl PtySession {
             let _ = tx.try_send(Event::Exit(code));
         } else {
             inner.subscriber = Some(tx);
+            inner.detached_since = None;
         }
         (replay, rx)
     }
 
     /// Detaches the current client; the shell keeps running.
     pub fn detach(&self) {
-        lock(&self.inner).subscriber = None;
+        let mut inner = lock(&self.inner);
+        inner.subscriber = None;
+        inner.detached_since.get_or_insert_with(Instant::now);
+    }
+
+    /// How long the session has had no client (a client whose stream is gone counts as none).
+    fn idle_for(&self) -> Option<Duration> {
+        let mut inner = lock(&self.inner);
+        if inner.subscriber.as_ref().is_some_and(|tx| tx.is_closed()) {
+            inner.subscriber = None;
+            inner.detached_since = Some(Instant::now());
+        }
+        inner.detached_since.map(|t| t.elapsed())
     }
 
     /// The exit code, once the shell has exited.
@@ -218,14 +239,45 @@ async fn pump(s: Arc<PtySession>, mut child: tokio::process::Child) {
     }
 }
 
+/// How long a console may stay without a client before it is hung up.
+pub const DEFAULT_IDLE_LIMIT: Duration = Duration::from_secs(24 * 3600);
+
 /// The node's console sessions, by id.
-#[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<PtySession>>>,
     next: AtomicU64,
+    idle_limit: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions::with_idle_limit(DEFAULT_IDLE_LIMIT)
+    }
 }
 
 impl Sessions {
+    /// Sessions without a client for longer than `idle_limit` are hung up (SIGHUP to their
+    /// processes) and forgotten, at the next open.
+    pub fn with_idle_limit(idle_limit: Duration) -> Sessions {
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+            idle_limit,
+        }
+    }
+
+    /// Hangs up and forgets sessions idle past the limit, and exited ones nobody looked at.
+    pub fn reap(&self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| {
+            let idle = s.idle_for().is_some_and(|d| d > self.idle_limit);
+            if idle && s.exit_code().is_none() {
+                let _ = crate::exec::signal_exec(s.nsenter_pid, libc::SIGHUP);
+            }
+            !idle
+        });
+    }
+
     /// Starts a console and registers it.
     pub fn open(
         &self,
@@ -234,6 +286,7 @@ impl Sessions {
         rows: u16,
         cols: u16,
     ) -> Result<Arc<PtySession>> {
+        self.reap();
         let id = format!(
             "pty-{}-{}",
             std::process::id(),
