@@ -122,6 +122,11 @@ impl RunnerConfig {
         if self.init.is_empty() {
             return Err(Error::InvalidArgument("init command is empty".into()));
         }
+        if self.init.iter().any(|a| a.contains('\0')) {
+            return Err(Error::InvalidArgument(
+                "init arguments must not contain NUL".into(),
+            ));
+        }
         Ok(())
     }
 
