@@ -118,4 +118,13 @@ fn names_follow_boxes_across_stop_resume_and_new_addresses() {
     // A box started later in another project sees the earlier ones.
     let late = rt.boot(&BoxSpec::new("q", "late")).pid.unwrap();
     assert_eq!(resolve(late, "db.p").as_deref(), Some(again.as_str()));
+
+    // An agent restart keeps running boxes, their addresses and their names.
+    let mut rt = rt;
+    rt.restart();
+    let st = rt.rt.status("p", "db").unwrap();
+    assert_eq!(st.ip.map(|ip| ip.to_string()), Some(again.clone()));
+    assert_eq!(resolve(web, "db").as_deref(), Some(again.as_str()));
+    rt.rt.stop("p", "db").unwrap();
+    assert_eq!(resolve(late, "db.p"), None);
 }
