@@ -582,6 +582,57 @@ impl Client {
     }
 }
 
+/// A WebSocket exec or console connection.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Client {
+    /// Opens `.../boxes/{name}/exec/ws` (or `.../console` when `console`) and sends `start`.
+    pub async fn exec_socket(
+        &self,
+        project: &str,
+        name: &str,
+        start: &ExecStart,
+        console: bool,
+    ) -> ClientResult<Socket> {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let tail = if console { "console" } else { "exec/ws" };
+        let http_url = format!("{}{}/{tail}", self.base, Self::box_path(project, name));
+        let ws_url = match http_url.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}"),
+            Some((_, rest)) => format!("ws://{rest}"),
+            None => http_url.clone(),
+        };
+        let unexpected = |detail: String| ClientError::Unexpected { status: 0, detail };
+        let mut req = ws_url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| unexpected(e.to_string()))?;
+        if let Some(t) = &self.token {
+            let value = format!("Bearer {t}")
+                .parse()
+                .map_err(|_| unexpected("token is not a valid header".into()))?;
+            req.headers_mut().insert("authorization", value);
+        }
+        let (mut socket, _) = match tokio_tungstenite::connect_async(req).await {
+            Ok(ok) => ok,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status();
+                let body = resp.body().clone().unwrap_or_default();
+                return Err(api_error(status, &body));
+            }
+            Err(e) => return Err(unexpected(format!("cannot open {ws_url}: {e}"))),
+        };
+        let first = serde_json::to_string(start).map_err(|e| unexpected(e.to_string()))?;
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(first.into()))
+            .await
+            .map_err(|e| unexpected(e.to_string()))?;
+        Ok(socket)
+    }
+}
+
 /// The error a failed response carries, in the API's shape or, failing that, as received.
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(bytes) {

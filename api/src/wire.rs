@@ -336,3 +336,53 @@ pub struct FileWritten {
 pub const HEADER_MODE: &str = "x-forkr-mode";
 pub const HEADER_UID: &str = "x-forkr-uid";
 pub const HEADER_GID: &str = "x-forkr-gid";
+
+/// The first frame of a WebSocket exec (`.../exec/ws`) or console (`.../console`), as JSON text.
+///
+/// After it, the client sends binary frames `[0, bytes...]` (stdin) and `[1]` (end of stdin),
+/// and text frames `{"resize": {"rows": R, "cols": C}}` and `{"signal": N}`. The server sends
+/// binary frames `[1, bytes...]` (stdout) and `[2, bytes...]` (stderr), then a text frame
+/// `{"exit": code}`; a console first sends `{"session": id}`, which a later console start can
+/// name to reattach and get the last 64 KiB of output replayed. Errors arrive as the usual
+/// `{"error", "message"}` text frame, and the socket closes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecStart {
+    /// Empty with `tty`: an interactive login shell.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub sh: bool,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub wd: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Run on a PTY (raw bytes, one output stream, resizable).
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub rows: Option<u16>,
+    #[serde(default)]
+    pub cols: Option<u16>,
+    /// Reattach to this console session instead of starting one.
+    #[serde(default)]
+    pub session: Option<String>,
+}
+
+/// Control messages of an exec stream, as JSON text frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecControl {
+    Resize { rows: u16, cols: u16 },
+    Signal(i32),
+    Exit(i32),
+    Session(String),
+}
+
+/// Channel bytes of binary exec frames.
+pub const FRAME_STDIN: u8 = 0;
+pub const FRAME_STDIN_EOF: u8 = 1;
+pub const FRAME_STDOUT: u8 = 1;
+pub const FRAME_STDERR: u8 = 2;

@@ -486,3 +486,80 @@ async fn snapshots_diff_restore_fork_and_save() {
     .await;
     assert_eq!(a.sh("child", "cat /root/file").await["stdout"], "changed\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_survives_a_dropped_connection() {
+    use forkr_api::client::Client;
+    use forkr_api::wire::{ExecControl, ExecStart, FRAME_STDIN, FRAME_STDOUT};
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let a = Api::start().await;
+    a.ok(Method::POST, "/boxes", Some(json!({"name": "tty"})))
+        .await;
+    let client = Client::new(&a.s.url, Some(a.s.admin.clone()), false).unwrap();
+    let start = ExecStart {
+        tty: true,
+        rows: Some(30),
+        cols: Some(100),
+        ..Default::default()
+    };
+    let mut ws = client
+        .exec_socket("shop", "tty", &start, true)
+        .await
+        .unwrap();
+    let id = match ws.next().await.unwrap().unwrap() {
+        Message::Text(t) => match serde_json::from_str::<ExecControl>(&t).unwrap() {
+            ExecControl::Session(id) => id,
+            other => panic!("expected the session first, got {other:?}"),
+        },
+        other => panic!("expected a text frame, got {other:?}"),
+    };
+    let typed = [&[FRAME_STDIN][..], b"stty size; echo BEFORE$((1+1))\n"].concat();
+    ws.send(Message::Binary(typed.into())).await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("BEFORE2") {
+        if let Some(Ok(Message::Binary(b))) = ws.next().await {
+            assert_eq!(b[0], FRAME_STDOUT);
+            seen.push_str(&String::from_utf8_lossy(&b[1..]));
+        }
+    }
+    assert!(
+        seen.contains("30 100"),
+        "the PTY has the requested size: {seen}"
+    );
+    drop(ws); // the network drops
+
+    // Reattach: the replay holds what was printed before, then the session goes on.
+    let again = ExecStart {
+        session: Some(id.clone()),
+        ..Default::default()
+    };
+    let mut ws = client
+        .exec_socket("shop", "tty", &again, true)
+        .await
+        .unwrap();
+    let mut replay = String::new();
+    let mut exit = None;
+    let typed = [&[FRAME_STDIN][..], b"exit 3\n"].concat();
+    let mut sent = false;
+    while exit.is_none() {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) => replay.push_str(&String::from_utf8_lossy(&b[1..])),
+            Message::Text(t) => match serde_json::from_str::<ExecControl>(&t).unwrap() {
+                ExecControl::Exit(code) => exit = Some(code),
+                ExecControl::Session(s) => assert_eq!(s, id),
+                _ => {}
+            },
+            _ => {}
+        }
+        if !sent && replay.contains("BEFORE2") {
+            ws.send(Message::Binary(typed.clone().into()))
+                .await
+                .unwrap();
+            sent = true;
+        }
+    }
+    assert!(replay.contains("BEFORE2"), "{replay}");
+    assert_eq!(exit, Some(3));
+}

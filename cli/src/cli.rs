@@ -131,6 +131,13 @@ pub enum Command {
     },
     /// Run a command in a box (`-` makes an ephemeral box for it).
     Exec(ExecArgs),
+    /// An interactive shell in a box (`-` makes an ephemeral box for it).
+    Console {
+        #[arg(value_name = "BOX")]
+        target: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
     /// Run ps in a box (extra args after --).
     Ps {
         #[arg(value_name = "BOX")]

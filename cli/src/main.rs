@@ -115,6 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             json,
         } => boxes::resume(&ctx, &target, project.project.as_deref(), json.json).await?,
         Command::Exec(args) => return Ok(Outcome::Exec(commands::exec::exec(&ctx, args).await?)),
+        Command::Console { target, project } => {
+            let done = commands::exec::console(&ctx, &target, project.project.as_deref()).await?;
+            return Ok(Outcome::Exec(done));
+        }
         Command::Ps {
             target,
             args,
@@ -177,27 +181,42 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     Ok(Outcome::Text(text))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(Outcome::Text(text)) => {
-            // A closed pipe (`4kr docs | head`) is not an error worth a message.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Ok(Outcome::Exec(f)) => {
-            let _ = std::io::stdout().write_all(&f.stdout);
-            let _ = std::io::stderr().write_all(&f.stderr);
-            ExitCode::from(u8::try_from(f.code).unwrap_or(1))
-        }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            if let Some(PartialFailure(text)) = e.downcast_ref::<PartialFailure>() {
-                let _ = std::io::stdout().write_all(text.as_bytes());
-            } else {
-                eprintln!("Error: {e}");
-            }
-            ExitCode::FAILURE
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    let code = runtime.block_on(async {
+        match run(cli).await {
+            Ok(Outcome::Text(text)) => {
+                // A closed pipe (`4kr docs | head`) is not an error worth a message.
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                0
+            }
+            Ok(Outcome::Exec(f)) => {
+                let _ = std::io::stdout().write_all(&f.stdout);
+                let _ = std::io::stderr().write_all(&f.stderr);
+                f.code
+            }
+            Err(e) => {
+                if let Some(PartialFailure(text)) = e.downcast_ref::<PartialFailure>() {
+                    let _ = std::io::stdout().write_all(text.as_bytes());
+                } else {
+                    eprintln!("Error: {e}");
+                }
+                1
+            }
+        }
+    });
+    let _ = std::io::stdout().flush();
+    // Not a normal return: a stdin reader may still be blocked on a terminal, and dropping the
+    // runtime would wait for it forever.
+    std::process::exit(code)
 }

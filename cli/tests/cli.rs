@@ -654,3 +654,58 @@ async fn cp_get_and_put_keep_modes_and_stay_inside() {
         .await;
     assert_eq!(missing.stderr, "Error: /nope: no such file in the box\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_streams_and_console_reattach() {
+    let e = server().await;
+    e.ok(&["create", "term"]).await;
+    // stdout and stderr stay apart, stdin streams through, binary bytes survive.
+    let out = e
+        .run_stdin(
+            &["exec", "term", "--sh", "--", "cat; echo oops >&2; exit 4"],
+            "line one\nline two\n",
+        )
+        .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (4, "line one\nline two\n", "oops\n")
+    );
+    let bin = e
+        .run(&[
+            "exec",
+            "term",
+            "--sh",
+            "--",
+            "printf '\\000\\001\\377' | od -An -tx1",
+        ])
+        .await;
+    assert_eq!(
+        bin.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["00", "01", "ff"]
+    );
+    // A console on a real terminal: `script` gives 4kr a PTY, and types into it.
+    let cmd = format!(
+        "printf 'echo MARK$((40+2))\\nexit 5\\n' | script -qec '{} console term' /dev/null",
+        env!("CARGO_BIN_EXE_4kr")
+    );
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .current_dir(e.cwd.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", e.cwd.path())
+        .env("FORKR_SETUP_DIR", e.setup.path())
+        .env("FORKR_URL", &e.url)
+        .env("FORKR_TOKEN", &e.token)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("MARK42"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "the shell's exit code comes back: {text}"
+    );
+}

@@ -20,7 +20,10 @@ const BASH: &str = "/usr/bin/bash";
 const TINI: &str = "/usr/bin/tini-static";
 
 fn libs_of(bin: &str) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd").arg(bin).output().ctx("run ldd on", Path::new(bin))?;
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .ctx("run ldd on", Path::new(bin))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .filter(|w| w.starts_with('/'))
@@ -38,7 +41,11 @@ pub fn tarball(cache_dir: &Path) -> Result<PathBuf> {
     let libs = libs_of(BASH)?;
     let mut h = Sha256::new();
     h.update(LAYOUT_VERSION);
-    for p in [BUSYBOX, BASH, TINI].iter().map(Path::new).chain(libs.iter().map(PathBuf::as_path)) {
+    for p in [BUSYBOX, BASH, TINI]
+        .iter()
+        .map(Path::new)
+        .chain(libs.iter().map(PathBuf::as_path))
+    {
         h.update(p.to_string_lossy().as_bytes());
         h.update(read(p)?);
     }
@@ -68,7 +75,10 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 struct Tar(tar::Builder<flate2::write::GzEncoder<std::fs::File>>);
 
 fn tar_err(e: std::io::Error) -> Error {
-    Error::Io { context: "write the minibase tarball".into(), source: e }
+    Error::Io {
+        context: "write the minibase tarball".into(),
+        source: e,
+    }
 }
 
 impl Tar {
@@ -87,15 +97,37 @@ impl Tar {
 }
 
 const DIRS: &[&str] = &[
-    "usr", "usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "etc/profile.d", "root", "home",
-    "work", "proc", "sys", "dev", "run", "box",
+    "usr",
+    "usr/bin",
+    "usr/sbin",
+    "usr/lib",
+    "usr/lib64",
+    "etc",
+    "etc/profile.d",
+    "root",
+    "home",
+    "work",
+    "proc",
+    "sys",
+    "dev",
+    "run",
+    "box",
 ];
 
 const FILES: &[(&str, &str)] = &[
-    ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n"),
+    (
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+    ),
     ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
-    ("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
-    ("etc/profile", "for f in /etc/profile.d/*.sh; do [ -r \"$f\" ] && . \"$f\"; done\nunset f\n"),
+    (
+        "etc/nsswitch.conf",
+        "passwd: files\ngroup: files\nhosts: files dns\n",
+    ),
+    (
+        "etc/profile",
+        "for f in /etc/profile.d/*.sh; do [ -r \"$f\" ] && . \"$f\"; done\nunset f\n",
+    ),
     (
         "etc/profile.d/forks-path.sh",
         "export PATH=\"$HOME/.local/bin:/box/proj/bin:/box/bin:$PATH\"\nexport FORKR_PROFILE_RAN=1\n",
@@ -106,19 +138,30 @@ const FILES: &[(&str, &str)] = &[
 
 fn build(out: &Path, libs: &[PathBuf]) -> Result<()> {
     let f = std::fs::File::create(out).ctx("create", out)?;
-    let mut t = Tar(tar::Builder::new(flate2::write::GzEncoder::new(f, flate2::Compression::fast())));
+    let mut t = Tar(tar::Builder::new(flate2::write::GzEncoder::new(
+        f,
+        flate2::Compression::fast(),
+    )));
     for d in DIRS {
         t.dir(d, 0o755)?;
     }
     t.dir("tmp", 0o1777)?;
     // usr-merged, as Ubuntu 24.04 is.
-    for (l, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+    for (l, target) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
         t.symlink(l, target)?;
     }
     t.file("usr/bin/busybox", &read(Path::new(BUSYBOX))?, 0o755)?;
     t.file("usr/bin/bash", &read(Path::new(BASH))?, 0o755)?;
     t.file("usr/bin/tini", &read(Path::new(TINI))?, 0o755)?;
-    let list = Command::new(BUSYBOX).arg("--list").output().ctx("run", Path::new(BUSYBOX))?;
+    let list = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .ctx("run", Path::new(BUSYBOX))?;
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if ["bash", "busybox", "sh"].contains(&applet) || applet.contains('/') {
             continue;
@@ -128,9 +171,20 @@ fn build(out: &Path, libs: &[PathBuf]) -> Result<()> {
     t.symlink("usr/bin/sh", "bash")?;
     let mut dirs = std::collections::BTreeSet::new();
     for lib in libs {
-        let rel = lib.strip_prefix("/").unwrap_or(lib).to_string_lossy().into_owned();
-        let rel = if rel.starts_with("usr/") { rel } else { format!("usr/{rel}") };
-        let parent = Path::new(&rel).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let rel = lib
+            .strip_prefix("/")
+            .unwrap_or(lib)
+            .to_string_lossy()
+            .into_owned();
+        let rel = if rel.starts_with("usr/") {
+            rel
+        } else {
+            format!("usr/{rel}")
+        };
+        let parent = Path::new(&rel)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if dirs.insert(parent.clone()) && parent != "usr/lib64" && parent != "usr/lib" {
             t.dir(&parent, 0o755)?;
         }

@@ -18,6 +18,35 @@ use crate::wire::{
 /// An upload as it arrives: chunks of the request body, never buffered whole.
 pub type Upload = futures::stream::BoxStream<'static, std::io::Result<axum::body::Bytes>>;
 
+/// What a client sends into a running exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecIn {
+    Stdin(Vec<u8>),
+    /// End of stdin.
+    Eof,
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    Signal(i32),
+}
+
+/// What a running exec sends back. `Exit` is last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOut {
+    /// A console's id, first, for a later reattach.
+    Session(String),
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exit(i32),
+}
+
+/// Both ends of a running exec. Dropping `input` closes stdin; a console keeps running.
+pub struct ExecStream {
+    pub input: tokio::sync::mpsc::Sender<ExecIn>,
+    pub output: tokio::sync::mpsc::Receiver<ExecOut>,
+}
+
 /// A file on its way out: its metadata and an open handle.
 pub struct FileDownload {
     pub file: std::fs::File,
@@ -166,6 +195,13 @@ pub trait Backend: Send + Sync + 'static {
         name: String,
         path: String,
     ) -> BoxFuture<'_, ApiResult<FileDownload>>;
+    /// Starts (or, for a console, reattaches to) a streamed exec.
+    fn exec_stream(
+        &self,
+        project: String,
+        name: String,
+        start: crate::wire::ExecStart,
+    ) -> BoxFuture<'_, ApiResult<ExecStream>>;
     /// A background process's log from byte `offset`.
     fn logs(
         &self,

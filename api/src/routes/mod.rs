@@ -6,6 +6,7 @@ mod boxes;
 mod health;
 mod users;
 mod volumes;
+mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -63,6 +64,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(boxes::exec))
         .routes(routes!(boxes::logs))
         .routes(routes!(boxes::put_file, boxes::get_file))
+        .routes(routes!(ws::exec_ws))
+        .routes(routes!(ws::console))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -1,9 +1,9 @@
 //! exec, ps, logs. Foreground exec here runs through `POST .../exec`: stdin is read whole when
 //! it is not a terminal, and the command's exit code becomes 4kr's.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 
-use forkr_api::wire::{CreateBox, ExecCommand};
+use forkr_api::wire::{CreateBox, ExecCommand, ExecStart};
 
 use super::Context;
 use crate::cli::ExecArgs;
@@ -68,36 +68,24 @@ async fn run(
     name: &str,
     a: ExecArgs,
 ) -> anyhow::Result<Finished> {
-    let stdin_is_tty = std::io::stdin().is_terminal();
     let mut command = a.command;
-    let mut sh = a.sh;
     if command.is_empty() {
-        if a.bg || stdin_is_tty {
+        if a.bg || std::io::stdin().is_terminal() {
             anyhow::bail!("a command is required (after --)");
         }
-        // No command and stdin is not a terminal: run bash reading the script from stdin.
+        // No command and stdin is not a terminal: bash reads the script from stdin.
         command = vec!["bash".into()];
-        sh = false;
     }
-    let stdin = if !a.bg && !stdin_is_tty {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf)?;
-        Some(String::from_utf8(buf).map_err(|_| {
-            anyhow::anyhow!("stdin is not UTF-8 text; binary stdin needs the WebSocket exec")
-        })?)
-    } else {
-        None
-    };
-    let cmd = ExecCommand {
-        command,
-        sh,
-        env: a.env,
-        wd: a.wd,
-        user: a.user,
-        stdin,
-        bg: a.bg,
-    };
     if a.bg {
+        let cmd = ExecCommand {
+            command,
+            sh: a.sh,
+            env: a.env,
+            wd: a.wd,
+            user: a.user,
+            stdin: None,
+            bg: true,
+        };
         let started = client.exec_background(project, name, &cmd).await?;
         let text = if a.json.json {
             output::json(&started)?
@@ -110,11 +98,57 @@ async fn run(
             code: 0,
         });
     }
-    let out = client.exec(project, name, &cmd).await?;
+    let start = ExecStart {
+        command,
+        sh: a.sh,
+        env: a.env,
+        wd: a.wd,
+        user: a.user,
+        ..Default::default()
+    };
+    let code = super::stream::exec(client, project, name, start).await?;
     Ok(Finished {
-        stdout: out.stdout.into_bytes(),
-        stderr: out.stderr.into_bytes(),
-        code: out.exit_code,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        code,
+    })
+}
+
+/// `4kr console BOX` (or `-`): an interactive shell; 4kr exits with the shell's code.
+pub async fn console(
+    ctx: &Context,
+    target: &str,
+    project: Option<&str>,
+) -> anyhow::Result<Finished> {
+    let parsed = forkr_crds::validation::parse_ref(target)?;
+    let resolved = parsed.resolve(&ctx.project(project)?, |k| ctx.env(k))?;
+    let client = ctx.client()?;
+    let (name, ephemeral) = match resolved.target {
+        forkr_crds::validation::ResolvedTarget::Named(n) => (n, false),
+        forkr_crds::validation::ResolvedTarget::Ephemeral => {
+            let name = ephemeral_name();
+            eprintln!("ephemeral fork: {name}");
+            client
+                .create_box(
+                    &resolved.project,
+                    &CreateBox {
+                        name: name.clone(),
+                        ephemeral: true,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            (name, true)
+        }
+    };
+    let result = super::stream::console(&client, &resolved.project, &name).await;
+    if ephemeral {
+        let _ = client.delete_box(&resolved.project, &name, true).await;
+    }
+    Ok(Finished {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        code: result?,
     })
 }
 

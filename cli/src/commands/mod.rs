@@ -10,6 +10,7 @@ pub mod exec;
 pub mod local;
 pub mod localbase;
 pub mod snapshots;
+pub mod stream;
 pub mod users;
 
 use std::path::PathBuf;

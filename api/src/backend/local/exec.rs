@@ -11,9 +11,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::wire::{BackgroundExec, ExecCommand, ExecOutput};
 
 impl LocalBackend {
-    /// The engine's request: env pairs checked, `--user` looked up in the project's users.
-    async fn exec_request(&self, project: &str, cmd: &ExecCommand) -> ApiResult<ExecRequest> {
-        if cmd.command.is_empty() {
+    /// The engine's request: env pairs checked, `--user` looked up in the project's users. An
+    /// empty command is refused unless `interactive` (a console's login shell).
+    pub(super) async fn exec_request(
+        &self,
+        project: &str,
+        cmd: &ExecCommand,
+        interactive: bool,
+    ) -> ApiResult<ExecRequest> {
+        if cmd.command.is_empty() && !interactive {
             return Err(ApiError::bad_request(
                 "command_required",
                 "command is required",
@@ -56,7 +62,7 @@ impl LocalBackend {
         name: String,
         cmd: ExecCommand,
     ) -> ApiResult<ExecOutput> {
-        let req = self.exec_request(&project, &cmd).await?;
+        let req = self.exec_request(&project, &cmd, false).await?;
         let pid1 = self.pid1(&project, &name).await?;
         let stdin = cmd.stdin.unwrap_or_default().into_bytes();
         tokio::task::spawn_blocking(move || -> forkr_node_agent::Result<ExecOutput> {
@@ -102,7 +108,7 @@ impl LocalBackend {
         name: String,
         cmd: ExecCommand,
     ) -> ApiResult<BackgroundExec> {
-        let req = self.exec_request(&project, &cmd).await?;
+        let req = self.exec_request(&project, &cmd, false).await?;
         let pid1 = self.pid1(&project, &name).await?;
         let pid =
             tokio::task::spawn_blocking(move || exec::spawn_background(&Target::new(pid1), &req))

@@ -9,6 +9,7 @@ mod boxes;
 mod diff;
 mod exec;
 mod files;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,8 @@ pub struct LocalBackend {
     runtime: Arc<LocalRuntime>,
     domain: String,
     max_upload: u64,
+    /// Console sessions, kept across client reconnects.
+    sessions: forkr_node_agent::exec::session::Sessions,
     /// One lock per box: operations on a box run one at a time, different boxes concurrently.
     box_locks: Mutex<HashMap<(String, String), BoxLock>>,
 }
@@ -62,6 +65,7 @@ impl LocalBackend {
             runtime,
             domain: domain.to_owned(),
             max_upload: DEFAULT_MAX_UPLOAD,
+            sessions: Default::default(),
             box_locks: Mutex::new(HashMap::new()),
         }
     }
@@ -498,5 +502,14 @@ impl Backend for LocalBackend {
         path: String,
     ) -> BoxFuture<'_, ApiResult<crate::backend::FileDownload>> {
         Box::pin(LocalBackend::get_file(self, project, name, path))
+    }
+
+    fn exec_stream(
+        &self,
+        project: String,
+        name: String,
+        start: crate::wire::ExecStart,
+    ) -> BoxFuture<'_, ApiResult<crate::backend::ExecStream>> {
+        Box::pin(LocalBackend::exec_stream(self, project, name, start))
     }
 }

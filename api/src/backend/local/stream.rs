@@ -1,0 +1,178 @@
+//! Streamed exec and console in local mode: pipes for plain commands, a reattachable PTY
+//! session (with its 64 KiB replay) for terminals.
+
+use forkr_node_agent::exec::session::Event;
+use forkr_node_agent::exec::{self, Stdio3, Target};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::LocalBackend;
+use crate::backend::{ExecIn, ExecOut, ExecStream};
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{ExecCommand, ExecStart};
+
+const DEFAULT_ROWS: u16 = 24;
+const DEFAULT_COLS: u16 = 80;
+
+impl LocalBackend {
+    pub(super) async fn exec_stream(
+        &self,
+        project: String,
+        name: String,
+        start: ExecStart,
+    ) -> ApiResult<ExecStream> {
+        if start.tty || start.session.is_some() {
+            return self.console(project, name, start).await;
+        }
+        let cmd = ExecCommand {
+            command: start.command,
+            sh: start.sh,
+            env: start.env,
+            wd: start.wd,
+            user: start.user,
+            stdin: None,
+            bg: false,
+        };
+        let req = self.exec_request(&project, &cmd, false).await?;
+        let pid1 = self.pid1(&project, &name).await?;
+        let mut prepared = exec::command(&Target::new(pid1), &req, Stdio3::Pipes)?;
+        let std_cmd = std::mem::replace(&mut prepared.cmd, std::process::Command::new("true"));
+        let mut child = tokio::process::Command::from(std_cmd)
+            .spawn()
+            .map_err(|e| ApiError::internal(format!("start exec: {e}")))?;
+        drop(prepared);
+        let (in_tx, mut in_rx) = mpsc::channel::<ExecIn>(16);
+        let (out_tx, out_rx) = mpsc::channel::<ExecOut>(16);
+        let mut stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let nsenter_pid = child.id();
+        tokio::spawn(async move {
+            while let Some(msg) = in_rx.recv().await {
+                match msg {
+                    ExecIn::Stdin(data) => {
+                        if let Some(w) = stdin.as_mut()
+                            && w.write_all(&data).await.is_err()
+                        {
+                            stdin = None;
+                        }
+                    }
+                    ExecIn::Eof => stdin = None,
+                    ExecIn::Signal(sig) => {
+                        if let Some(pid) = nsenter_pid {
+                            let _ = exec::signal_exec(pid, sig);
+                        }
+                    }
+                    ExecIn::Resize { .. } => {}
+                }
+            }
+        });
+        let pump = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    tx: mpsc::Sender<ExecOut>,
+                    err: bool| async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let chunk = buf[..n].to_vec();
+                        let msg = if err {
+                            ExecOut::Stderr(chunk)
+                        } else {
+                            ExecOut::Stdout(chunk)
+                        };
+                        if tx.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        let out_task = stdout.map(|o| tokio::spawn(pump(Box::new(o), out_tx.clone(), false)));
+        let err_task = stderr.map(|e| tokio::spawn(pump(Box::new(e), out_tx.clone(), true)));
+        tokio::spawn(async move {
+            let code = match child.wait().await {
+                Ok(st) => exec::exit_code(st),
+                Err(_) => 255,
+            };
+            // All output first, then the exit code.
+            for t in [out_task, err_task].into_iter().flatten() {
+                let _ = t.await;
+            }
+            let _ = out_tx.send(ExecOut::Exit(code)).await;
+        });
+        Ok(ExecStream {
+            input: in_tx,
+            output: out_rx,
+        })
+    }
+
+    async fn console(
+        &self,
+        project: String,
+        name: String,
+        start: ExecStart,
+    ) -> ApiResult<ExecStream> {
+        let session = match &start.session {
+            Some(id) => self.sessions.get(id)?,
+            None => {
+                let cmd = ExecCommand {
+                    command: start.command.clone(),
+                    sh: start.sh,
+                    env: start.env.clone(),
+                    wd: start.wd.clone(),
+                    user: start.user.clone(),
+                    stdin: None,
+                    bg: false,
+                };
+                // An empty command is an interactive login shell.
+                let req = self.exec_request(&project, &cmd, true).await?;
+                let pid1 = self.pid1(&project, &name).await?;
+                let rows = start.rows.unwrap_or(DEFAULT_ROWS);
+                let cols = start.cols.unwrap_or(DEFAULT_COLS);
+                self.sessions.open(&Target::new(pid1), &req, rows, cols)?
+            }
+        };
+        let (replay, mut events) = session.attach();
+        let (in_tx, mut in_rx) = mpsc::channel::<ExecIn>(16);
+        let (out_tx, out_rx) = mpsc::channel::<ExecOut>(16);
+        let _ = out_tx.send(ExecOut::Session(session.id.clone())).await;
+        if !replay.is_empty() {
+            let _ = out_tx.send(ExecOut::Stdout(replay)).await;
+        }
+        let writer = session.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = in_rx.recv().await {
+                match msg {
+                    ExecIn::Stdin(data) => {
+                        if writer.write(&data).await.is_err() {
+                            break;
+                        }
+                    }
+                    ExecIn::Resize { rows, cols } => {
+                        let _ = writer.resize(rows, cols);
+                    }
+                    // A terminal's own keys carry signals (Ctrl-C); end of input is Ctrl-D.
+                    ExecIn::Eof | ExecIn::Signal(_) => {}
+                }
+            }
+            // The client went away: the shell keeps running for a reattach.
+            writer.detach();
+        });
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let msg = match ev {
+                    Event::Output(data) => ExecOut::Stdout(data),
+                    Event::Exit(code) => ExecOut::Exit(code),
+                };
+                if out_tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(ExecStream {
+            input: in_tx,
+            output: out_rx,
+        })
+    }
+}
