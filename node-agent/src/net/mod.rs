@@ -1,11 +1,12 @@
 //! Local networking: one Linux bridge, a network namespace per box with its own IP on it, egress
 //! NAT, and names.
 //!
-//! Plumbing goes through iproute2 and iptables (netlink underneath) rather than the CNI plugins:
-//! the steps are four fixed commands, the IP allocation has to live in our own state anyway (it
-//! feeds the names), and it keeps one dependency fewer on every node. Names are hosts files, one
-//! per project, that the runtime rewrites in place whenever a box starts or stops, bound over
-//! each box's /etc/hosts; see `hosts`.
+//! Plumbing is rtnetlink requests on the start path (`oskit::netlink`), and iproute2/iptables
+//! for the one-time bridge and NAT set-up, rather than the CNI plugins: the steps are a few fixed
+//! requests, the IP allocation has to live in our own state anyway (it feeds the names), and it
+//! keeps one dependency fewer on every node. Names are hosts files, one per project, that the
+//! runtime rewrites in place whenever a box starts or stops, bound over each box's /etc/hosts;
+//! see `hosts`.
 
 pub mod hosts;
 
@@ -17,6 +18,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
+use crate::oskit::netlink;
 
 /// The bridge and its /24.
 #[derive(Debug, Clone)]
@@ -213,21 +215,20 @@ impl Network {
         Ok(ip)
     }
 
+    /// Four rtnetlink requests, no `ip` processes: the veth pair (box end straight into the
+    /// box's namespace as eth0), the host end up on the bridge, then inside the box the
+    /// address, lo and eth0 up, and the default route.
     fn plumb(&self, project: &str, name: &str, pid: i32, ip: Ipv4Addr) -> Result<()> {
         let host_if = veth_name(&self.cfg.bridge, project, name);
-        let br = &self.cfg.bridge;
-        let outside = format!(
-            "link add {host_if} type veth peer name eth0 netns {pid}\nlink set {host_if} master {br} up\n"
-        );
-        run(Command::new("ip").args(["-batch", "-"]), Some(&outside))?;
-        let inside = format!(
-            "addr add {ip}/24 dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via {}\n",
-            self.cfg.gateway()
-        );
-        run(
-            Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "ip", "-batch", "-"]),
-            Some(&inside),
-        )
+        let host = netlink::Netlink::open()?;
+        host.add_veth(&host_if, "eth0", pid)?;
+        let bridge = netlink::index_of(&self.cfg.bridge)?;
+        host.link_up(netlink::index_of(&host_if)?, Some(bridge))?;
+        let (inside, idx) = netlink::Netlink::open_in(pid, &["lo", "eth0"])?;
+        inside.add_addr(idx[1], ip, 24)?;
+        inside.link_up(idx[0], None)?;
+        inside.link_up(idx[1], None)?;
+        inside.add_default_route(idx[1], self.cfg.gateway())
     }
 
     /// Forgets the box's IP and its names (its interface went with its namespace).

@@ -520,7 +520,8 @@ pub fn process_running(pid: i32) -> bool {
 /// Waits until the runner has become tini (its comm changes at exec) and tini runs its child,
 /// or fails with the runner's own words when it exits first.
 fn wait_for_init(pid: i32, log: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: 200 boxes started at once on 2 busy cores take seconds each.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         // Ready once tini has started its child: by then it has its signal mask in place, so a
@@ -533,12 +534,17 @@ fn wait_for_init(pid: i32, log: &Path) -> Result<()> {
         {
             return Ok(());
         }
-        if !process_running(pid) || Instant::now() > deadline {
+        if !process_running(pid) {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             return Err(Error::FailedPrecondition(format!(
                 "box did not start: {}",
                 text.trim()
             )));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::FailedPrecondition(
+                "box did not become ready within 60 s".into(),
+            ));
         }
         std::thread::sleep(Duration::from_micros(200));
     }

@@ -1,5 +1,5 @@
 //! The box runtime's kernel calls, in one place: openat2 confined to a root, mounts, chroot,
-//! hostname, PTYs and signals. Everything else in `runner`, `runtime`, `exec` and `files` reads
+//! hostname, PTYs, signals, and rtnetlink (`netlink`). Everything else in `runner`, `runtime`, `exec` and `files` reads
 //! as logic on top of these. (The btrfs calls live in `sys`; the two seams merge later.)
 
 use std::ffi::{CStr, CString, OsStr};
@@ -9,6 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+pub mod netlink;
 
 fn cstr(p: &OsStr) -> Result<CString> {
     CString::new(p.as_bytes())
