@@ -522,6 +522,9 @@ pub fn process_running(pid: i32) -> bool {
 fn wait_for_init(pid: i32, log: &Path) -> Result<()> {
     // Generous: 200 boxes started at once on 2 busy cores take seconds each.
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Poll fast at first (a lone start is ready in tens of milliseconds), then back off, so
+    // hundreds of starts waiting together do not starve the runners they wait for.
+    let mut pause = Duration::from_micros(200);
     loop {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         // Ready once tini has started its child: by then it has its signal mask in place, so a
@@ -546,6 +549,7 @@ fn wait_for_init(pid: i32, log: &Path) -> Result<()> {
                 "box did not become ready within 60 s".into(),
             ));
         }
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
