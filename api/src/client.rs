@@ -633,6 +633,27 @@ impl Client {
     }
 }
 
+impl Client {
+    pub async fn list_ports(&self, project: &str, name: &str) -> ClientResult<Vec<PortView>> {
+        self.get(&format!("{}/ports", Self::box_path(project, name)))
+            .await
+    }
+
+    pub async fn wait_port(
+        &self,
+        project: &str,
+        name: &str,
+        port: u16,
+        timeout_secs: u64,
+    ) -> ClientResult<PortView> {
+        let path = format!(
+            "{}/ports/{port}/wait?timeout={timeout_secs}",
+            Self::box_path(project, name)
+        );
+        self.send::<(), _>(Method::POST, &path, None).await
+    }
+}
+
 /// The error a failed response carries, in the API's shape or, failing that, as received.
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(bytes) {

@@ -386,3 +386,11 @@ pub const FRAME_STDIN: u8 = 0;
 pub const FRAME_STDIN_EOF: u8 = 1;
 pub const FRAME_STDOUT: u8 = 1;
 pub const FRAME_STDERR: u8 = 2;
+
+/// A TCP port something listens on inside a box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PortView {
+    pub port: u16,
+    /// The address it is bound to (`0.0.0.0`, `::`, `127.0.0.1`, ...).
+    pub address: String,
+}

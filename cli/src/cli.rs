@@ -171,6 +171,9 @@ pub enum Command {
         #[command(flatten)]
         project: ProjectArg,
     },
+    /// Ports listening inside a box.
+    #[command(subcommand)]
+    Port(PortCommand),
     /// Snapshots of a box's root.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -259,6 +262,33 @@ pub enum SnapshotCommand {
         #[arg(value_name = "BOX")]
         target: String,
         name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PortCommand {
+    /// TCP ports something listens on: PORT, ADDRESS.
+    #[command(alias = "ls")]
+    List {
+        #[arg(value_name = "BOX")]
+        target: String,
+        #[command(flatten)]
+        project: ProjectArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Wait until something listens on PORT.
+    Wait {
+        #[arg(value_name = "BOX")]
+        target: String,
+        port: u16,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
         #[command(flatten)]
         project: ProjectArg,
         #[command(flatten)]

@@ -148,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Cp { src, dest, project } => {
             commands::cp::cp(&ctx, &src, &dest, project.project.as_deref()).await?
         }
+        Command::Port(cmd) => commands::snapshots::port(&ctx, cmd).await?,
         Command::Snapshot(cmd) => commands::snapshots::snapshot(&ctx, cmd).await?,
         Command::Diff(cmd) => commands::snapshots::diff(&ctx, cmd).await?,
         Command::User(cmd) => commands::users::run(&ctx, cmd).await?,

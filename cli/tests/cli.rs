@@ -709,3 +709,36 @@ async fn exec_streams_and_console_reattach() {
         "the shell's exit code comes back: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ports_list_and_wait() {
+    let e = server().await;
+    e.ok(&["create", "srv"]).await;
+    assert_eq!(e.ok(&["port", "list", "srv"]).await, "PORT  ADDRESS\n");
+    // Something starts listening a moment later; wait sees it.
+    e.ok(&[
+        "exec",
+        "srv",
+        "--bg",
+        "--sh",
+        "--",
+        "sleep 0.3; exec httpd -f -p 8080",
+    ])
+    .await;
+    let waited = e
+        .ok(&["port", "wait", "srv", "8080", "--timeout", "20"])
+        .await;
+    assert_eq!(waited, "port 8080 is listening (::)\n");
+    let listed: Value = serde_json::from_str(&e.ok(&["port", "list", "srv", "-j"]).await).unwrap();
+    assert_eq!(listed, serde_json::json!([{"port": 8080, "address": "::"}]));
+    let late = e
+        .run(&["port", "wait", "srv", "9999", "--timeout", "1"])
+        .await;
+    assert_eq!(
+        (late.code, late.stderr.as_str()),
+        (
+            1,
+            "Error: nothing listens on port 9999 in box \"srv\" after 1 s\n"
+        )
+    );
+}

@@ -202,6 +202,20 @@ pub trait Backend: Send + Sync + 'static {
         name: String,
         start: crate::wire::ExecStart,
     ) -> BoxFuture<'_, ApiResult<ExecStream>>;
+    /// TCP ports listening inside the box.
+    fn list_ports(
+        &self,
+        project: String,
+        name: String,
+    ) -> BoxFuture<'_, ApiResult<Vec<crate::wire::PortView>>>;
+    /// Waits until something listens on `port` inside the box, or 408 `port_timeout`.
+    fn wait_port(
+        &self,
+        project: String,
+        name: String,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'_, ApiResult<crate::wire::PortView>>;
     /// A background process's log from byte `offset`.
     fn logs(
         &self,

@@ -335,3 +335,60 @@ pub async fn get_file(
     ];
     Ok((headers, axum::body::Body::from_stream(stream)).into_response())
 }
+
+/// TCP ports something listens on inside the box.
+#[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}/ports", tag = "ports",
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Vec<crate::wire::PortView>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn list_ports(
+    State(state): State<AppState>,
+    named: Named,
+) -> ApiResult<Json<Vec<crate::wire::PortView>>> {
+    let (project, name) = box_of(named)?;
+    Ok(Json(state.backend.list_ports(project, name).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PortPath {
+    project: String,
+    name: String,
+    port: u16,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Seconds to wait (default 60, at most 600).
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+/// Waits until something listens on the port inside the box; 408 `port_timeout` otherwise.
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/ports/{port}/wait", tag = "ports",
+    params(PortPath, WaitQuery),
+    responses((status = 200, body = crate::wire::PortView), (status = 408, body = ErrorBody)))]
+pub async fn wait_port(
+    State(state): State<AppState>,
+    Path(p): Path<PortPath>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<crate::wire::PortView>> {
+    validate_project_name(&p.project)?;
+    validate_box_name(&p.name)?;
+    if p.port == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_port",
+            "invalid PORT \"0\": must be an integer from 1 to 65535",
+        ));
+    }
+    let secs = q.timeout.unwrap_or(60).min(600);
+    let view = state
+        .backend
+        .wait_port(
+            p.project,
+            p.name,
+            p.port,
+            std::time::Duration::from_secs(secs),
+        )
+        .await?;
+    Ok(Json(view))
+}

@@ -64,6 +64,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(boxes::exec))
         .routes(routes!(boxes::logs))
         .routes(routes!(boxes::put_file, boxes::get_file))
+        .routes(routes!(boxes::list_ports))
+        .routes(routes!(boxes::wait_port))
         .routes(routes!(ws::exec_ws))
         .routes(routes!(ws::console))
         .route_layer(axum::middleware::from_fn_with_state(

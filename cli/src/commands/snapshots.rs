@@ -3,7 +3,7 @@
 use forkr_api::wire::CreateSnapshot;
 
 use super::Context;
-use crate::cli::{DiffCommand, SnapshotCommand};
+use crate::cli::{DiffCommand, PortCommand, SnapshotCommand};
 use crate::output;
 
 pub async fn snapshot(ctx: &Context, cmd: SnapshotCommand) -> anyhow::Result<String> {
@@ -114,6 +114,45 @@ pub async fn diff(ctx: &Context, cmd: DiffCommand) -> anyhow::Result<String> {
                 out.push_str(&diff);
             }
             Ok(out)
+        }
+    }
+}
+
+pub async fn port(ctx: &Context, cmd: PortCommand) -> anyhow::Result<String> {
+    match cmd {
+        PortCommand::List {
+            target,
+            project,
+            json,
+        } => {
+            let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
+            let ports = ctx.client()?.list_ports(&p, &b).await?;
+            if json.json {
+                return output::json(&ports);
+            }
+            let rows: Vec<Vec<String>> = ports
+                .iter()
+                .map(|p| vec![p.port.to_string(), p.address.clone()])
+                .collect();
+            Ok(output::table(&["PORT", "ADDRESS"], &rows))
+        }
+        PortCommand::Wait {
+            target,
+            port,
+            timeout,
+            project,
+            json,
+        } => {
+            let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
+            let view = ctx.client()?.wait_port(&p, &b, port, timeout).await?;
+            if json.json {
+                output::json(&view)
+            } else {
+                Ok(format!(
+                    "port {} is listening ({})\n",
+                    view.port, view.address
+                ))
+            }
         }
     }
 }

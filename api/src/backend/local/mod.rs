@@ -9,6 +9,7 @@ mod boxes;
 mod diff;
 mod exec;
 mod files;
+mod ports;
 mod stream;
 
 use std::collections::HashMap;
@@ -511,5 +512,23 @@ impl Backend for LocalBackend {
         start: crate::wire::ExecStart,
     ) -> BoxFuture<'_, ApiResult<crate::backend::ExecStream>> {
         Box::pin(LocalBackend::exec_stream(self, project, name, start))
+    }
+
+    fn list_ports(
+        &self,
+        project: String,
+        name: String,
+    ) -> BoxFuture<'_, ApiResult<Vec<crate::wire::PortView>>> {
+        Box::pin(LocalBackend::list_ports(self, project, name))
+    }
+
+    fn wait_port(
+        &self,
+        project: String,
+        name: String,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'_, ApiResult<crate::wire::PortView>> {
+        Box::pin(LocalBackend::wait_port(self, project, name, port, timeout))
     }
 }
