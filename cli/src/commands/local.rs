@@ -65,9 +65,14 @@ fn api_bin(ctx: &Context) -> PathBuf {
     }
 }
 
+/// Shows a step: on the spinner's line at a terminal, as a plain line in logs (the quick start's).
 fn step(bar: &ProgressBar, msg: &str) {
     bar.set_message(msg.to_owned());
-    bar.println(format!("- {msg}"));
+    if bar.is_hidden() {
+        eprintln!("- {msg}");
+    } else {
+        bar.println(format!("- {msg}"));
+    }
 }
 
 async fn wait_ready(url: &str, data: &Path, pid: u32) -> anyhow::Result<()> {
