@@ -404,6 +404,7 @@ fn grpc_bench(pool: std::sync::Arc<Pool>, cfg: &Config, scratch: &Path, rows: &m
             grpc::serve_unix(
                 pool,
                 Default::default(),
+                None,
                 "bench",
                 &serving,
                 std::future::pending(),

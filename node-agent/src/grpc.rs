@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::import::ImportOptions;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::runtime::LocalRuntime;
 use crate::sys;
 
 /// Generated protocol types, shared by server and clients.
@@ -135,28 +136,36 @@ pub fn service_with_metrics(
     ))
 }
 
-/// Serves on a TCP address until `shutdown` resolves.
+/// Serves the Storage and Runtime services on a TCP address until `shutdown` resolves.
 pub async fn serve_tcp(
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
+    runtime: Option<Arc<LocalRuntime>>,
     token: &str,
     addr: SocketAddr,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_tcp_listener(pool, metrics, token, listener, shutdown).await
+    serve_tcp_listener(pool, metrics, runtime, token, listener, shutdown).await
 }
 
 /// Serves on an already bound TCP listener (lets callers pick port 0).
 pub async fn serve_tcp_listener(
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
+    runtime: Option<Arc<LocalRuntime>>,
     token: &str,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    tonic::transport::Server::builder()
-        .add_service(service_with_metrics(pool, token, metrics)?)
+    crate::rpc::server_builder()
+        .add_service(service_with_metrics(pool.clone(), token, metrics)?)
+        .add_service(crate::rpc::service(
+            pool,
+            runtime,
+            token,
+            crate::rpc::HEARTBEAT,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
@@ -166,6 +175,7 @@ pub async fn serve_tcp_listener(
 pub async fn serve_unix(
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
+    runtime: Option<Arc<LocalRuntime>>,
     token: &str,
     path: &Path,
     shutdown: impl Future<Output = ()>,
@@ -179,8 +189,14 @@ pub async fn serve_unix(
     }
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    tonic::transport::Server::builder()
-        .add_service(service_with_metrics(pool, token, metrics)?)
+    crate::rpc::server_builder()
+        .add_service(service_with_metrics(pool.clone(), token, metrics)?)
+        .add_service(crate::rpc::service(
+            pool,
+            runtime,
+            token,
+            crate::rpc::HEARTBEAT,
+        ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::metrics::{self, Metrics};
+use forkr_node_agent::net::NetConfig;
+use forkr_node_agent::runtime::{ApiEndpoints, LocalRuntime, RuntimeConfig};
 use forkr_node_agent::{Pool, grpc};
 
 #[derive(Debug, Parser)]
@@ -44,6 +46,64 @@ struct Args {
     /// Log as JSON lines (for clusters).
     #[arg(long, env = "FORKR_LOG_JSON")]
     log_json: bool,
+    /// Run boxes here with runc (single-node and local mode). Without it (Kubernetes mode) the
+    /// Runtime service only enters boxes the kubelet runs.
+    #[arg(long, env = "FORKR_RUNTIME_DIR")]
+    runtime_dir: Option<std::path::PathBuf>,
+    /// The forkr-runner binary; by default the one next to this executable.
+    #[arg(long, env = "FORKR_RUNNER_BIN")]
+    runner_bin: Option<std::path::PathBuf>,
+    /// Bridge for the boxes' network namespaces.
+    #[arg(long, default_value = "forkr0")]
+    bridge: String,
+    /// The boxes' /24.
+    #[arg(long, default_value = "10.88.0.0")]
+    subnet: std::net::Ipv4Addr,
+    /// What boxes are told FORKR_API_URL is.
+    #[arg(long, env = "FORKR_API_URL", default_value = "https://forks.localhost")]
+    api_url: String,
+    /// The node IP boxes see as FORKR_NODE_IP and FORKR_API_IP.
+    #[arg(long, env = "FORKR_NODE_IP", default_value = "10.88.0.1")]
+    node_ip: String,
+}
+
+/// The local runtime, when `--runtime-dir` asks for one; it adopts boxes still running.
+fn open_runtime(args: &Args, pool: &Arc<Pool>) -> anyhow::Result<Option<Arc<LocalRuntime>>> {
+    let Some(dir) = &args.runtime_dir else {
+        return Ok(None);
+    };
+    let runner_bin = match &args.runner_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the executable has no directory")?
+            .join("forkr-runner"),
+    };
+    let api_host = args
+        .api_url
+        .split_once("://")
+        .map_or(args.api_url.as_str(), |(_, h)| h)
+        .to_string();
+    let cfg = RuntimeConfig {
+        state_dir: dir.clone(),
+        runner_bin,
+        network: Some(NetConfig {
+            bridge: args.bridge.clone(),
+            subnet: args.subnet,
+            upstream_dns: forkr_node_agent::net::hosts::host_nameservers(),
+        }),
+        api: ApiEndpoints {
+            api_url: args.api_url.clone(),
+            api_host,
+            node_ip: args.node_ip.clone(),
+            insecure: false,
+        },
+    };
+    let (rt, report) = LocalRuntime::open(cfg, pool.clone())?;
+    for st in report {
+        tracing::info!(project = %st.project, name = %st.name, phase = ?st.phase, "found box");
+    }
+    Ok(Some(Arc::new(rt)))
 }
 
 #[tokio::main]
@@ -74,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let pool = Arc::new(Pool::open(&args.pool)?);
+    let runtime = open_runtime(&args, &pool)?;
     tracing::info!(pool = %args.pool.display(), socket = %args.socket.display(), listen = ?args.listen, "serving");
 
     let shutdown = async {
@@ -88,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
     let unix = grpc::serve_unix(
         pool.clone(),
         metrics.clone(),
+        runtime.clone(),
         &token,
         &args.socket,
         shutdown.clone(),
@@ -97,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
             let tcp = grpc::serve_tcp(
                 pool.clone(),
                 metrics.clone(),
+                runtime.clone(),
                 &token,
                 addr,
                 shutdown.clone(),

@@ -369,7 +369,7 @@ async fn serves_over_a_unix_socket_and_tcp() {
     let server = {
         let (pool, sock) = (pool.clone(), sock.clone());
         tokio::spawn(async move {
-            grpc::serve_unix(pool, Arc::default(), TOKEN, &sock, async {
+            grpc::serve_unix(pool, Arc::default(), None, TOKEN, &sock, async {
                 let _ = stop_rx.await;
             })
             .await
@@ -381,6 +381,7 @@ async fn serves_over_a_unix_socket_and_tcp() {
     tokio::spawn(grpc::serve_tcp_listener(
         pool,
         metrics.clone(),
+        None,
         TOKEN,
         listener,
         std::future::pending(),

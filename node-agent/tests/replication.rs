@@ -26,6 +26,7 @@ async fn serve(t: &TestPool) -> String {
     tokio::spawn(grpc::serve_tcp_listener(
         pool,
         Arc::default(),
+        None,
         TOKEN,
         listener,
         std::future::pending(),

@@ -1,9 +1,8 @@
 //! The gRPC face of the box runtime: the `Runtime` service (box start/stop/status in local mode;
 //! exec, console, ps, logs and files in both modes), authenticated with the agent's token.
 //!
-//! Its code is generated from `proto/forkr/runtime/v1/runtime.proto` and checked in under
-//! `gen/` (the `runtime_proto` test fails when it drifts), so the crate's build script is
-//! untouched.
+//! Its code is generated from `proto/forkr/runtime/v1/runtime.proto` by the build script, like the
+//! Storage service's.
 
 mod exec;
 mod files;
@@ -25,7 +24,7 @@ use crate::runtime::{BoxSpec, LocalRuntime, Phase, VolumeMount};
 /// Generated protocol types, shared by server and clients.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod proto {
-    include!("gen/forkr.runtime.v1.rs");
+    tonic::include_proto!("forkr.runtime.v1");
 }
 
 use proto::runtime_server::{Runtime, RuntimeServer};
