@@ -140,6 +140,38 @@ impl Client {
             .map(drop)
     }
 
+    /// Sends a streamed body (a tarball, a file) and reads the JSON answer.
+    async fn upload<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: String,
+        content_type: &str,
+        body: reqwest::Body,
+    ) -> ClientResult<T> {
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+            status: status.as_u16(),
+            detail: e.to_string(),
+        })
+    }
+
     fn project(project: &str) -> String {
         format!("/v1/projects/{}", seg(project))
     }
@@ -258,28 +290,8 @@ impl Client {
             Self::project(project),
             seg(name)
         );
-        let mut req = self
-            .http
-            .post(&url)
-            .header("content-type", "application/gzip")
-            .body(body);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let transport = |source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        };
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(transport)?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
-                status: status.as_u16(),
-                detail: e.to_string(),
-            });
-        }
-        Err(api_error(status, &bytes))
+        self.upload(Method::POST, url, "application/gzip", body)
+            .await
     }
 
     pub async fn delete_base(&self, project: &str, name: &str) -> ClientResult<()> {
@@ -506,28 +518,8 @@ impl Client {
             self.base,
             Self::box_path(project, name)
         );
-        let mut req = self
-            .http
-            .put(&url)
-            .header("content-type", "application/octet-stream")
-            .body(body);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let transport = |source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        };
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(transport)?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
-            status: status.as_u16(),
-            detail: e.to_string(),
-        })
+        self.upload(Method::PUT, url, "application/octet-stream", body)
+            .await
     }
 
     /// Opens `path` in the box for download.
