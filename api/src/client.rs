@@ -240,6 +240,78 @@ impl Client {
             .await
     }
 
+    fn volume_path(project: &str, name: &str) -> String {
+        format!("{}/volumes/{}", Self::project(project), seg(name))
+    }
+
+    pub async fn list_volume_checkpoints(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> ClientResult<Vec<SnapshotView>> {
+        self.get(&format!("{}/checkpoints", Self::volume_path(project, name)))
+            .await
+    }
+
+    pub async fn checkpoint_volume(
+        &self,
+        project: &str,
+        name: &str,
+        req: &CheckpointVolume,
+    ) -> ClientResult<SnapshotView> {
+        let path = format!("{}/checkpoints", Self::volume_path(project, name));
+        self.send(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn list_volume_backups(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> ClientResult<Vec<SnapshotView>> {
+        self.get(&format!("{}/backups", Self::volume_path(project, name)))
+            .await
+    }
+
+    pub async fn backup_volume(
+        &self,
+        project: &str,
+        name: &str,
+        req: &CheckpointVolume,
+    ) -> ClientResult<SnapshotView> {
+        let path = format!("{}/backups", Self::volume_path(project, name));
+        self.send(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn restore_volume(
+        &self,
+        project: &str,
+        name: &str,
+        req: &RestoreVolume,
+    ) -> ClientResult<VolumeView> {
+        let path = format!("{}/restore", Self::volume_path(project, name));
+        self.send(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn publish_box(
+        &self,
+        project: &str,
+        name: &str,
+        req: &PublishBox,
+    ) -> ClientResult<Published> {
+        let path = format!("{}/publish", Self::box_path(project, name));
+        self.send(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn unpublish_box(
+        &self,
+        project: &str,
+        name: &str,
+        req: &UnpublishBox,
+    ) -> ClientResult<Unpublished> {
+        let path = format!("{}/unpublish", Self::box_path(project, name));
+        self.send(Method::POST, &path, Some(req)).await
+    }
+
     pub async fn list_bases(&self, project: &str) -> ClientResult<Vec<BaseSummaryView>> {
         self.get(&format!("{}/bases", Self::project(project))).await
     }

@@ -394,3 +394,65 @@ pub struct PortView {
     /// The address it is bound to (`0.0.0.0`, `::`, `127.0.0.1`, ...).
     pub address: String,
 }
+
+/// `POST .../boxes/{name}/publish`. The host resolves as `4kr publish` documents: `host` wins;
+/// otherwise `{subdomain}.{domain}`, where `@` is the bare domain and `domain` defaults to the
+/// server's publish domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBox {
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Take the host over from the box that has it.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The answer to a publish: `{"host": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Published {
+    pub host: String,
+}
+
+/// `POST .../boxes/{name}/unpublish`: one host, named as for publish, or every host of the box
+/// when none is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnpublishBox {
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// The hosts an unpublish removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Unpublished {
+    pub hosts: Vec<String>,
+}
+
+/// `POST .../volumes/{name}/checkpoints` and `.../backups`: the name is optional (`v0`, `v1`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointVolume {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `POST .../volumes/{name}/restore`: exactly one of a checkpoint or a backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreVolume {
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    #[serde(default)]
+    pub backup: Option<String>,
+}
