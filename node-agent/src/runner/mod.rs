@@ -21,6 +21,8 @@ pub use env::Injected;
 
 /// The variable that may carry the whole configuration as JSON.
 pub const CONFIG_ENV: &str = "FORKR_RUNNER_CONFIG";
+/// The node IP, when the configuration leaves it empty (Kubernetes: from `status.hostIP`).
+pub const NODE_IP_ENV: &str = "FORKR_NODE_IP";
 
 /// Where each system volume appears inside the box.
 pub const SYSTEM_MOUNTS: [(&str, &str); 4] = [
@@ -94,10 +96,21 @@ impl RunnerConfig {
                 Error::InvalidArgument(format!("no --config file and no {CONFIG_ENV} variable"))
             })?,
         };
-        let cfg: RunnerConfig = serde_json::from_str(&text)
+        let mut cfg: RunnerConfig = serde_json::from_str(&text)
             .map_err(|e| Error::InvalidArgument(format!("runner configuration: {e}")))?;
+        cfg.fill_node_ip(std::env::var(NODE_IP_ENV).ok());
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// In Kubernetes the operator cannot know the node IP when it writes the configuration: it
+    /// leaves `node_ip` empty and the pod gets FORKR_NODE_IP from `status.hostIP`.
+    pub fn fill_node_ip(&mut self, from_env: Option<String>) {
+        if self.injected.node_ip.is_empty()
+            && let Some(ip) = from_env.filter(|ip| !ip.is_empty())
+        {
+            self.injected.node_ip = ip;
+        }
     }
 
     /// Applies the shared validation to everything that came from a user.
@@ -293,4 +306,28 @@ fn write_env(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
             .ctx("write", bashrc)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_node_ip_comes_from_the_environment_only() {
+        let mut cfg = RunnerConfig {
+            injected: Injected::default(),
+            root: default_root(),
+            scratch: PathBuf::from("/s"),
+            resolv_conf: None,
+            hosts: None,
+            system_volumes: BTreeMap::new(),
+            data_volumes: Vec::new(),
+            env: BTreeMap::new(),
+            init: default_init(),
+        };
+        cfg.fill_node_ip(Some("10.1.2.3".into()));
+        assert_eq!(cfg.injected.node_ip, "10.1.2.3");
+        cfg.fill_node_ip(Some("10.9.9.9".into()));
+        assert_eq!(cfg.injected.node_ip, "10.1.2.3");
+    }
 }

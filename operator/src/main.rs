@@ -1,0 +1,86 @@
+//! `forkr-operator`: reads its settings, waits for the leader lease, serves /metrics and
+//! /healthz, and runs the controllers.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use forkr_operator::agent::GrpcAgents;
+use forkr_operator::config::Args;
+use forkr_operator::context::Context;
+use forkr_operator::lease::LeaseLock;
+use forkr_operator::metrics::Metrics;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let settings = args.settings()?;
+    let discovery = args.discovery()?;
+    let token = std::fs::read_to_string(&args.agent_token_file)
+        .with_context(|| format!("reading {}", args.agent_token_file.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(!token.is_empty(), "the agent token file is empty");
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+    let metrics = Arc::new(Metrics::default());
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let router = forkr_operator::server::router(metrics.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "forkr-operator".into()),
+            std::process::id()
+        )
+    });
+    let lease = Arc::new(LeaseLock::new(
+        client.clone(),
+        &args.namespace,
+        "forkr-operator",
+        &identity,
+    ));
+    if !args.no_leader_election {
+        lease.acquire().await;
+        tracing::info!(identity = %identity, "leader lease acquired");
+    }
+
+    let agents = GrpcAgents::new(discovery, Some(client.clone()), &token)?;
+    let stores = forkr_operator::stores(&client).await;
+    let cx = Arc::new(Context::new(
+        client,
+        settings,
+        agents,
+        metrics,
+        stores,
+        Some(identity),
+    ));
+    let stop = futures::future::FutureExt::shared(Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    }));
+    let controllers = forkr_operator::run(cx, args.concurrency, stop);
+    if args.no_leader_election {
+        controllers.await;
+    } else {
+        tokio::select! {
+            () = controllers => {}
+            () = lease.hold() => anyhow::bail!("lost the leader lease; exiting so a replica can take over"),
+        }
+    }
+    Ok(())
+}

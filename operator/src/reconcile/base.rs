@@ -1,0 +1,129 @@
+//! The Base controller: `spec.source.save` makes a new version from a box's root, on the box's
+//! node, once per request id. Versions reach other nodes on demand (a box created elsewhere
+//! pulls its base from a node that has it). Imports are streamed to an agent by forkr-api, which
+//! records the version in status itself; the operator reports a save's outcome.
+
+use std::sync::Arc;
+
+use forkr_crds::base::BasePhase;
+use forkr_crds::{Base, BaseVersion, BaseVersionKind, BoxResource, conditions};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+
+use super::{measured, patch_status, unguard};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::status::{condition, is_true};
+
+pub const CONTROLLER: &str = "base";
+
+pub async fn reconcile(g: Arc<DeserializeGuard<Base>>, cx: Arc<Context>) -> Result<Action> {
+    let cx2 = cx.clone();
+    measured(&cx2, CONTROLLER, async move {
+        let b = unguard(&g, "Base")?;
+        apply(&b, &cx).await
+    })
+    .await
+}
+
+async fn apply(base: &Base, cx: &Context) -> Result<Action> {
+    let generation = base.metadata.generation;
+    let prev = base.status.clone().unwrap_or_default();
+    let mut st = prev.clone();
+    if let Err(errs) = base.validate() {
+        st.phase = Some(BasePhase::Failed);
+        st.message = Some(errs.to_string());
+        st.observed_generation = generation;
+        if base.status.as_ref() != Some(&st) {
+            patch_status(cx, CONTROLLER, base, &st).await?;
+            cx.event(CONTROLLER, base, true, "FailedInvalid", errs.to_string())
+                .await;
+        }
+        return Err(Error::Invalid {
+            kind: "Base",
+            message: errs.to_string(),
+        });
+    }
+    let alias = base.name_any();
+    if let Some(src) = &base.spec.source
+        && prev.last_request_id.as_deref() != Some(src.request_id.as_str())
+        && let Some(save) = &src.save
+    {
+        let project = save
+            .project
+            .clone()
+            .unwrap_or_else(|| base.namespace().unwrap_or_default());
+        let boxes: Api<BoxResource> = Api::namespaced(cx.client.clone(), &project);
+        let b = boxes
+            .get_opt(&save.box_name)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("box {project}/{} not found", save.box_name)))?;
+        let bst = b.status.unwrap_or_default();
+        let node = match (bst.node, is_true(&bst.conditions, conditions::ROOT_READY)) {
+            (Some(n), true) => n,
+            _ => {
+                return Err(Error::Missing(format!(
+                    "box {} has no root yet",
+                    save.box_name
+                )));
+            }
+        };
+        let version = cx
+            .agents
+            .save_base(&node, &alias, (&project, &save.box_name), &src.request_id)
+            .await?;
+        if !st.versions.iter().any(|v| v.name == version) {
+            st.versions.push(BaseVersion {
+                name: version.clone(),
+                kind: BaseVersionKind::Save,
+                tag: None,
+                builder: None,
+                parent: Some(format!("{project}:{}", save.box_name)),
+                size: None,
+                created: Some(Timestamp::now().to_string()),
+                nodes: vec![node.clone()],
+            });
+        }
+        st.last_request_id = Some(src.request_id.clone());
+        cx.event(
+            CONTROLLER,
+            base,
+            false,
+            "Saved",
+            format!("version {version} from box {project}/{}", save.box_name),
+        )
+        .await;
+    }
+    st.current_version = base
+        .spec
+        .version
+        .clone()
+        .or_else(|| st.versions.last().map(|v| v.name.clone()));
+    st.phase = Some(if st.versions.is_empty() {
+        BasePhase::Pending
+    } else {
+        BasePhase::Ready
+    });
+    st.message = None;
+    st.observed_generation = generation;
+    st.conditions = vec![condition(
+        &prev.conditions,
+        conditions::READY,
+        !st.versions.is_empty(),
+        if st.versions.is_empty() {
+            "NoVersion"
+        } else {
+            "Ready"
+        },
+        String::new(),
+        generation,
+        Timestamp::now(),
+    )];
+    if base.status.as_ref() != Some(&st) {
+        patch_status(cx, CONTROLLER, base, &st).await?;
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,157 @@
+//! The DataVolume controller: the volume on a node, its declared checkpoints, restores once per
+//! request id; deletion removes the volume and its checkpoints (backups outlive it).
+
+use std::sync::Arc;
+
+use forkr_crds::data_volume::{DataVolumePhase, VolumeCopyStatus};
+use forkr_crds::{DataVolume, DataVolumeStatus, conditions, labels};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+
+use super::{measured, patch_status, unguard, with_finalizer};
+use crate::agent::Subject;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::status::condition;
+
+pub const CONTROLLER: &str = "datavolume";
+
+pub async fn reconcile(g: Arc<DeserializeGuard<DataVolume>>, cx: Arc<Context>) -> Result<Action> {
+    let cx2 = cx.clone();
+    measured(&cx2, CONTROLLER, async move {
+        let v = unguard(&g, "DataVolume")?;
+        let (c1, c2) = (cx.clone(), cx.clone());
+        with_finalizer(
+            &cx,
+            CONTROLLER,
+            labels::FINALIZER_VOLUME,
+            v,
+            |v| async move { apply(&v, &c1).await },
+            |v| async move { cleanup(&v, &c2).await },
+        )
+        .await
+    })
+    .await
+}
+
+fn subject(v: &DataVolume) -> Subject {
+    Subject::Volume {
+        project: v.namespace().unwrap_or_default(),
+        name: v.name_any(),
+    }
+}
+
+async fn apply(v: &DataVolume, cx: &Context) -> Result<Action> {
+    let generation = v.metadata.generation;
+    let prev = v.status.clone().unwrap_or_default();
+    if let Err(errs) = v.validate() {
+        let st = DataVolumeStatus {
+            phase: Some(DataVolumePhase::Failed),
+            message: Some(errs.to_string()),
+            observed_generation: generation,
+            ..prev.clone()
+        };
+        if v.status.as_ref() != Some(&st) {
+            patch_status(cx, CONTROLLER, v, &st).await?;
+            cx.event(CONTROLLER, v, true, "FailedInvalid", errs.to_string())
+                .await;
+        }
+        return Err(Error::Invalid {
+            kind: "DataVolume",
+            message: errs.to_string(),
+        });
+    }
+    let project = v.namespace().unwrap_or_default();
+    let node = match &prev.node {
+        Some(n) => n.clone(),
+        None => {
+            let nodes = cx.agents.nodes().await?;
+            nodes
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Unschedulable {
+                    what: format!("volume {}", v.name_any()),
+                    why: "no node agent is running".into(),
+                })?
+        }
+    };
+    let mut st = prev.clone();
+    if prev.phase != Some(DataVolumePhase::Ready) && prev.phase != Some(DataVolumePhase::Restoring)
+    {
+        cx.agents
+            .create_volume(&node, &project, &v.name_any())
+            .await?;
+    }
+    st.node = Some(node.clone());
+    st.phase = Some(DataVolumePhase::Ready);
+    let subj = subject(v);
+    // Declared checkpoints: take the new ones, delete the undeclared ones.
+    for c in &v.spec.checkpoints {
+        if !st.checkpoints.iter().any(|s| s.name == c.name) {
+            let desc = c.description.clone().unwrap_or_default();
+            let rid = format!("{}-{}", v.uid().unwrap_or_default(), c.name);
+            let cp = cx
+                .agents
+                .create_checkpoint(&node, &subj, &c.name, &desc, &rid)
+                .await?;
+            st.checkpoints.push(VolumeCopyStatus {
+                name: cp.name,
+                size: i64::try_from(cp.size).ok(),
+                created: Some(cp.created),
+                description: c.description.clone(),
+            });
+        }
+    }
+    let mut keep = Vec::new();
+    for s in std::mem::take(&mut st.checkpoints) {
+        if v.spec.checkpoints.iter().any(|c| c.name == s.name) {
+            keep.push(s);
+        } else {
+            match cx.agents.delete_checkpoint(&node, &subj, &s.name).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    st.checkpoints = keep;
+    if let Some(r) = &v.spec.restore
+        && st.last_restore_request_id.as_deref() != Some(r.request_id.as_str())
+    {
+        match &r.checkpoint {
+            Some(name) => {
+                cx.agents.restore_checkpoint(&node, &subj, name).await?;
+                st.message = None;
+            }
+            None => {
+                st.message = Some("restoring from a backup is done by forkr-api".into());
+            }
+        }
+        st.last_restore_request_id = Some(r.request_id.clone());
+    }
+    st.observed_generation = generation;
+    st.conditions = vec![condition(
+        &prev.conditions,
+        conditions::READY,
+        true,
+        "Created",
+        format!("on node {node}"),
+        generation,
+        Timestamp::now(),
+    )];
+    if v.status.as_ref() != Some(&st) {
+        patch_status(cx, CONTROLLER, v, &st).await?;
+    }
+    Ok(Action::await_change())
+}
+
+async fn cleanup(v: &DataVolume, cx: &Context) -> Result<Action> {
+    if let Some(node) = v.status.as_ref().and_then(|s| s.node.as_deref()) {
+        cx.agents
+            .delete_volume(node, &v.namespace().unwrap_or_default(), &v.name_any())
+            .await?;
+    }
+    Ok(Action::await_change())
+}
