@@ -3,6 +3,8 @@
 mod cli;
 mod commands;
 mod config;
+#[cfg(test)]
+mod golden;
 mod output;
 mod project;
 mod target;
@@ -36,6 +38,9 @@ enum Outcome {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    if let Some(name) = cli.command.json_refused() {
+        anyhow::bail!("--json is not supported for {name}");
+    }
     let cwd = std::env::current_dir()?;
     let ctx = Context::new(
         TargetFlags {
@@ -114,15 +119,51 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             project,
             json,
         } => boxes::resume(&ctx, &target, project.project.as_deref(), json.json).await?,
+        Command::Publish {
+            target,
+            subdomain,
+            host,
+            domain,
+            force,
+            project,
+            json,
+        } => {
+            let req = forkr_api::wire::PublishBox {
+                subdomain,
+                host,
+                domain,
+                force,
+            };
+            boxes::publish(&ctx, &target, req, project.project.as_deref(), json.json).await?
+        }
+        Command::Unpublish {
+            target,
+            subdomain,
+            host,
+            domain,
+            project,
+            json,
+        } => {
+            let req = forkr_api::wire::UnpublishBox {
+                subdomain,
+                host,
+                domain,
+            };
+            boxes::unpublish(&ctx, &target, req, project.project.as_deref(), json.json).await?
+        }
         Command::Exec(args) => return Ok(Outcome::Exec(commands::exec::exec(&ctx, args).await?)),
-        Command::Console { target, project } => {
+        Command::Console {
+            target, project, ..
+        } => {
             let done = commands::exec::console(&ctx, &target, project.project.as_deref()).await?;
             return Ok(Outcome::Exec(done));
         }
+        Command::Ssh { target, .. } => commands::exec::ssh(&target)?,
         Command::Ps {
             target,
             args,
             project,
+            ..
         } => {
             return Ok(Outcome::Exec(
                 commands::exec::ps(&ctx, &target, args, project.project.as_deref()).await?,
@@ -145,17 +186,33 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             )
             .await?
         }
-        Command::Cp { src, dest, project } => {
-            commands::cp::cp(&ctx, &src, &dest, project.project.as_deref()).await?
+        Command::Cp {
+            src, dest, project, ..
+        } => commands::cp::cp(&ctx, &src, &dest, project.project.as_deref()).await?,
+        Command::Inject {
+            target,
+            codex_auth,
+            codex_toml,
+            ssh_key,
+            project,
+            ..
+        } => {
+            let args = commands::inject::InjectArgs {
+                codex_auth,
+                codex_toml,
+                ssh_key,
+            };
+            commands::inject::inject(&ctx, &target, args, project.project.as_deref()).await?
         }
         Command::Port(cmd) => commands::snapshots::port(&ctx, cmd).await?,
         Command::Snapshot(cmd) => commands::snapshots::snapshot(&ctx, cmd).await?,
         Command::Diff(cmd) => commands::snapshots::diff(&ctx, cmd).await?,
         Command::User(cmd) => commands::users::run(&ctx, cmd).await?,
-        Command::Data(cmd) => commands::data::run(&ctx, cmd).await?,
+        Command::Volume(cmd) => commands::volumes::run(&ctx, cmd).await?,
         Command::Base(cmd) => commands::bases::run(&ctx, cmd).await?,
         Command::Config(cmd) => commands::config::run(&ctx, cmd)?,
-        Command::Docs => commands::docs::run(),
+        Command::Docs { .. } => commands::docs::run(),
+        Command::Completion { shell, .. } => commands::docs::completion(shell),
         Command::Local(cmd) => match cmd {
             cli::LocalCommand::Up {
                 data,
@@ -163,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 domain,
                 base_tarball,
                 no_network,
+                ..
             } => {
                 let args = commands::local::LocalArgs {
                     data_dir: data.data_dir,
@@ -173,8 +231,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 };
                 commands::local::up(&ctx, args).await?
             }
-            cli::LocalCommand::Down { data } => commands::local::down(&data.data_dir).await?,
-            cli::LocalCommand::Status { data } => {
+            cli::LocalCommand::Down { data, .. } => commands::local::down(&data.data_dir).await?,
+            cli::LocalCommand::Status { data, .. } => {
                 commands::local::status(&ctx, &data.data_dir).await?
             }
         },
@@ -182,8 +240,30 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     Ok(Outcome::Text(text))
 }
 
+/// Parses the command line. Usage errors keep clap's text and exit code 2, with the `Error: `
+/// prefix every other error has.
+fn parse() -> Result<Cli, i32> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            Err(0)
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("Error: {text}");
+            Err(e.exit_code())
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(u8::try_from(code).unwrap_or(2)),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -34,6 +34,22 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The NAME, SIZE, CREATED, DESCRIPTION table of snapshots and volume copies.
+pub fn snapshot_table(list: &[forkr_api::wire::SnapshotView]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                human_size(s.size),
+                s.created.clone(),
+                s.description.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "SIZE", "CREATED", "DESCRIPTION"], &rows)
+}
+
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
 }

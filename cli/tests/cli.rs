@@ -110,21 +110,27 @@ async fn users_from_the_command_line() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn data_volumes_and_a_partial_delete() {
+async fn volumes_and_a_partial_delete() {
     let e = server().await;
     let created = e
-        .ok(&["data", "create", "pgdata", "--size", "1Gi", "-p", "shop"])
+        .ok(&["volume", "create", "pgdata", "--size", "1Gi", "-p", "shop"])
         .await;
     assert!(created.starts_with("NAME    SIZE"), "{created}");
     assert!(
         created.contains("pgdata") && created.contains("1Gi"),
         "{created}"
     );
-    let listed: Value =
-        serde_json::from_str(&e.ok(&["data", "list", "-p", "shop", "-j"]).await).unwrap();
-    assert_eq!(listed[0]["name"], "pgdata");
+    // `data` and `vol` are the same command.
+    let listed = e.ok(&["data", "list", "-p", "shop"]).await;
+    assert!(listed.contains("\npgdata  "), "{listed}");
+    assert_eq!(e.ok(&["vol", "ls", "-p", "shop"]).await, listed);
+    let json = e.run(&["volume", "list", "-p", "shop", "-j"]).await;
+    assert_eq!(
+        (json.code, json.stderr.as_str()),
+        (1, "Error: --json is not supported for volume list\n")
+    );
     let out = e
-        .run(&["data", "delete", "pgdata", "Bad_Name", "-p", "shop"])
+        .run(&["volume", "delete", "pgdata", "Bad_Name", "-p", "shop"])
         .await;
     assert_eq!(out.code, 1);
     assert_eq!(
@@ -132,9 +138,98 @@ async fn data_volumes_and_a_partial_delete() {
         "pgdata: deleted\nBad_Name: error: invalid data volume name \"Bad_Name\": use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit\n"
     );
     assert_eq!(
-        e.ok(&["data", "list", "-p", "shop"]).await,
+        e.ok(&["volume", "list", "-p", "shop"]).await,
         "NAME  SIZE  LIMIT  CREATED\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn volume_checkpoints_backups_and_restores() {
+    let e = server().await;
+    e.ok(&["volume", "create", "pg"]).await;
+    e.ok(&["create", "db", "-d", "pg=/data"]).await;
+    e.ok(&["exec", "db", "--sh", "--", "echo one > /data/state"])
+        .await;
+    assert_eq!(e.ok(&["volume", "checkpoint", "pg"]).await, "v0\n");
+    e.ok(&["exec", "db", "--sh", "--", "echo two > /data/state"])
+        .await;
+    assert_eq!(
+        e.ok(&[
+            "volume",
+            "checkpoint",
+            "pg",
+            "x",
+            "--name",
+            "second",
+            "-m",
+            "after two"
+        ])
+        .await,
+        "second\n"
+    );
+    let listed = e.ok(&["volume", "checkpoints", "pg"]).await;
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(lines[0].starts_with("NAME    SIZE"), "{listed}");
+    assert!(lines[1].starts_with("v0      "), "{listed}");
+    assert!(
+        lines[2].starts_with("second  ") && lines[2].ends_with("  after two"),
+        "{listed}"
+    );
+    e.ok(&["exec", "db", "--sh", "--", "echo three > /data/state"])
+        .await;
+    assert_eq!(
+        e.ok(&["volume", "backup", "pg", "-m", "nightly"]).await,
+        "v0\n"
+    );
+    let backups = e.ok(&["volume", "backups", "pg"]).await;
+    assert!(
+        backups.lines().nth(1).unwrap().starts_with("v0  ")
+            && backups.trim_end().ends_with("nightly"),
+        "{backups}"
+    );
+    // A restore needs the boxes that mount the volume stopped; the server says so.
+    let busy = e
+        .run(&["volume", "restore", "pg", "--checkpoint", "v0"])
+        .await;
+    assert_eq!(busy.code, 1);
+    assert!(busy.stderr.starts_with("Error: "), "{}", busy.stderr);
+    e.ok(&["stop", "db"]).await;
+    assert_eq!(
+        e.ok(&["volume", "restore", "pg", "--checkpoint", "v0"])
+            .await,
+        "restored pg from checkpoint v0\n"
+    );
+    e.ok(&["resume", "db"]).await;
+    assert_eq!(
+        e.ok(&["exec", "db", "--", "cat", "/data/state"]).await,
+        "one\n"
+    );
+    // A backup outlives its volume and brings it back.
+    e.ok(&["delete", "-f", "db"]).await;
+    assert_eq!(e.ok(&["volume", "delete", "pg"]).await, "pg: deleted\n");
+    assert_eq!(
+        e.ok(&["volume", "restore", "pg", "--backup", "v0"]).await,
+        "restored pg from backup v0\n"
+    );
+    e.ok(&["create", "db2", "-d", "pg=/data"]).await;
+    assert_eq!(
+        e.ok(&["exec", "db2", "--", "cat", "/data/state"]).await,
+        "three\n"
+    );
+    // clap's refusals carry the same prefix as ours.
+    let neither = e.run(&["volume", "restore", "pg"]).await;
+    assert_eq!(neither.code, 2);
+    assert!(
+        neither
+            .stderr
+            .starts_with("Error: the following required arguments were not provided:"),
+        "{}",
+        neither.stderr
+    );
+    let missing = e.run(&["volume", "checkpoints", "nope"]).await;
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.starts_with("Error: "), "{}", missing.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,17 +328,22 @@ async fn docs_prints_the_guide() {
     );
 }
 
-/// A tiny usr-merged amd64 rootfs: /bin/sh is an x86-64 ELF header.
+/// A tiny usr-merged amd64 rootfs, gzipped: /bin/sh is an x86-64 ELF header.
 fn rootfs_tar_gz(path: &std::path::Path) {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&rootfs_tar()).unwrap();
+    std::fs::write(path, gz.finish().unwrap()).unwrap();
+}
+
+/// The same rootfs as a plain tar.
+fn rootfs_tar() -> Vec<u8> {
     let mut elf = vec![0u8; 128];
     elf[..4].copy_from_slice(b"\x7fELF");
     elf[4] = 2;
     elf[5] = 1;
     elf[18..20].copy_from_slice(&62u16.to_le_bytes());
-    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
+    let mut b = tar::Builder::new(Vec::new());
     let mut add = |p: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
@@ -267,7 +367,7 @@ fn rootfs_tar_gz(path: &std::path::Path) {
         b"",
         Some("dash"),
     );
-    std::fs::write(path, b.into_inner().unwrap().finish().unwrap()).unwrap();
+    b.into_inner().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,13 +384,16 @@ async fn base_import_with_a_parent() {
         .ok(&["base", "import", "mini", "--file", &file, "-p", "mini"])
         .await;
     assert!(out.starts_with("imported mini as mini-v"), "{out}");
-    let shown: Value = serde_json::from_str(&e.ok(&["base", "show", "mini", "-j"]).await).unwrap();
-    assert_eq!(shown["version_count"], 2);
-    assert_eq!(shown["versions"][0]["parent"], "mini");
     let table = e.ok(&["base", "show", "mini"]).await;
     assert!(
         table.starts_with("name:     mini\nlatest:   mini-v"),
         "{table}"
+    );
+    assert!(table.contains("\nversions: 2\n"), "{table}");
+    let json = e.run(&["base", "show", "mini", "-j"]).await;
+    assert_eq!(
+        json.stderr,
+        "Error: --json is not supported for base show\n"
     );
     assert!(
         table.contains("KIND    TAG  BUILDER  PARENT  SIZE"),
@@ -740,5 +843,463 @@ async fn ports_list_and_wait() {
             1,
             "Error: nothing listens on port 9999 in box \"srv\" after 1 s\n"
         )
+    );
+}
+
+/// A stand-in container engine: a shell script that logs its arguments and does what 4kr asks
+/// of an engine (build, inspect, create, export, rm), exporting a real rootfs tar.
+fn fake_engine(dir: &std::path::Path, name: &str, arch: &str, tar: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join("engine.log");
+    let script = format!(
+        "#!/bin/sh\n\
+         echo \"$(basename \"$0\") $*\" >> {log}\n\
+         case \"$1\" in\n\
+           build|buildx) echo building >&1 ;;\n\
+           image) echo {arch} ;;\n\
+           create) echo 0123abcd ;;\n\
+           export) cat {tar} ;;\n\
+           rm) echo 0123abcd ;;\n\
+           *) echo \"unexpected $1\" >&2; exit 3 ;;\n\
+         esac\n",
+        log = log.display(),
+        tar = tar.display(),
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn engine_log(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn base_build_with_each_engine() {
+    use sha2::Digest;
+    let e = server().await;
+    // The engine exports the tiny base, so the built base boots.
+    let tar = e.cwd.path().join("rootfs.tar");
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(forkr_api::testkit::minibase()).unwrap(),
+        ),
+        &mut plain,
+    )
+    .unwrap();
+    std::fs::write(&tar, plain).unwrap();
+    let dockerfile = "FROM scratch\nCOPY rootfs/ /\n";
+    std::fs::write(e.cwd.path().join("Dockerfile"), dockerfile).unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(dockerfile));
+
+    // No engine at all.
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().display().to_string();
+    let none = e
+        .run_with(&["base", "build", "mini"], &[("PATH", &path)], true)
+        .await;
+    assert_eq!(
+        (none.code, none.stderr.as_str()),
+        (
+            1,
+            "Error: no container engine found: tried docker, podman and nerdctl on PATH; install one to build bases\n"
+        )
+    );
+
+    // docker wins over podman and nerdctl.
+    let bin = tempfile::tempdir().unwrap();
+    for name in ["nerdctl", "podman", "docker"] {
+        fake_engine(bin.path(), name, "amd64", &tar);
+    }
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let out = e
+        .run_with(&["base", "build", "Mini"], &[("PATH", &path)], true)
+        .await;
+    assert_eq!(out.code, 1, "the name is a base name: validated first");
+    assert!(engine_log(bin.path()).is_empty());
+    let out = e
+        .run_with(&["base", "build", "mini"], &[("PATH", &path)], true)
+        .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "built mini:latest with docker\nimported mini as mini\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("building"),
+        "build output goes to stderr"
+    );
+    assert_eq!(
+        engine_log(bin.path()),
+        "docker build --platform linux/amd64 -t mini:latest -f Dockerfile .\n\
+         docker image inspect --format {{.Architecture}} mini:latest\n\
+         docker create mini:latest true\n\
+         docker export 0123abcd\n\
+         docker rm 0123abcd\n"
+    );
+    let shown = e.ok(&["base", "show", "mini", "--tag", &sha]).await;
+    assert!(shown.contains(&format!("  {sha}  docker  ")), "{shown}");
+    // The base boots.
+    e.ok(&["create", "built", "-b", "mini"]).await;
+
+    // podman, then nerdctl, when docker is absent; -f and --context pass through.
+    for (engine, gone) in [("podman", "docker"), ("nerdctl", "podman")] {
+        std::fs::remove_file(bin.path().join(gone)).unwrap();
+        std::fs::remove_file(bin.path().join("engine.log")).unwrap();
+        std::fs::create_dir_all(e.cwd.path().join("ctx")).unwrap();
+        std::fs::write(e.cwd.path().join("ctx/Containerfile"), dockerfile).unwrap();
+        let out = e
+            .run_with(
+                &[
+                    "base",
+                    "build",
+                    "mini",
+                    "-f",
+                    "ctx/Containerfile",
+                    "--context",
+                    "ctx",
+                ],
+                &[("PATH", &path)],
+                true,
+            )
+            .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(
+            out.stdout.starts_with(&format!(
+                "built mini:latest with {engine}\nimported mini as mini-v"
+            )),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            engine_log(bin.path()).starts_with(&format!(
+                "{engine} build --platform linux/amd64 -t mini:latest -f ctx/Containerfile ctx\n"
+            )),
+            "{}",
+            engine_log(bin.path())
+        );
+    }
+
+    // An image of another architecture is refused before anything is exported.
+    std::fs::remove_file(bin.path().join("engine.log")).unwrap();
+    fake_engine(bin.path(), "nerdctl", "arm64", &tar);
+    let out = e
+        .run_with(&["base", "build", "mini"], &[("PATH", &path)], true)
+        .await;
+    assert_eq!(
+        (out.code, out.stderr.lines().last().unwrap()),
+        (1, "Error: image mini:latest is built for arm64, not amd64")
+    );
+    assert!(!engine_log(bin.path()).contains("export"));
+    let missing = e
+        .run_with(
+            &["base", "build", "mini", "-f", "nope/Dockerfile"],
+            &[("PATH", &path)],
+            true,
+        )
+        .await;
+    assert_eq!(
+        missing.stderr,
+        format!(
+            "Error: reading {}/nope/Dockerfile\n",
+            e.cwd.path().display()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_and_unpublish() {
+    let e = server().await;
+    e.ok(&["create", "web"]).await;
+    e.ok(&["create", "other"]).await;
+    assert_eq!(e.ok(&["publish", "web", "www"]).await, "OK\n");
+    let shown = e.ok(&["show", "web"]).await;
+    assert!(shown.contains("published   www.forkr.test\n"), "{shown}");
+    let again: Value = serde_json::from_str(&e.ok(&["publish", "web", "www", "-j"]).await).unwrap();
+    assert_eq!(again, serde_json::json!({"host": "www.forkr.test"}));
+    let apex: Value = serde_json::from_str(&e.ok(&["publish", "web", "@", "-j"]).await).unwrap();
+    assert_eq!(apex, serde_json::json!({"host": "forkr.test"}));
+    let host: Value = serde_json::from_str(
+        &e.ok(&["publish", "web", "--host", "app.example.com", "--json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(host, serde_json::json!({"host": "app.example.com"}));
+    let domain: Value = serde_json::from_str(
+        &e.ok(&["publish", "web", "api", "--domain", "example.org", "-j"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(domain, serde_json::json!({"host": "api.example.org"}));
+
+    // Taken elsewhere: 409 unless --force.
+    let taken = e.run(&["publish", "other", "www"]).await;
+    assert_eq!(
+        (taken.code, taken.stderr.as_str()),
+        (
+            1,
+            "Error: host www.forkr.test is already published by box default:web (use --force to take it over)\n"
+        )
+    );
+    assert_eq!(e.ok(&["publish", "other", "www", "-f"]).await, "OK\n");
+    // Not ours to unpublish: 403.
+    let theirs = e.run(&["unpublish", "web", "www"]).await;
+    assert_eq!(
+        theirs.stderr,
+        "Error: host www.forkr.test is not published by box default:web\n"
+    );
+    assert_eq!(e.ok(&["unpublish", "other", "www"]).await, "OK\n");
+    let one: Value = serde_json::from_str(
+        &e.ok(&["unpublish", "web", "api", "--domain", "example.org", "-j"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(one, serde_json::json!({"hosts": ["api.example.org"]}));
+    // No host named: every host of the box.
+    let all: Value = serde_json::from_str(&e.ok(&["unpublish", "web", "-j"]).await).unwrap();
+    assert_eq!(
+        all,
+        serde_json::json!({"hosts": ["forkr.test", "app.example.com"]})
+    );
+    assert!(e.ok(&["show", "web"]).await.contains("published   -\n"));
+
+    // The documented argument rules, checked before anything is sent.
+    for (args, err) in [
+        (
+            &["publish", "web"][..],
+            "Error: a subdomain is required unless --host is given (`@` is the bare domain)\n",
+        ),
+        (
+            &["publish", "web", "www", "--host", "a.example.com"][..],
+            "Error: --host cannot be used with a subdomain\n",
+        ),
+        (
+            &[
+                "publish",
+                "web",
+                "--host",
+                "a.example.com",
+                "--domain",
+                "example.com",
+            ][..],
+            "Error: --domain cannot be used with --host\n",
+        ),
+        (
+            &["unpublish", "web", "--domain", "example.com"][..],
+            "Error: a subdomain is required with --domain\n",
+        ),
+    ] {
+        let out = e.run(args).await;
+        assert_eq!((out.code, out.stderr.as_str()), (1, err), "{args:?}");
+    }
+}
+
+/// A HOME with codex files, an SSH keypair and a git config, as a user has them.
+fn inject_home(with_git: bool) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join(".codex")).unwrap();
+    std::fs::create_dir_all(h.join(".ssh")).unwrap();
+    std::fs::write(h.join(".codex/auth.json"), "{\"token\": \"secret\"}\n").unwrap();
+    std::fs::write(h.join(".codex/config.toml"), "model = \"o3\"\n").unwrap();
+    std::fs::write(h.join(".ssh/id_ecdsa"), "PRIVATE ECDSA\n").unwrap();
+    std::fs::write(h.join(".ssh/id_ecdsa.pub"), "ecdsa-sha2-nistp256 AAAA me\n").unwrap();
+    if with_git {
+        std::fs::create_dir_all(h.join(".config/git")).unwrap();
+        std::fs::write(h.join(".config/git/config"), "[user]\n\tname = Me\n").unwrap();
+    }
+    home
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inject_copies_credentials_into_the_box() {
+    let e = server().await;
+    e.ok(&["create", "dev", "-p", "shop"]).await;
+    // Something is missing: nothing is written.
+    let empty = tempfile::tempdir().unwrap();
+    let empty_home = empty.path().display().to_string();
+    let out = e
+        .run_with(
+            &["inject", "dev", "-p", "shop"],
+            &[("HOME", &empty_home)],
+            true,
+        )
+        .await;
+    assert_eq!(
+        (out.code, out.stderr),
+        (
+            1,
+            format!(
+                "Error: codex auth not found: {empty_home}/.codex/auth.json (pass --codex-auth PATH)\n"
+            )
+        )
+    );
+    let json = e
+        .run_with(&["inject", "dev", "-j"], &[("HOME", &empty_home)], true)
+        .await;
+    assert_eq!(json.stderr, "Error: --json is not supported for inject\n");
+    let nothing = e
+        .run(&["exec", "shop:dev", "--sh", "--", "ls -a /root"])
+        .await;
+    assert!(!nothing.stdout.contains(".codex"), "{}", nothing.stdout);
+
+    let home = inject_home(true);
+    let h = home.path().display().to_string();
+    // A known_hosts line of the user's own is kept.
+    e.ok(&[
+        "exec",
+        "shop:dev",
+        "--sh",
+        "--",
+        "mkdir -p /root/.ssh && echo 'example.org ssh-ed25519 AAAAexample' > /root/.ssh/known_hosts",
+    ])
+    .await;
+    let out = e
+        .run_with(&["inject", "shop:dev"], &[("HOME", &h)], true)
+        .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (
+            0,
+            "OK: injected codex auth/config, ssh keypair, git config into shop:dev\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    // No network and no ssh client here: the check warns and the injection stands.
+    assert!(
+        out.stderr
+            .starts_with("warning: ssh -T git@github.com did not authenticate (exit "),
+        "{}",
+        out.stderr
+    );
+    let modes = e
+        .ok(&[
+            "exec",
+            "shop:dev",
+            "--sh",
+            "--",
+            "cd /root && stat -c '%a %u %n' .codex .ssh .codex/auth.json .codex/codex.toml .ssh/id_ecdsa .ssh/id_ecdsa.pub .ssh/known_hosts .gitconfig && cat .codex/codex.toml .gitconfig",
+        ])
+        .await;
+    assert_eq!(
+        modes,
+        "700 0 .codex\n700 0 .ssh\n600 0 .codex/auth.json\n600 0 .codex/codex.toml\n\
+         600 0 .ssh/id_ecdsa\n644 0 .ssh/id_ecdsa.pub\n644 0 .ssh/known_hosts\n644 0 .gitconfig\n\
+         model = \"o3\"\n[user]\n\tname = Me\n"
+    );
+    let known = e
+        .ok(&["exec", "shop:dev", "--", "cat", "/root/.ssh/known_hosts"])
+        .await;
+    let hosts: Vec<&str> = known
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|s| match s.as_str() {
+            "example.org ssh-ed25519" => "mine",
+            "github.com ssh-ed25519" => "ed25519",
+            "github.com ecdsa-sha2-nistp256" => "ecdsa",
+            "github.com ssh-rsa" => "rsa",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(hosts, ["mine", "ed25519", "ecdsa", "rsa"]);
+    // Again: known_hosts does not grow; without a git config the line says so; explicit paths.
+    let bare = inject_home(false);
+    std::fs::rename(bare.path().join(".ssh/id_ecdsa"), bare.path().join("work")).unwrap();
+    std::fs::rename(
+        bare.path().join(".ssh/id_ecdsa.pub"),
+        bare.path().join("work.pub"),
+    )
+    .unwrap();
+    let b = bare.path().display().to_string();
+    let out = e
+        .run_with(
+            &[
+                "inject",
+                "dev",
+                "-p",
+                "shop",
+                "--ssh-key",
+                "~/work",
+                "--codex-auth",
+                &format!("{b}/.codex/auth.json"),
+                "--codex-toml",
+                "~/.codex/config.toml",
+            ],
+            &[("HOME", &b)],
+            true,
+        )
+        .await;
+    assert_eq!(
+        out.stdout, "OK: injected codex auth/config, ssh keypair into shop:dev\n",
+        "{}",
+        out.stderr
+    );
+    let after = e
+        .ok(&[
+            "exec",
+            "shop:dev",
+            "--sh",
+            "--",
+            "wc -l < /root/.ssh/known_hosts; stat -c %a /root/.ssh/work",
+        ])
+        .await;
+    assert_eq!(after.split_whitespace().collect::<Vec<_>>(), ["4", "600"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_completion_and_refused_json() {
+    let e = server().await;
+    let ssh = e.run(&["ssh", "web"]).await;
+    assert_eq!(
+        (ssh.code, ssh.stderr.as_str()),
+        (
+            1,
+            "Error: ssh is not available on this server: forkr-api has no SSH entry point; use `4kr console web` for an interactive shell, or `4kr exec web -- CMD`\n"
+        )
+    );
+    let bash = e.ok(&["completion", "bash"]).await;
+    assert!(
+        bash.contains("_4kr()") && bash.contains("publish"),
+        "{bash}"
+    );
+    let zsh = e.ok(&["completion", "zsh"]).await;
+    assert!(zsh.starts_with("#compdef 4kr"), "{zsh}");
+    let fish = e.ok(&["completion", "fish"]).await;
+    assert!(fish.contains("complete -c 4kr"), "{fish}");
+    for (args, name) in [
+        (&["snapshot", "list", "web", "-j"][..], "snapshot list"),
+        (&["console", "web", "-j"][..], "console"),
+        (&["cp", "a", "web:/b", "--json"][..], "cp"),
+        (&["user", "delete", "alice", "-j"][..], "user delete"),
+        (&["base", "list", "-j"][..], "base list"),
+    ] {
+        let out = e.run(args).await;
+        assert_eq!(
+            (out.code, out.stderr),
+            (1, format!("Error: --json is not supported for {name}\n")),
+            "{args:?}"
+        );
+    }
+    let follow = e
+        .run(&["logs", "web", "--pid", "1", "--follow", "-j"])
+        .await;
+    assert_eq!(
+        follow.stderr,
+        "Error: --json is not supported with --follow\n"
+    );
+    // clap's own refusals: exit 2, the usual prefix.
+    let usage = e.run(&["list", "--frobnicate"]).await;
+    assert_eq!(usage.code, 2);
+    assert!(
+        usage
+            .stderr
+            .starts_with("Error: unexpected argument '--frobnicate' found"),
+        "{}",
+        usage.stderr
     );
 }

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use forkr_api::wire::ImportBase;
+use forkr_api::wire::{BaseDetailsView, BaseSummaryView, ImportBase};
 use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -16,86 +16,96 @@ fn dash(v: &Option<String>) -> String {
 pub async fn run(ctx: &Context, cmd: BaseCommand) -> anyhow::Result<String> {
     let project = ctx.project(None)?;
     match cmd {
-        BaseCommand::List { json } => {
-            let bases = ctx.client()?.list_bases(&project).await?;
-            if json.json {
-                return output::json(&bases);
-            }
-            let rows: Vec<Vec<String>> = bases
-                .iter()
-                .map(|b| {
-                    vec![
-                        b.name.clone(),
-                        b.version.clone(),
-                        output::human_size(b.size),
-                        b.created.clone(),
-                    ]
-                })
-                .collect();
-            Ok(output::table(
-                &["NAME", "VERSION", "SIZE", "CREATED"],
-                &rows,
-            ))
-        }
-        BaseCommand::Show { name, tag, json } => {
+        BaseCommand::List { .. } => Ok(list_table(&ctx.client()?.list_bases(&project).await?)),
+        BaseCommand::Show { name, tag, .. } => {
             let d = ctx
                 .client()?
                 .show_base(&project, &name, tag.as_deref())
                 .await?;
-            if json.json {
-                return output::json(&d);
-            }
-            let rows: Vec<Vec<String>> = d
-                .versions
-                .iter()
-                .map(|v| {
-                    vec![
-                        v.version.clone(),
-                        v.kind.clone(),
-                        dash(&v.tag),
-                        dash(&v.builder),
-                        dash(&v.parent),
-                        output::human_size(v.size),
-                        v.created.clone(),
-                    ]
-                })
-                .collect();
-            Ok(format!(
-                "name:     {}\nlatest:   {}\nversions: {}\n\n{}",
-                d.name,
-                d.latest,
-                d.version_count,
-                output::table(
-                    &[
-                        "VERSION", "KIND", "TAG", "BUILDER", "PARENT", "SIZE", "CREATED"
-                    ],
-                    &rows
-                )
-            ))
+            Ok(show_text(&d))
         }
-        BaseCommand::Save { name, target } => {
+        BaseCommand::Save { name, target, .. } => {
             let (p, b) = ctx.box_ref(&target, None)?;
             let w = ctx.client()?.save_base(&p, &name, &b).await?;
             Ok(format!("saved {b} as {}\n", w.version))
         }
-        BaseCommand::Import { name, file, parent } => {
-            import(ctx, &project, &name, &file, parent).await
+        BaseCommand::Import {
+            name, file, parent, ..
+        } => {
+            let q = ImportBase {
+                parent,
+                ..Default::default()
+            };
+            import(ctx, &project, &name, &file, q).await
         }
-        BaseCommand::Delete { name } => {
+        BaseCommand::Build {
+            name,
+            file,
+            context,
+            ..
+        } => super::build::build(ctx, &project, &name, &file, &context).await,
+        BaseCommand::Delete { name, .. } => {
             ctx.client()?.delete_base(&project, &name).await?;
             Ok(format!("{name}: deleted\n"))
         }
     }
 }
 
+/// `base list`'s NAME, VERSION, SIZE, CREATED table.
+pub fn list_table(bases: &[BaseSummaryView]) -> String {
+    let rows: Vec<Vec<String>> = bases
+        .iter()
+        .map(|b| {
+            vec![
+                b.name.clone(),
+                b.version.clone(),
+                output::human_size(b.size),
+                b.created.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["NAME", "VERSION", "SIZE", "CREATED"], &rows)
+}
+
+/// `base show`: the name, the latest version, the version count and the versions' table.
+pub fn show_text(d: &BaseDetailsView) -> String {
+    let rows: Vec<Vec<String>> = d
+        .versions
+        .iter()
+        .map(|v| {
+            vec![
+                v.version.clone(),
+                v.kind.clone(),
+                dash(&v.tag),
+                dash(&v.builder),
+                dash(&v.parent),
+                output::human_size(v.size),
+                v.created.clone(),
+            ]
+        })
+        .collect();
+    format!(
+        "name:     {}\nlatest:   {}\nversions: {}\n\n{}",
+        d.name,
+        d.latest,
+        d.version_count,
+        output::table(
+            &[
+                "VERSION", "KIND", "TAG", "BUILDER", "PARENT", "SIZE", "CREATED"
+            ],
+            &rows
+        )
+    )
+}
+
 /// Streams the file to the server with a progress bar on stderr (hidden when it is not a
 /// terminal), so a multi-gigabyte rootfs is never held in memory.
-async fn import(
+pub async fn import(
     ctx: &Context,
     project: &str,
     name: &str,
     file: &Path,
-    parent: Option<String>,
+    q: ImportBase,
 ) -> anyhow::Result<String> {
     forkr_crds::validation::validate_base_alias(name)?;
     let client = ctx.client()?;
@@ -112,10 +122,6 @@ async fn import(
     let counter = bar.clone();
     let stream = tokio_util::io::ReaderStream::new(f)
         .inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
-    let q = ImportBase {
-        parent,
-        ..Default::default()
-    };
     let result = client
         .import_base(project, name, &q, reqwest::Body::wrap_stream(stream))
         .await;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use forkr_api::wire::{BoxView, CreateBox, UpdateBox};
+use forkr_api::wire::{BoxView, CreateBox, PublishBox, UnpublishBox, UpdateBox};
 use forkr_crds::validation::parse_env_assignment;
 
 use super::Context;
@@ -126,6 +126,11 @@ pub async fn list(ctx: &Context, project: Option<&str>, json: bool) -> anyhow::R
     if json {
         return output::json(&boxes);
     }
+    Ok(list_table(&boxes))
+}
+
+/// `list`'s NAME, STATUS, BASE, URL table.
+pub fn list_table(boxes: &[BoxView]) -> String {
     let rows: Vec<Vec<String>> = boxes
         .iter()
         .map(|b| {
@@ -137,7 +142,7 @@ pub async fn list(ctx: &Context, project: Option<&str>, json: bool) -> anyhow::R
             ]
         })
         .collect();
-    Ok(output::table(&["NAME", "STATUS", "BASE", "URL"], &rows))
+    output::table(&["NAME", "STATUS", "BASE", "URL"], &rows)
 }
 
 pub async fn show(
@@ -212,4 +217,69 @@ pub async fn resume(
 ) -> anyhow::Result<String> {
     let (p, name) = ctx.box_ref(target, project)?;
     one(&ctx.client()?.resume_box(&p, &name).await?, json)
+}
+
+/// Checks the publish arguments as 001 gives them: a subdomain unless --host, not both, and no
+/// --domain with --host.
+fn check_publish(
+    subdomain: Option<&str>,
+    host: Option<&str>,
+    domain: Option<&str>,
+) -> anyhow::Result<()> {
+    match (subdomain, host, domain) {
+        (Some(_), Some(_), _) => anyhow::bail!("--host cannot be used with a subdomain"),
+        (_, Some(_), Some(_)) => anyhow::bail!("--domain cannot be used with --host"),
+        _ => Ok(()),
+    }
+}
+
+/// `publish BOX [SUBDOMAIN]`: `OK`, or `{"host": ...}` with -j.
+pub async fn publish(
+    ctx: &Context,
+    target: &str,
+    req: PublishBox,
+    project: Option<&str>,
+    json: bool,
+) -> anyhow::Result<String> {
+    check_publish(
+        req.subdomain.as_deref(),
+        req.host.as_deref(),
+        req.domain.as_deref(),
+    )?;
+    if req.subdomain.is_none() && req.host.is_none() {
+        anyhow::bail!("a subdomain is required unless --host is given (`@` is the bare domain)");
+    }
+    let (p, name) = ctx.box_ref(target, project)?;
+    let published = ctx.client()?.publish_box(&p, &name, &req).await?;
+    if json {
+        output::json(&published)
+    } else {
+        Ok("OK\n".into())
+    }
+}
+
+/// `unpublish BOX [SUBDOMAIN]`: one host, or every host of the box when none is named; `OK`,
+/// or `{"hosts": [...]}` with -j.
+pub async fn unpublish(
+    ctx: &Context,
+    target: &str,
+    req: UnpublishBox,
+    project: Option<&str>,
+    json: bool,
+) -> anyhow::Result<String> {
+    check_publish(
+        req.subdomain.as_deref(),
+        req.host.as_deref(),
+        req.domain.as_deref(),
+    )?;
+    if req.domain.is_some() && req.subdomain.is_none() {
+        anyhow::bail!("a subdomain is required with --domain");
+    }
+    let (p, name) = ctx.box_ref(target, project)?;
+    let removed = ctx.client()?.unpublish_box(&p, &name, &req).await?;
+    if json {
+        output::json(&removed)
+    } else {
+        Ok("OK\n".into())
+    }
 }

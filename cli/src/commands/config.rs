@@ -9,8 +9,8 @@ use crate::target::profile_var;
 pub fn run(ctx: &Context, cmd: ConfigCommand) -> anyhow::Result<String> {
     let path = ctx.config_path();
     match cmd {
-        ConfigCommand::Path => Ok(format!("{}\n", path.display())),
-        ConfigCommand::Get { key } => {
+        ConfigCommand::Path { .. } => Ok(format!("{}\n", path.display())),
+        ConfigCommand::Get { key, .. } => {
             let config = ctx.config()?;
             crate::config::KEYS
                 .iter()
@@ -21,7 +21,7 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> anyhow::Result<String> {
                 None => bail!("{key} is not set in {}", path.display()),
             }
         }
-        ConfigCommand::List => {
+        ConfigCommand::List { .. } => {
             let config = ctx.config()?;
             Ok(config
                 .values()
@@ -36,20 +36,20 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> anyhow::Result<String> {
                 })
                 .collect())
         }
-        ConfigCommand::Set { key, value } => {
+        ConfigCommand::Set { key, value, .. } => {
             let mut config = ctx.config()?;
             config.set(&key, &value)?;
             config.save(&path)?;
             Ok(String::new())
         }
-        ConfigCommand::Unset { key } => {
+        ConfigCommand::Unset { key, .. } => {
             let mut config = ctx.config()?;
             if config.unset(&key)? {
                 config.save(&path)?;
             }
             Ok(String::new())
         }
-        ConfigCommand::Profiles => {
+        ConfigCommand::Profiles { .. } => {
             let config = ctx.config()?;
             let mut names: BTreeSet<String> = std::env::vars()
                 .filter_map(|(k, _)| {

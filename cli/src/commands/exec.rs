@@ -217,3 +217,10 @@ pub async fn logs(
         chunk = client.logs(&p, &name, Some(pid), offset).await?;
     }
 }
+
+/// `4kr ssh`: forkr-api serves no SSH entry point, so this explains what to use instead.
+pub fn ssh(target: &str) -> anyhow::Result<String> {
+    anyhow::bail!(
+        "ssh is not available on this server: forkr-api has no SSH entry point; use `4kr console {target}` for an interactive shell, or `4kr exec {target} -- CMD`"
+    )
+}

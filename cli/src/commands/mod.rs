@@ -2,16 +2,18 @@
 
 pub mod bases;
 pub mod boxes;
+pub mod build;
 pub mod config;
 pub mod cp;
-pub mod data;
 pub mod docs;
 pub mod exec;
+pub mod inject;
 pub mod local;
 pub mod localbase;
 pub mod snapshots;
 pub mod stream;
 pub mod users;
+pub mod volumes;
 
 use std::path::PathBuf;
 

@@ -14,7 +14,7 @@ pub async fn snapshot(ctx: &Context, cmd: SnapshotCommand) -> anyhow::Result<Str
             name_flag,
             message,
             project,
-            json,
+            ..
         } => {
             let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
             // --name overrides the positional name.
@@ -23,51 +23,24 @@ pub async fn snapshot(ctx: &Context, cmd: SnapshotCommand) -> anyhow::Result<Str
                 description: message,
             };
             let s = ctx.client()?.create_snapshot(&p, &b, &req).await?;
-            if json.json {
-                output::json(&s)
-            } else {
-                Ok(format!("{}\n", s.name))
-            }
+            Ok(format!("{}\n", s.name))
         }
         SnapshotCommand::List {
-            target,
-            project,
-            json,
+            target, project, ..
         } => {
             let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
             let list = ctx.client()?.list_snapshots(&p, &b).await?;
-            if json.json {
-                return output::json(&list);
-            }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|s| {
-                    vec![
-                        s.name.clone(),
-                        output::human_size(s.size),
-                        s.created.clone(),
-                        s.description.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            Ok(output::table(
-                &["NAME", "SIZE", "CREATED", "DESCRIPTION"],
-                &rows,
-            ))
+            Ok(output::snapshot_table(&list))
         }
         SnapshotCommand::Restore {
             target,
             name,
             project,
-            json,
+            ..
         } => {
             let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
-            let v = ctx.client()?.restore_snapshot(&p, &b, &name).await?;
-            if json.json {
-                output::json(&v)
-            } else {
-                Ok(format!("restored {b} from {name}\n"))
-            }
+            ctx.client()?.restore_snapshot(&p, &b, &name).await?;
+            Ok(format!("restored {b} from {name}\n"))
         }
     }
 }
@@ -78,25 +51,21 @@ pub async fn diff(ctx: &Context, cmd: DiffCommand) -> anyhow::Result<String> {
             target,
             against,
             project,
-            json,
+            ..
         } => {
             let (p, b) = ctx.box_ref(&target, project.project.as_deref())?;
             let d = ctx
                 .client()?
                 .diff_status(&p, &b, against.as_deref())
                 .await?;
-            if json.json {
-                output::json(&d)
-            } else {
-                Ok(d.text)
-            }
+            Ok(d.text)
         }
         DiffCommand::File {
             target,
             path,
             against,
             project,
-            json,
+            ..
         } => {
             if !path.starts_with('/') {
                 anyhow::bail!("path {path:?} must be absolute");
@@ -106,9 +75,6 @@ pub async fn diff(ctx: &Context, cmd: DiffCommand) -> anyhow::Result<String> {
                 .client()?
                 .diff_file(&p, &b, &path, against.as_deref())
                 .await?;
-            if json.json {
-                return output::json(&d);
-            }
             let mut out = format!("{}: {}\n", d.path, d.status);
             if let Some(diff) = d.diff {
                 out.push_str(&diff);
@@ -130,11 +96,7 @@ pub async fn port(ctx: &Context, cmd: PortCommand) -> anyhow::Result<String> {
             if json.json {
                 return output::json(&ports);
             }
-            let rows: Vec<Vec<String>> = ports
-                .iter()
-                .map(|p| vec![p.port.to_string(), p.address.clone()])
-                .collect();
-            Ok(output::table(&["PORT", "ADDRESS"], &rows))
+            Ok(ports_table(&ports))
         }
         PortCommand::Wait {
             target,
@@ -155,4 +117,13 @@ pub async fn port(ctx: &Context, cmd: PortCommand) -> anyhow::Result<String> {
             }
         }
     }
+}
+
+/// `port list`'s PORT, ADDRESS table.
+pub fn ports_table(ports: &[forkr_api::wire::PortView]) -> String {
+    let rows: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| vec![p.port.to_string(), p.address.clone()])
+        .collect();
+    output::table(&["PORT", "ADDRESS"], &rows)
 }

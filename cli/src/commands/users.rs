@@ -4,7 +4,8 @@ use super::Context;
 use crate::cli::UserCommand;
 use crate::output;
 
-fn rows(users: &[UserView]) -> String {
+/// The NAME, UID, GID, HOME, SHELL table.
+pub fn table(users: &[UserView]) -> String {
     let rows: Vec<Vec<String>> = users
         .iter()
         .map(|u| {
@@ -30,7 +31,7 @@ pub async fn run(ctx: &Context, cmd: UserCommand) -> anyhow::Result<String> {
             if json.json {
                 output::json(&users)
             } else {
-                Ok(rows(&users))
+                Ok(table(&users))
             }
         }
         UserCommand::Create {
@@ -47,7 +48,7 @@ pub async fn run(ctx: &Context, cmd: UserCommand) -> anyhow::Result<String> {
             if json.json {
                 output::json(&user)
             } else {
-                Ok(rows(&[user]))
+                Ok(table(&[user]))
             }
         }
         UserCommand::Update {
@@ -64,10 +65,10 @@ pub async fn run(ctx: &Context, cmd: UserCommand) -> anyhow::Result<String> {
             if json.json {
                 output::json(&user)
             } else {
-                Ok(rows(&[user]))
+                Ok(table(&[user]))
             }
         }
-        UserCommand::Delete { name, project } => {
+        UserCommand::Delete { name, project, .. } => {
             let p = ctx.project(project.project.as_deref())?;
             ctx.client()?.delete_user(&p, &name).await?;
             Ok(format!("{name}: deleted\n"))
