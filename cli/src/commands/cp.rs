@@ -4,7 +4,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context as _;
-use forkr_api::wire::{CreateBox, FileQuery};
+use forkr_api::wire::FileQuery;
 use forkr_crds::validation::{BoxPath, CopyDirection, ResolvedTarget, parse_copy};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -37,29 +37,26 @@ pub async fn cp(
     let client = ctx.client()?;
     let (name, ephemeral) = match resolved.target {
         ResolvedTarget::Named(n) => (n, false),
-        ResolvedTarget::Ephemeral => {
-            let millis = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or_default();
-            let n = format!("ephemeral-{}-{millis}", std::process::id());
-            eprintln!("ephemeral fork: {n}");
-            let req = CreateBox {
-                name: n.clone(),
-                ephemeral: true,
-                ..Default::default()
-            };
-            client.create_box(&resolved.project, &req).await?;
-            (n, true)
+        ResolvedTarget::Ephemeral => (
+            super::exec::make_ephemeral(&client, &resolved.project).await?,
+            true,
+        ),
+    };
+    let transfer = async {
+        match direction {
+            CopyDirection::Upload { local, .. } => {
+                upload(&client, &resolved.project, &name, &local, &path).await
+            }
+            CopyDirection::Download { local, .. } => {
+                download(&client, &resolved.project, &name, &path, &local).await
+            }
         }
     };
-    let result = match direction {
-        CopyDirection::Upload { local, .. } => {
-            upload(&client, &resolved.project, &name, &local, &path).await
-        }
-        CopyDirection::Download { local, .. } => {
-            download(&client, &resolved.project, &name, &path, &local).await
-        }
+    // Ctrl-C during a transfer into an ephemeral box still deletes the box.
+    let result = if ephemeral {
+        super::exec::until_ctrl_c(transfer).await
+    } else {
+        transfer.await
     };
     if ephemeral {
         let _ = client.delete_box(&resolved.project, &name, true).await;

@@ -24,6 +24,50 @@ fn ephemeral_name() -> String {
     format!("ephemeral-{}-{millis}", std::process::id())
 }
 
+/// Makes an ephemeral box (`ephemeral-<pid>-<millis>`, announced on stderr) and returns its
+/// name. Ctrl-C while it is being made lets the create finish, then deletes the box: aborting
+/// the request could leave a box that the server finishes after the delete.
+pub async fn make_ephemeral(
+    client: &forkr_api::client::Client,
+    project: &str,
+) -> anyhow::Result<String> {
+    let name = ephemeral_name();
+    eprintln!("ephemeral fork: {name}");
+    let req = CreateBox {
+        name: name.clone(),
+        ephemeral: true,
+        ..Default::default()
+    };
+    let create = client.create_box(project, &req);
+    tokio::pin!(create);
+    let interrupted = tokio::select! {
+        made = &mut create => {
+            made?;
+            false
+        }
+        _ = tokio::signal::ctrl_c() => {
+            let _ = create.await;
+            true
+        }
+    };
+    if interrupted {
+        let _ = client.delete_box(project, &name, true).await;
+        anyhow::bail!("interrupted");
+    }
+    Ok(name)
+}
+
+/// Runs `work` unless Ctrl-C comes first (for work that does not forward the signal itself),
+/// so that the caller's cleanup still runs.
+pub async fn until_ctrl_c<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        done = work => done,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    }
+}
+
 pub async fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<Finished> {
     if a.json.json && !a.bg {
         anyhow::bail!("--json is not supported in foreground mode");
@@ -38,19 +82,7 @@ pub async fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<Finished> {
             if a.json.json {
                 anyhow::bail!("--json is not supported for ephemeral exec");
             }
-            let name = ephemeral_name();
-            eprintln!("ephemeral fork: {name}");
-            client
-                .create_box(
-                    &project,
-                    &CreateBox {
-                        name: name.clone(),
-                        ephemeral: true,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            (name, true)
+            (make_ephemeral(&client, &project).await?, true)
         }
     };
     let result = run(ctx, &client, &project, &name, a).await;
@@ -126,19 +158,7 @@ pub async fn console(
     let (name, ephemeral) = match resolved.target {
         forkr_crds::validation::ResolvedTarget::Named(n) => (n, false),
         forkr_crds::validation::ResolvedTarget::Ephemeral => {
-            let name = ephemeral_name();
-            eprintln!("ephemeral fork: {name}");
-            client
-                .create_box(
-                    &resolved.project,
-                    &CreateBox {
-                        name: name.clone(),
-                        ephemeral: true,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            (name, true)
+            (make_ephemeral(&client, &resolved.project).await?, true)
         }
     };
     let result = super::stream::console(&client, &resolved.project, &name).await;
