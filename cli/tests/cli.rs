@@ -1303,3 +1303,169 @@ async fn ssh_completion_and_refused_json() {
         usage.stderr
     );
 }
+
+/// Starts `4kr exec - -- sleep 30`, waits for the `ephemeral fork:` line and `delay`, then sends
+/// SIGINT as Ctrl-C would. Returns 4kr's stderr.
+async fn interrupt_ephemeral(e: &Env, delay: std::time::Duration) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_4kr"))
+        .args(["exec", "-", "--", "sleep", "30"])
+        .env_clear()
+        .current_dir(e.cwd.path())
+        .env("HOME", e.cwd.path())
+        .env("PATH", "/usr/bin:/bin")
+        .env("FORKR_SETUP_DIR", e.setup.path())
+        .env("FORKR_URL", &e.url)
+        .env("FORKR_TOKEN", &e.token)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(first.starts_with("ephemeral fork: ephemeral-"), "{first}");
+    tokio::time::sleep(delay).await;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("4kr ends after Ctrl-C")
+        .unwrap();
+    let mut rest = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    assert!(!status.success(), "{rest}");
+    rest
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_still_deletes_the_ephemeral_box() {
+    let e = server().await;
+    // While the box is being made, and while the command runs.
+    for delay in [0, 1500] {
+        interrupt_ephemeral(&e, std::time::Duration::from_millis(delay)).await;
+        assert_eq!(
+            e.ok(&["list"]).await,
+            "NAME  STATUS  BASE  URL\n",
+            "no box left after Ctrl-C at {delay} ms"
+        );
+    }
+}
+
+/// Runs 4kr in `cwd` with exactly `env` (and a PATH).
+async fn run_isolated(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_4kr"))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .output()
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_locations_and_profile_resolution_in_temp_homes() {
+    let e = server().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().display().to_string();
+    let elsewhere = tempfile::tempdir().unwrap();
+    // No FORKR_SETUP_DIR and no .forkr above: ~/.forkr/config.yaml.
+    let out = run_isolated(elsewhere.path(), &["config", "path"], &[("HOME", &h)]).await;
+    assert_eq!(out.stdout, format!("{h}/.forkr/config.yaml\n"));
+    let out = run_isolated(
+        elsewhere.path(),
+        &["config", "set", "api_url", &e.url],
+        &[("HOME", &h)],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(home.path().join(".forkr/config.yaml").is_file());
+    // The nearest .forkr/config.yaml above the working directory wins over HOME's.
+    let repo = tempfile::tempdir().unwrap();
+    let deep = repo.path().join("src/deep");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::create_dir_all(repo.path().join(".forkr")).unwrap();
+    std::fs::write(
+        repo.path().join(".forkr/config.yaml"),
+        format!("env: prod\napi_url: {}\ntoken: {}\n", e.url, e.token),
+    )
+    .unwrap();
+    let out = run_isolated(&deep, &["config", "path"], &[("HOME", &h)]).await;
+    assert_eq!(
+        out.stdout,
+        format!("{}/.forkr/config.yaml\n", repo.path().display())
+    );
+    // FORKR_PROFILE matching the config's env key: URL and token come from the config.
+    let out = run_isolated(
+        &deep,
+        &["user", "list"],
+        &[("HOME", &h), ("FORKR_PROFILE", "prod")],
+    )
+    .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "NAME  UID  GID  HOME  SHELL\n"),
+        "{}",
+        out.stderr
+    );
+    // Another profile is not derived from that config.
+    let out = run_isolated(&deep, &["user", "list", "--profile", "qa"], &[("HOME", &h)]).await;
+    assert_eq!(
+        out.stderr,
+        "Error: profile \"qa\" is selected but FORKR_PROFILE_QA_URL is not set\n"
+    );
+    // Profile names normalize: my.stage-1 reads FORKR_PROFILE_MY_STAGE_1_*.
+    let vars = [
+        ("HOME", h.as_str()),
+        ("FORKR_PROFILE_MY_STAGE_1_URL", e.url.as_str()),
+        ("FORKR_PROFILE_MY_STAGE_1_TOKEN", e.token.as_str()),
+    ];
+    let out = run_isolated(
+        elsewhere.path(),
+        &["--profile", "my.stage-1", "user", "list"],
+        &vars,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // --url beats FORKR_URL; FORKR_API_URL is the last resort.
+    let dead = "http://127.0.0.1:9";
+    let empty = tempfile::tempdir().unwrap();
+    let setup = empty.path().display().to_string();
+    let base = [
+        ("HOME", setup.as_str()),
+        ("FORKR_SETUP_DIR", setup.as_str()),
+        ("FORKR_TOKEN", e.token.as_str()),
+    ];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut v: Vec<(&str, String)> = base.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        v.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        v
+    };
+    let env = with(&[("FORKR_URL", dead)]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run_isolated(elsewhere.path(), &["--url", &e.url, "user", "list"], &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run_isolated(elsewhere.path(), &["user", "list"], &env).await;
+    assert!(
+        out.stderr
+            .starts_with("Error: cannot reach http://127.0.0.1:9/"),
+        "{}",
+        out.stderr
+    );
+    let env = with(&[("FORKR_API_URL", e.url.as_str())]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run_isolated(elsewhere.path(), &["user", "list"], &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
