@@ -91,6 +91,7 @@ fn open_runtime(args: &Args, pool: &Arc<Pool>) -> anyhow::Result<Option<Arc<Loca
             bridge: args.bridge.clone(),
             subnet: args.subnet,
             upstream_dns: forkr_node_agent::net::hosts::host_nameservers(),
+            extra_hosts: Vec::new(),
         }),
         api: ApiEndpoints {
             api_url: args.api_url.clone(),

@@ -15,12 +15,19 @@ use std::path::Path;
 
 use crate::error::{IoContext, Result};
 
-/// The hosts file of `project` for the running boxes `(ip, project, box)`.
-pub fn hosts_file(project: &str, boxes: &[(Ipv4Addr, String, String)]) -> String {
+/// The hosts file of `project` for the running boxes `(ip, project, box)`, plus `extra` names.
+pub fn hosts_file(
+    project: &str,
+    boxes: &[(Ipv4Addr, String, String)],
+    extra: &[(Ipv4Addr, String)],
+) -> String {
     let mut out = String::from(
         "# Written by forkr; rewritten whenever a box starts or stops.\n\
          127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
     );
+    for (ip, name) in extra {
+        out.push_str(&format!("{ip}\t{name}\n"));
+    }
     for (ip, p, b) in boxes {
         out.push_str(&format!("{ip}\t{b}.{p} {b}.{p}.forks"));
         if p == project {
@@ -79,7 +86,9 @@ mod tests {
                 "web".to_string(),
             ),
         ];
-        let text = hosts_file("p", &boxes);
+        let api = [(Ipv4Addr::new(10, 0, 0, 1), "forks.example.com".to_string())];
+        let text = hosts_file("p", &boxes, &api);
+        assert!(text.contains("10.0.0.1\tforks.example.com\n"));
         assert!(text.contains("10.0.0.2\tdb.p db.p.forks db\n"));
         assert!(text.contains("10.0.0.3\tweb.q web.q.forks\n"));
     }

@@ -29,6 +29,8 @@ pub struct NetConfig {
     pub subnet: Ipv4Addr,
     /// Nameservers for everything that is not a box; default: the host's, minus loopback ones.
     pub upstream_dns: Vec<Ipv4Addr>,
+    /// Names every box resolves besides boxes, e.g. the API's `forks.<domain>` on the gateway.
+    pub extra_hosts: Vec<(Ipv4Addr, String)>,
 }
 
 impl NetConfig {
@@ -38,10 +40,12 @@ impl NetConfig {
             bridge: "forkr0".into(),
             subnet: Ipv4Addr::new(10, 88, 0, 0),
             upstream_dns: hosts::host_nameservers(),
+            extra_hosts: Vec::new(),
         }
     }
 
-    fn gateway(&self) -> Ipv4Addr {
+    /// The bridge's own address: the host as boxes see it.
+    pub fn gateway(&self) -> Ipv4Addr {
         let o = self.subnet.octets();
         Ipv4Addr::new(o[0], o[1], o[2], 1)
     }
@@ -316,7 +320,10 @@ impl Network {
         let dir = self.dir.join("hosts");
         for entry in std::fs::read_dir(&dir).ctx("read", &dir)?.flatten() {
             let project = entry.file_name().to_string_lossy().into_owned();
-            hosts::rewrite_in_place(&entry.path(), &hosts::hosts_file(&project, &boxes))?;
+            hosts::rewrite_in_place(
+                &entry.path(),
+                &hosts::hosts_file(&project, &boxes, &self.cfg.extra_hosts),
+            )?;
         }
         Ok(())
     }

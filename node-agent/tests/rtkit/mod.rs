@@ -128,6 +128,7 @@ impl Rt {
             bridge: format!("fkt{}", unique("")).chars().take(15).collect(),
             subnet: s.subnet,
             upstream_dns: vec![],
+            extra_hosts: Vec::new(),
         });
         let cfg = RuntimeConfig {
             state_dir: state.path().to_path_buf(),
