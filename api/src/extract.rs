@@ -23,6 +23,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // A declared length over the limit is refused from the headers, before any of the body
+        // is read (and before the client has sent it all).
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > crate::routes::MAX_JSON_BODY as u64) {
+            return Err(too_large());
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -30,18 +40,22 @@ where
     }
 }
 
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "request body is larger than {} bytes",
+            crate::routes::MAX_JSON_BODY
+        ),
+    )
+}
+
 fn json_rejection(r: JsonRejection) -> ApiError {
     let status = r.status();
     let text = r.body_text();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            status,
-            "body_too_large",
-            format!(
-                "request body is larger than {} bytes",
-                crate::routes::MAX_JSON_BODY
-            ),
-        )
+        too_large()
     } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
         ApiError::new(
             status,

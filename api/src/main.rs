@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use forkr_api::backend::local::LocalBackend;
+use forkr_api::proxy::Proxy;
 use forkr_api::routes;
 use forkr_api::state::{AppState, Config};
 use forkr_api::store::{Scope, Store};
@@ -46,6 +47,24 @@ struct Cli {
     /// Run boxes in the host's network instead of giving each its own on a bridge.
     #[arg(long)]
     no_network: bool,
+    /// The bridge boxes attach to.
+    #[arg(long, env = "FORKR_BRIDGE", default_value = "forkr0")]
+    bridge: String,
+    /// The boxes' /24: the bridge takes .1, boxes .2 to .254.
+    #[arg(long, env = "FORKR_SUBNET", default_value = "10.88.0.0")]
+    subnet: std::net::Ipv4Addr,
+    /// Where the reverse proxy for box URLs and published hosts listens ("off" to disable).
+    #[arg(long, env = "FORKR_PROXY_LISTEN", default_value = "127.0.0.1:8080")]
+    proxy_listen: String,
+    /// The default domain of `4kr publish <box> <subdomain>`; FORKR_DOMAIN when unset.
+    #[arg(long, env = "FORKR_PUBLISH_DOMAIN")]
+    publish_domain: Option<String>,
+    /// A PEM certificate chain: the proxy then speaks HTTPS.
+    #[arg(long, env = "FORKR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FORKR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -126,44 +145,107 @@ async fn main() -> anyhow::Result<()> {
             .context("the executable has no directory")?
             .join("forkr-runner"),
     };
-    let network = (!cli.no_network).then(NetConfig::default_local);
-    let gateway = network
-        .as_ref()
-        .map(|n| n.subnet.octets())
-        .map(|o| format!("{}.{}.{}.1", o[0], o[1], o[2]));
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            forkr_api::proxy::tls_config(cert, key)
+                .await
+                .with_context(|| format!("loading TLS from {}", cert.display()))?,
+        ),
+        _ => None,
+    };
+    let api_host = forkr_api::backend::local::api_host(&cli.domain);
+    let mut network = (!cli.no_network).then(|| NetConfig {
+        bridge: cli.bridge.clone(),
+        subnet: cli.subnet,
+        ..NetConfig::default_local()
+    });
+    // Boxes reach the API as forks.<domain>: on their bridge, that name is the gateway, where
+    // the proxy listens too. In the host's network they use the API's own address.
+    let api = match &mut network {
+        Some(net) => {
+            let gateway = net.gateway();
+            net.extra_hosts.push((gateway, api_host.clone()));
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            ApiEndpoints {
+                api_url: format!("{scheme}://{api_host}"),
+                api_host: api_host.clone(),
+                node_ip: gateway.to_string(),
+                insecure: false,
+            }
+        }
+        None => ApiEndpoints {
+            api_url: format!("http://{}", cli.listen),
+            api_host: cli.listen.to_string(),
+            node_ip: "127.0.0.1".into(),
+            insecure: false,
+        },
+    };
+    let gateway = network.as_ref().map(NetConfig::gateway);
     let runtime_cfg = RuntimeConfig {
         state_dir: cli.data_dir.join("runtime"),
         runner_bin,
         network,
-        api: ApiEndpoints {
-            api_url: format!("https://forks.{}", cli.domain),
-            api_host: format!("forks.{}", cli.domain),
-            node_ip: gateway.unwrap_or_else(|| "127.0.0.1".into()),
-            insecure: false,
-        },
+        api,
     };
     let (runtime, recovered) =
         LocalRuntime::open(runtime_cfg, pool.clone()).context("starting the box runtime")?;
     for st in recovered {
         tracing::info!(project = %st.project, name = %st.name, phase = ?st.phase, "found box");
     }
+    let mut backend = LocalBackend::new(store, pool, Arc::new(runtime), &cli.domain)?;
+    if let Some(d) = &cli.publish_domain {
+        backend = backend.with_publish_domain(d);
+    }
+    let backend = Arc::new(backend);
+    let resumed = backend.start_background()?;
+    if resumed > 0 {
+        tracing::info!(count = resumed, "carrying on unfinished deletes");
+    }
     let state = AppState {
-        backend: Arc::new(LocalBackend::new(
-            store,
-            pool,
-            Arc::new(runtime),
-            &cli.domain,
-        )),
-        config: Arc::new(Config { domain: cli.domain }),
+        backend: backend.clone(),
+        config: Arc::new(Config {
+            domain: cli.domain.clone(),
+        }),
     };
+    let app = routes::app(state);
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("listening on {}", cli.listen))?;
     tracing::info!(addr = %cli.listen, data = %cli.data_dir.display(), "forkr-api listening");
-    axum::serve(listener, routes::app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+
+    let mut proxies = tokio::task::JoinSet::new();
+    let mut proxy_addrs: Vec<SocketAddr> = Vec::new();
+    if cli.proxy_listen != "off" {
+        proxy_addrs.push(
+            cli.proxy_listen
+                .parse()
+                .with_context(|| format!("--proxy-listen {:?}", cli.proxy_listen))?,
+        );
+    }
+    if let Some(gw) = gateway {
+        let port = if tls.is_some() { 443 } else { 80 };
+        proxy_addrs.push(SocketAddr::from((gw, port)));
+    }
+    for addr in proxy_addrs {
+        let listener = match std::net::TcpListener::bind(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "the proxy cannot listen here");
+                continue;
+            }
+        };
+        let proxy = Proxy::new(backend.clone(), app.clone(), &api_host, tls.is_some()).router();
+        tracing::info!(%addr, tls = tls.is_some(), "proxy listening");
+        proxies.spawn(forkr_api::proxy::serve_on(listener, proxy, tls.clone()));
+    }
+    tokio::select! {
+        r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            }) => r?,
+        Some(r) = proxies.join_next() => {
+            r.context("proxy task")?.context("proxy")?;
+        }
+    }
     Ok(())
 }

@@ -273,6 +273,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Every object of a kind, with its project: startup scans (unfinished deletes, hosts).
+    pub fn list_all<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+    ) -> StoreResult<Vec<(String, T)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT project, body FROM objects WHERE kind = ?1 ORDER BY project, name")?;
+        let rows = stmt.query_map(params![kind], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (project, body) = row?;
+            out.push((project, serde_json::from_str(&body)?));
+        }
+        Ok(out)
+    }
+
     pub fn remove(&self, kind: &str, project: &str, name: &str) -> StoreResult<bool> {
         let n = self.conn().execute(
             "DELETE FROM objects WHERE kind = ?1 AND project = ?2 AND name = ?3",

@@ -62,6 +62,8 @@ pub struct Options {
 /// A running server; see the module doc.
 pub struct TestServer {
     pub url: String,
+    /// The reverse proxy for box URLs (`{box}.forkr.test`) and published hosts, plain HTTP.
+    pub proxy_url: String,
     /// An admin token.
     pub admin: String,
     /// A token for project `shop` only.
@@ -69,6 +71,7 @@ pub struct TestServer {
     pub runtime: Arc<LocalRuntime>,
     pub pool: Arc<Pool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    proxy_task: tokio::task::JoinHandle<std::io::Result<()>>,
     _state: tempfile::TempDir,
     _db: tempfile::TempDir,
     // Last: unmounted after every box is gone.
@@ -112,12 +115,15 @@ impl TestServer {
         let admin = issue_token(&store, "admin", &Scope::Admin).expect("token");
         let shop =
             issue_token(&store, "shop", &Scope::Projects(vec!["shop".into()])).expect("token");
-        let mut backend = LocalBackend::new(store, pool.clone(), runtime.clone(), "forkr.test");
+        let mut backend = LocalBackend::new(store, pool.clone(), runtime.clone(), "forkr.test")
+            .expect("local backend");
         if let Some(cap) = opts.max_upload {
             backend = backend.with_max_upload(cap);
         }
+        let backend = Arc::new(backend);
+        backend.start_background().expect("background work");
         let app = AppState {
-            backend: Arc::new(backend),
+            backend: backend.clone(),
             config: Arc::new(Config {
                 domain: "forkr.test".into(),
             }),
@@ -126,8 +132,24 @@ impl TestServer {
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let task = tokio::spawn(crate::routes::serve(listener, app));
+        let router = crate::routes::app(app);
+        let proxy_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let proxy_url = format!(
+            "http://{}",
+            proxy_listener.local_addr().expect("local addr")
+        );
+        let proxy = crate::proxy::Proxy::new(backend, router.clone(), "forks.forkr.test", false);
+        let proxy_task = tokio::spawn(crate::proxy::serve_on(proxy_listener, proxy.router(), None));
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        });
         TestServer {
+            proxy_task,
+            proxy_url,
             url,
             admin,
             shop,
@@ -144,6 +166,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
+        self.proxy_task.abort();
         for st in self.runtime.list().unwrap_or_default() {
             let _ = self.runtime.remove(&st.project, &st.name);
         }

@@ -563,3 +563,39 @@ async fn console_survives_a_dropped_connection() {
     assert!(replay.contains("BEFORE2"), "{replay}");
     assert_eq!(exit, Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_delete_answers_202_and_finishes_in_the_background() {
+    let a = Api::start().await;
+    a.ok(Method::POST, "/boxes", Some(json!({"name": "doomed"})))
+        .await;
+    // The next pool step fails as if the process had died there.
+    a.s.pool.arm_fault(1);
+    let (status, body) = a
+        .call(Method::DELETE, "/boxes/doomed?force=true", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Until the retry lands the box is listed as deleting (or already gone).
+    let (status, shown) = a.call(Method::GET, "/boxes/doomed", None).await;
+    assert!(
+        status == StatusCode::NOT_FOUND || shown["status"] == "deleting",
+        "{status} {shown}"
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, _) = a.call(Method::GET, "/boxes/doomed", None).await;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the background delete never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(a.s.runtime.list().unwrap().is_empty());
+    assert!(
+        !a.s.pool.path().join("roots/shop/doomed").exists(),
+        "the root is gone"
+    );
+}

@@ -56,6 +56,23 @@ pub struct FileDownload {
     pub size: u64,
 }
 
+/// How a delete ended: everything is gone, or a step failed and a background retry carries on
+/// (the API answers 202).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Done,
+    Pending,
+}
+
+/// The two kinds of read-only volume copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeCopy {
+    /// Deleted with the volume.
+    Checkpoint,
+    /// Kept after the volume is deleted.
+    Backup,
+}
+
 /// A boxed future, so that the trait can be used as `dyn Backend`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -91,6 +108,29 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, ApiResult<VolumeView>>;
     fn show_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<VolumeView>>;
     fn delete_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>>;
+    /// The volume's checkpoints (`Shelf::Checkpoints`) or backups.
+    fn list_volume_copies(
+        &self,
+        project: String,
+        name: String,
+        kind: VolumeCopy,
+    ) -> BoxFuture<'_, ApiResult<Vec<SnapshotView>>>;
+    /// A read-only copy of the volume now: a checkpoint, or a backup that outlives the volume.
+    fn copy_volume(
+        &self,
+        project: String,
+        name: String,
+        kind: VolumeCopy,
+        req: crate::wire::CheckpointVolume,
+    ) -> BoxFuture<'_, ApiResult<SnapshotView>>;
+    /// Replaces the volume's contents with a checkpoint or a backup; refused while a running
+    /// box mounts it.
+    fn restore_volume(
+        &self,
+        project: String,
+        name: String,
+        req: crate::wire::RestoreVolume,
+    ) -> BoxFuture<'_, ApiResult<VolumeView>>;
 
     fn list_bases(&self) -> BoxFuture<'_, ApiResult<Vec<BaseSummaryView>>>;
     fn show_base(
@@ -130,7 +170,22 @@ pub trait Backend: Send + Sync + 'static {
         project: String,
         name: String,
         force: bool,
-    ) -> BoxFuture<'_, ApiResult<()>>;
+    ) -> BoxFuture<'_, ApiResult<Deletion>>;
+    /// Routes a public host to the box; 409 `host_in_use` when another box has it, unless
+    /// `force` takes it over.
+    fn publish_box(
+        &self,
+        project: String,
+        name: String,
+        req: crate::wire::PublishBox,
+    ) -> BoxFuture<'_, ApiResult<crate::wire::Published>>;
+    /// Removes one host (403 `host_not_owned` if the box does not have it) or all of them.
+    fn unpublish_box(
+        &self,
+        project: String,
+        name: String,
+        req: crate::wire::UnpublishBox,
+    ) -> BoxFuture<'_, ApiResult<crate::wire::Unpublished>>;
     fn stop_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>>;
     fn resume_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>>;
 

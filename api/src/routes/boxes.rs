@@ -8,12 +8,13 @@ use forkr_crds::validation::{
 };
 use serde::Deserialize;
 
+use crate::backend::Deletion;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Named, Project};
 use crate::state::AppState;
 use crate::wire::{
     BackgroundExec, BoxView, CreateBox, CreateSnapshot, DiffFileView, DiffStatusView, ExecCommand,
-    ExecOutput, SnapshotView, UpdateBox,
+    ExecOutput, PublishBox, Published, SnapshotView, UnpublishBox, Unpublished, UpdateBox,
 };
 
 /// The `{name}` of a box route, validated.
@@ -85,15 +86,50 @@ pub struct DeleteQuery {
 /// needs `force`, else 409 `fork_running`.
 #[utoipa::path(delete, path = "/v1/projects/{project}/boxes/{name}", tag = "boxes",
     params(("project" = String, Path), ("name" = String, Path), DeleteQuery),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204, description = "deleted"),
+        (status = 202, description = "a step failed; the cleanup goes on in the background"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     named: Named,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     let (project, name) = box_of(named)?;
-    state.backend.delete_box(project, name, q.force).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(
+        match state.backend.delete_box(project, name, q.force).await? {
+            Deletion::Done => StatusCode::NO_CONTENT,
+            Deletion::Pending => StatusCode::ACCEPTED,
+        },
+    )
+}
+
+/// Routes a public hostname to the box's port: `host` wins, else `{subdomain}.{domain}` (`@` is
+/// the bare domain; the domain defaults to the server's publish domain).
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/publish", tag = "boxes",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = PublishBox,
+    responses((status = 200, body = Published), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn publish(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(req): JsonBody<PublishBox>,
+) -> ApiResult<Json<Published>> {
+    let (project, name) = box_of(named)?;
+    Ok(Json(state.backend.publish_box(project, name, req).await?))
+}
+
+/// Removes one published host, or every host of the box when none is named.
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/unpublish", tag = "boxes",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = UnpublishBox,
+    responses((status = 200, body = Unpublished), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn unpublish(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(req): JsonBody<UnpublishBox>,
+) -> ApiResult<Json<Unpublished>> {
+    let (project, name) = box_of(named)?;
+    Ok(Json(state.backend.unpublish_box(project, name, req).await?))
 }
 
 /// Stops a box: SIGTERM, the grace period, then SIGKILL. /tmp and /run are wiped; the root stays.

@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use forkr_crds::validation::{memory_bytes, validate_volume_name};
 
+use crate::backend::VolumeCopy;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Named, Project};
 use crate::state::AppState;
-use crate::wire::{CreateVolume, VolumeView};
+use crate::wire::{CheckpointVolume, CreateVolume, RestoreVolume, SnapshotView, VolumeView};
 
 /// The project's data volumes with the bytes each uses.
 #[utoipa::path(get, path = "/v1/projects/{project}/volumes", tag = "volumes",
@@ -69,4 +70,87 @@ pub async fn delete(State(state): State<AppState>, named: Named) -> ApiResult<St
         .delete_volume(named.project, named.name)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The volume's checkpoints, oldest first.
+#[utoipa::path(get, path = "/v1/projects/{project}/volumes/{name}/checkpoints", tag = "volumes",
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Vec<SnapshotView>), (status = 404, body = ErrorBody)))]
+pub async fn list_checkpoints(
+    State(state): State<AppState>,
+    named: Named,
+) -> ApiResult<Json<Vec<SnapshotView>>> {
+    let list = state
+        .backend
+        .list_volume_copies(named.project, named.name, VolumeCopy::Checkpoint)
+        .await?;
+    Ok(Json(list))
+}
+
+/// Checkpoints the volume (`v0`, `v1`, ... unless named); deleted with the volume.
+#[utoipa::path(post, path = "/v1/projects/{project}/volumes/{name}/checkpoints", tag = "volumes",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = CheckpointVolume,
+    responses((status = 201, body = SnapshotView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(req): JsonBody<CheckpointVolume>,
+) -> ApiResult<(StatusCode, Json<SnapshotView>)> {
+    let made = state
+        .backend
+        .copy_volume(named.project, named.name, VolumeCopy::Checkpoint, req)
+        .await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+/// The volume's backups, which outlive it.
+#[utoipa::path(get, path = "/v1/projects/{project}/volumes/{name}/backups", tag = "volumes",
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Vec<SnapshotView>), (status = 404, body = ErrorBody)))]
+pub async fn list_backups(
+    State(state): State<AppState>,
+    named: Named,
+) -> ApiResult<Json<Vec<SnapshotView>>> {
+    validate_volume_name(&named.name)?;
+    let list = state
+        .backend
+        .list_volume_copies(named.project, named.name, VolumeCopy::Backup)
+        .await?;
+    Ok(Json(list))
+}
+
+/// Backs the volume up; a backup stays when the volume is deleted.
+#[utoipa::path(post, path = "/v1/projects/{project}/volumes/{name}/backups", tag = "volumes",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = CheckpointVolume,
+    responses((status = 201, body = SnapshotView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn backup(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(req): JsonBody<CheckpointVolume>,
+) -> ApiResult<(StatusCode, Json<SnapshotView>)> {
+    let made = state
+        .backend
+        .copy_volume(named.project, named.name, VolumeCopy::Backup, req)
+        .await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+/// Replaces the volume's contents with a checkpoint or a backup (a backup also brings back a
+/// deleted volume). Boxes that mount it must be stopped.
+#[utoipa::path(post, path = "/v1/projects/{project}/volumes/{name}/restore", tag = "volumes",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = RestoreVolume,
+    responses((status = 200, body = VolumeView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn restore(
+    State(state): State<AppState>,
+    named: Named,
+    JsonBody(req): JsonBody<RestoreVolume>,
+) -> ApiResult<Json<VolumeView>> {
+    let view = state
+        .backend
+        .restore_volume(named.project, named.name, req)
+        .await?;
+    Ok(Json(view))
 }

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{BOX, LocalBackend, VOLUME};
+use crate::backend::Deletion;
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{BoxView, CreateBox, DataMountView, SnapshotView};
 
@@ -460,7 +461,7 @@ impl LocalBackend {
         project: String,
         name: String,
         force: bool,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Deletion> {
         v::validate_box_name(&name)?;
         let lock = self.box_lock(&project, &name);
         let _g = lock.lock().await;
@@ -473,21 +474,22 @@ impl LocalBackend {
             Err(e) if e.status == StatusCode::NOT_FOUND => false,
             Err(e) => return Err(e),
         };
-        if running && !force {
+        // A delete already under way goes on whatever the box is doing.
+        let deleting = b.status.as_ref().and_then(|s| s.phase) == Some(BoxPhase::Deleting);
+        if running && !force && !deleting {
             return Err(box_running());
         }
         set_phase(&mut b, BoxPhase::Deleting, None);
         self.put_box(&project, &b).await?;
-        let (p, n) = (project.clone(), name.clone());
-        match self.rt(move |rt| rt.remove(&p, &n)).await {
-            Ok(()) => {}
-            Err(e) if e.status == StatusCode::NOT_FOUND => {}
-            Err(e) => return Err(e),
+        let cleanup = self.cleanup();
+        match cleanup.attempt(&project, &name).await {
+            Ok(()) => Ok(Deletion::Done),
+            Err(e) => {
+                tracing::warn!(%project, box = %name, error = %e.message, "delete incomplete; retrying in the background");
+                cleanup.retry_in_background(project, name);
+                Ok(Deletion::Pending)
+            }
         }
-        let (p, n) = (project.clone(), name.clone());
-        self.pool(move |pool| pool.delete_root(&p, &n)).await?;
-        self.store(move |s| s.remove(BOX, &project, &name).map(drop))
-            .await
     }
 
     pub(super) async fn stop_box(&self, project: String, name: String) -> ApiResult<BoxView> {

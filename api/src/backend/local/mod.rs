@@ -6,11 +6,18 @@
 //! one source of truth and nothing can drift.
 
 mod boxes;
+mod cleanup;
 mod diff;
 mod exec;
 mod files;
+pub mod hosts;
 mod ports;
+mod publish;
 mod stream;
+mod volumes;
+
+pub use hosts::{HostIndex, HostOwner};
+pub use publish::api_host;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,14 +28,15 @@ use forkr_node_agent::runtime::LocalRuntime;
 use forkr_node_agent::volumes::VolumeInfo;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::{Backend, BoxFuture, Upload};
+use super::{Backend, BoxFuture, Deletion, Upload, VolumeCopy};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Scope, Store, StoreError};
 use crate::upload::LimitedReader;
 use crate::wire::{
     BackgroundExec, BaseDetailsView, BaseSummaryView, BaseVersionView, BaseWritten, BoxView,
-    CreateBox, DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ImportBase, SnapshotView,
-    UserView, VolumeView,
+    CheckpointVolume, CreateBox, DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ImportBase,
+    PublishBox, Published, RestoreVolume, SnapshotView, UnpublishBox, Unpublished, UserView,
+    VolumeView,
 };
 
 const VOLUME: &str = "DataVolume";
@@ -46,7 +54,13 @@ pub struct LocalBackend {
     /// Console sessions, kept across client reconnects.
     sessions: forkr_node_agent::exec::session::Sessions,
     /// One lock per box: operations on a box run one at a time, different boxes concurrently.
-    box_locks: Mutex<HashMap<(String, String), BoxLock>>,
+    box_locks: cleanup::BoxLocks,
+    /// Published hosts, for the proxy and for publish conflicts.
+    hosts: Arc<HostIndex>,
+    /// Held while a host changes owner.
+    publish_lock: tokio::sync::Mutex<()>,
+    /// Where `4kr publish <box> <sub>` puts `<sub>` by default.
+    publish_domain: String,
 }
 
 /// Largest base upload accepted by default: a generous rootfs.
@@ -59,23 +73,61 @@ impl LocalBackend {
         pool: Arc<Pool>,
         runtime: Arc<LocalRuntime>,
         domain: &str,
-    ) -> LocalBackend {
-        LocalBackend {
+    ) -> ApiResult<LocalBackend> {
+        let hosts = HostIndex::load(&store)?;
+        Ok(LocalBackend {
             store: Arc::new(store),
             pool,
             runtime,
             domain: domain.to_owned(),
             max_upload: DEFAULT_MAX_UPLOAD,
             sessions: Default::default(),
-            box_locks: Mutex::new(HashMap::new()),
+            box_locks: Arc::new(Mutex::new(HashMap::new())),
+            hosts: Arc::new(hosts),
+            publish_lock: tokio::sync::Mutex::new(()),
+            publish_domain: domain.to_owned(),
+        })
+    }
+
+    /// Publishes under `domain` instead of the deployment domain.
+    pub fn with_publish_domain(mut self, domain: &str) -> LocalBackend {
+        self.publish_domain = domain.to_owned();
+        self
+    }
+
+    /// Starts background work: deletes a previous server left unfinished. Call inside a Tokio
+    /// runtime.
+    pub fn start_background(&self) -> ApiResult<usize> {
+        self.cleanup().resume_unfinished()
+    }
+
+    /// The deployment domain.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Who owns a published host.
+    pub fn host_owner(&self, host: &str) -> Option<HostOwner> {
+        self.hosts.owner(host)
+    }
+
+    fn cleanup(&self) -> cleanup::Cleanup {
+        cleanup::Cleanup {
+            store: self.store.clone(),
+            pool: self.pool.clone(),
+            runtime: self.runtime.clone(),
+            locks: self.box_locks.clone(),
+            hosts: self.hosts.clone(),
         }
     }
 
     fn box_lock(&self, project: &str, name: &str) -> BoxLock {
-        let mut map = self.box_locks.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((project.to_owned(), name.to_owned()))
-            .or_default()
-            .clone()
+        cleanup::lock_for(&self.box_locks, project, name)
+    }
+
+    /// Volumes share the lock map; the NUL keeps their keys apart from boxes'.
+    fn volume_lock(&self, project: &str, name: &str) -> BoxLock {
+        cleanup::lock_for(&self.box_locks, &format!("{project}\0volume"), name)
     }
 
     /// Runs a blocking runtime operation (runc, nsenter) off the async workers.
@@ -130,6 +182,13 @@ impl LocalBackend {
                 .map(|v| v.into_iter().find(|i| i.name == n))
         })
         .await
+    }
+}
+
+fn shelf_of(kind: VolumeCopy) -> forkr_node_agent::Shelf {
+    match kind {
+        VolumeCopy::Checkpoint => forkr_node_agent::Shelf::Checkpoints,
+        VolumeCopy::Backup => forkr_node_agent::Shelf::Backups,
     }
 }
 
@@ -392,8 +451,54 @@ impl Backend for LocalBackend {
         project: String,
         name: String,
         force: bool,
-    ) -> BoxFuture<'_, ApiResult<()>> {
+    ) -> BoxFuture<'_, ApiResult<Deletion>> {
         Box::pin(LocalBackend::delete_box(self, project, name, force))
+    }
+
+    fn publish_box(
+        &self,
+        project: String,
+        name: String,
+        req: PublishBox,
+    ) -> BoxFuture<'_, ApiResult<Published>> {
+        Box::pin(LocalBackend::publish_box(self, project, name, req))
+    }
+
+    fn unpublish_box(
+        &self,
+        project: String,
+        name: String,
+        req: UnpublishBox,
+    ) -> BoxFuture<'_, ApiResult<Unpublished>> {
+        Box::pin(LocalBackend::unpublish_box(self, project, name, req))
+    }
+
+    fn list_volume_copies(
+        &self,
+        project: String,
+        name: String,
+        kind: VolumeCopy,
+    ) -> BoxFuture<'_, ApiResult<Vec<SnapshotView>>> {
+        Box::pin(self.list_volume_shelf(project, name, shelf_of(kind)))
+    }
+
+    fn copy_volume(
+        &self,
+        project: String,
+        name: String,
+        kind: VolumeCopy,
+        req: CheckpointVolume,
+    ) -> BoxFuture<'_, ApiResult<SnapshotView>> {
+        Box::pin(self.shelve_volume(project, name, shelf_of(kind), req))
+    }
+
+    fn restore_volume(
+        &self,
+        project: String,
+        name: String,
+        req: RestoreVolume,
+    ) -> BoxFuture<'_, ApiResult<VolumeView>> {
+        Box::pin(LocalBackend::restore_volume(self, project, name, req))
     }
 
     fn stop_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>> {
