@@ -1469,3 +1469,82 @@ async fn config_locations_and_profile_resolution_in_temp_homes() {
     let out = run_isolated(elsewhere.path(), &["user", "list"], &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_errors_word_for_word() {
+    let e = server().await;
+    e.ok(&["create", "web"]).await;
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["create", "x", "-e", "BOX_NAME=y"],
+            "environment variable is reserved",
+        ),
+        (
+            &["create", "web2", "-f", "ghost"],
+            "box \"ghost\" not found",
+        ),
+        (
+            &["create", "web", "-f", "web"],
+            "cannot fork a box from itself",
+        ),
+        (
+            &["create", "x", "-d", "pg=/proc/x"],
+            "mount path \"/proc/x\" cannot be under /proc",
+        ),
+        (
+            &["create", "x", "-d", "pg=relative"],
+            "mount path \"relative\" must be absolute",
+        ),
+        (
+            &["diff", "status", "web"],
+            "box default/web has no snapshots; specify one to diff against with --against <snapshot>",
+        ),
+        (
+            &["diff", "file", "web", "etc/hosts"],
+            "path \"etc/hosts\" must be absolute",
+        ),
+        (
+            &["snapshot", "restore", "web", "nope"],
+            "snapshot \"nope\" of box \"web\" not found",
+        ),
+        (
+            &["logs", "web"],
+            "--pid is required: logs reads the log of one background process (start one with exec --bg)",
+        ),
+        (
+            &["show", "-"],
+            "`-` (an ephemeral box) only works with exec, console and cp",
+        ),
+        (
+            &["cp", "./a", "./b"],
+            "exactly one side must be a box path (box:/path): neither \"./a\" nor \"./b\" is",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = e.run(args).await;
+        assert_eq!(
+            (out.code, out.stderr),
+            (1, format!("Error: {want}\n")),
+            "4kr {args:?}"
+        );
+    }
+    e.ok(&["snapshot", "create", "web", "s1"]).await;
+    let dup = e.run(&["snapshot", "create", "web", "s1"]).await;
+    assert_eq!(
+        dup.stderr,
+        "Error: snapshot \"s1\" already exists for box default/web\n"
+    );
+    e.ok(&[
+        "exec",
+        "web",
+        "--sh",
+        "--",
+        "head -c 1100000 /dev/zero > /root/big",
+    ])
+    .await;
+    let big = e.run(&["diff", "file", "web", "/root/big"]).await;
+    assert_eq!(
+        big.stderr,
+        "Error: /root/big is 1100000 bytes; file diffs are limited to 1 MB\n"
+    );
+}
