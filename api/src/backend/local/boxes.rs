@@ -71,6 +71,14 @@ pub(super) fn runtime_spec(project: &str, b: &BoxResource) -> ApiResult<rt::BoxS
     Ok(spec)
 }
 
+/// Whether the runtime knows better than the stored phase.
+fn needs_live(b: &BoxResource) -> bool {
+    matches!(
+        b.status.as_ref().and_then(|s| s.phase),
+        Some(BoxPhase::Running | BoxPhase::Stopped)
+    )
+}
+
 fn set_phase(b: &mut BoxResource, phase: BoxPhase, message: Option<String>) {
     let status = b.status.get_or_insert_with(Default::default);
     status.phase = Some(phase);
@@ -132,28 +140,73 @@ impl LocalBackend {
     }
 
     /// The object as users see it, with the live phase and address from the runtime.
-    pub(super) async fn view(&self, project: &str, mut b: BoxResource) -> ApiResult<BoxView> {
+    pub(super) async fn view(&self, project: &str, b: BoxResource) -> ApiResult<BoxView> {
         let name = b.metadata.name.clone().unwrap_or_default();
-        let phase = b.status.as_ref().and_then(|s| s.phase);
-        if matches!(phase, Some(BoxPhase::Running | BoxPhase::Stopped)) {
-            let (p, n) = (project.to_owned(), name.clone());
-            match self.rt(move |rt| rt.status(&p, &n)).await {
-                Ok(st) => match st.phase {
-                    Phase::Running => {
-                        set_phase(&mut b, BoxPhase::Running, None);
-                        b.status.get_or_insert_with(Default::default).pod_ip =
-                            st.ip.map(|ip| ip.to_string());
-                    }
-                    Phase::Stopped => set_phase(&mut b, BoxPhase::Stopped, None),
-                    Phase::Dead => set_phase(
-                        &mut b,
-                        BoxPhase::Failed,
-                        Some("the box's processes died; resume it to start again".into()),
-                    ),
-                },
-                Err(e) if e.status == StatusCode::NOT_FOUND => {}
-                Err(e) => return Err(e),
-            }
+        let (p, n) = (project.to_owned(), name);
+        let live = if needs_live(&b) {
+            Some(self.rt(move |rt| rt.status(&p, &n)).await)
+        } else {
+            None
+        };
+        self.view_with(project, b, live)
+    }
+
+    /// [`Self::view`] of many boxes, with one trip to the runtime for all of them.
+    pub(super) async fn views(
+        &self,
+        project: &str,
+        boxes: Vec<BoxResource>,
+    ) -> ApiResult<Vec<BoxView>> {
+        let wanted: Vec<String> = boxes
+            .iter()
+            .filter(|b| needs_live(b))
+            .filter_map(|b| b.metadata.name.clone())
+            .collect();
+        let p = project.to_owned();
+        let mut live: std::collections::HashMap<String, ApiResult<rt::BoxStatus>> = self
+            .rt(move |rt| {
+                Ok(wanted
+                    .into_iter()
+                    .map(|n| {
+                        let st = rt.status(&p, &n).map_err(ApiError::from);
+                        (n, st)
+                    })
+                    .collect())
+            })
+            .await?;
+        boxes
+            .into_iter()
+            .map(|b| {
+                let st = b.metadata.name.as_ref().and_then(|n| live.remove(n));
+                self.view_with(project, b, st)
+            })
+            .collect()
+    }
+
+    fn view_with(
+        &self,
+        project: &str,
+        mut b: BoxResource,
+        live: Option<ApiResult<rt::BoxStatus>>,
+    ) -> ApiResult<BoxView> {
+        let name = b.metadata.name.clone().unwrap_or_default();
+        match live {
+            Some(Ok(st)) => match st.phase {
+                Phase::Running => {
+                    set_phase(&mut b, BoxPhase::Running, None);
+                    b.status.get_or_insert_with(Default::default).pod_ip =
+                        st.ip.map(|ip| ip.to_string());
+                }
+                Phase::Stopped => set_phase(&mut b, BoxPhase::Stopped, None),
+                Phase::Dead => set_phase(
+                    &mut b,
+                    BoxPhase::Failed,
+                    Some("the box's processes died; resume it to start again".into()),
+                ),
+            },
+            Some(Err(e)) if e.status == StatusCode::NOT_FOUND => {}
+            Some(Err(e)) => return Err(e),
+            None => {}
         }
         let status = b.status.clone().unwrap_or_default();
         let spec = &b.spec;
@@ -413,11 +466,7 @@ impl LocalBackend {
     pub(super) async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>> {
         let p = project.clone();
         let boxes: Vec<BoxResource> = self.store(move |s| s.list(BOX, &p)).await?;
-        let mut out = Vec::with_capacity(boxes.len());
-        for b in boxes {
-            out.push(self.view(&project, b).await?);
-        }
-        Ok(out)
+        self.views(&project, boxes).await
     }
 
     pub(super) async fn show_box(&self, project: String, name: String) -> ApiResult<BoxView> {
