@@ -11,10 +11,10 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// API URL (overrides the profile, FORKR_URL and FORKR_API_URL).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, display_order = 900)]
     pub url: Option<String>,
     /// Target this profile for one command (same as FORKR_PROFILE).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, display_order = 901)]
     pub profile: Option<String>,
     #[command(subcommand)]
     pub command: Command,
