@@ -12,11 +12,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use forkr_node_agent::net::SubnetLease;
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -55,39 +56,6 @@ struct LocalServer {
     bridge: String,
     subnet: SubnetLease,
     log: PathBuf,
-}
-
-/// A /24 no other test process holds (the same leases as the node agent's runtime tests).
-struct SubnetLease {
-    subnet: Ipv4Addr,
-    file: PathBuf,
-}
-
-impl SubnetLease {
-    fn take() -> SubnetLease {
-        let dir = Path::new("/run/forkr-test-subnets");
-        std::fs::create_dir_all(dir).unwrap();
-        let start = std::process::id() as usize;
-        for i in 0..2000 {
-            let n = (start + i * 7) % 2000;
-            let subnet = Ipv4Addr::new(10, 200 + (n / 250) as u8, (n % 250) as u8, 0);
-            let file = dir.join(subnet.to_string());
-            let made = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&file);
-            if made.is_ok() {
-                return SubnetLease { subnet, file };
-            }
-        }
-        panic!("no free test subnet under /run/forkr-test-subnets");
-    }
-}
-
-impl Drop for SubnetLease {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
-    }
 }
 
 fn free_port() -> SocketAddr {
@@ -136,7 +104,7 @@ impl Target {
             .prefix("forkr-e2e-")
             .tempdir_in("/var/tmp")
             .unwrap();
-        let subnet = SubnetLease::take();
+        let subnet = SubnetLease::take().expect("a test subnet");
         let o = subnet.subnet.octets();
         let bridge = format!("fke{}x{}", o[1], o[2]);
         let api = free_port();

@@ -869,8 +869,13 @@ async fn everything_survives_kill_9() {
     )
     .await;
     let before = t
-        .sh("shop", "live", "ps -o pid,args | grep -c 'sleep 1000'")
+        .sh(
+            "shop",
+            "live",
+            "ps -o pid,args | grep '[s]leep 1000' | awk '{print $1}'",
+        )
         .await;
+    assert!(!before.1.trim().is_empty(), "the background sleep runs");
 
     t.crash_and_restart().await;
 
@@ -895,8 +900,12 @@ async fn everything_survives_kill_9() {
     assert_eq!(asleep["status"], "stopped");
     // The same processes: the background sleep is still there, no resume needed.
     assert_eq!(
-        t.sh("shop", "live", "ps -o pid,args | grep -c 'sleep 1000'")
-            .await,
+        t.sh(
+            "shop",
+            "live",
+            "ps -o pid,args | grep '[s]leep 1000' | awk '{print $1}'"
+        )
+        .await,
         before
     );
     assert_eq!(t.sh("shop", "live", "cat /work/note").await.1, "kept\n");

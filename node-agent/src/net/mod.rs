@@ -9,6 +9,9 @@
 //! see `hosts`.
 
 pub mod hosts;
+mod lease;
+
+pub use lease::SubnetLease;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

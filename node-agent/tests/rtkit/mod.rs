@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use forkr_node_agent::Pool;
 use forkr_node_agent::import::ImportOptions;
 use forkr_node_agent::loopback::Loopback;
-use forkr_node_agent::net::NetConfig;
+use forkr_node_agent::net::{NetConfig, SubnetLease};
 use forkr_node_agent::runtime::{ApiEndpoints, BoxSpec, BoxStatus, LocalRuntime, RuntimeConfig};
 
 const CACHE: &str = "/var/cache/forkr/testbase";
@@ -63,41 +62,6 @@ pub struct Rt {
     pub lb: Loopback,
 }
 
-/// A /24 under 10.200.0.0/13 that no other test process holds: taken by creating a file
-/// exclusively, given back on drop.
-pub struct SubnetLease {
-    pub subnet: Ipv4Addr,
-    file: PathBuf,
-}
-
-impl SubnetLease {
-    fn take() -> SubnetLease {
-        let dir = Path::new("/run/forkr-test-subnets");
-        std::fs::create_dir_all(dir).unwrap();
-        let start = std::process::id() as usize;
-        for i in 0..2000 {
-            let n = (start + i * 7) % 2000;
-            let subnet = Ipv4Addr::new(10, 200 + (n / 250) as u8, (n % 250) as u8, 0);
-            let file = dir.join(subnet.to_string());
-            if std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&file)
-                .is_ok()
-            {
-                return SubnetLease { subnet, file };
-            }
-        }
-        panic!("no free test subnet");
-    }
-}
-
-impl Drop for SubnetLease {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
-    }
-}
-
 impl Rt {
     /// Without a network: boxes share the host's.
     pub fn new() -> Rt {
@@ -123,7 +87,7 @@ impl Rt {
             .prefix("forkr-rt-")
             .tempdir()
             .unwrap();
-        let subnet = network.then(SubnetLease::take);
+        let subnet = network.then(|| SubnetLease::take().expect("a test subnet"));
         let network = subnet.as_ref().map(|s| NetConfig {
             bridge: format!("fkt{}", unique("")).chars().take(15).collect(),
             subnet: s.subnet,

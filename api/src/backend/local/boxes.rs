@@ -603,15 +603,7 @@ impl LocalBackend {
                 )
             })
             .await?;
-        Ok(list
-            .into_iter()
-            .map(|c| SnapshotView {
-                name: c.name,
-                size: c.size,
-                created: c.created,
-                description: c.description,
-            })
-            .collect())
+        Ok(list.into_iter().map(super::checkpoint_view).collect())
     }
 
     pub(super) async fn create_snapshot(

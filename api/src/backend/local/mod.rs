@@ -185,6 +185,16 @@ impl LocalBackend {
     }
 }
 
+/// A pool checkpoint as the API shows it (snapshots and volume copies alike).
+fn checkpoint_view(c: forkr_node_agent::checkpoint::CheckpointInfo) -> SnapshotView {
+    SnapshotView {
+        name: c.name,
+        size: c.size,
+        created: c.created,
+        description: c.description,
+    }
+}
+
 fn shelf_of(kind: VolumeCopy) -> forkr_node_agent::Shelf {
     match kind {
         VolumeCopy::Checkpoint => forkr_node_agent::Shelf::Checkpoints,

@@ -45,15 +45,7 @@ impl LocalBackend {
                 )
             })
             .await?;
-        Ok(list
-            .into_iter()
-            .map(|c| SnapshotView {
-                name: c.name,
-                size: c.size,
-                created: c.created,
-                description: c.description,
-            })
-            .collect())
+        Ok(list.into_iter().map(super::checkpoint_view).collect())
     }
 
     /// A read-only copy of the volume as it is now, on the checkpoint or backup shelf.
