@@ -1,6 +1,9 @@
 //! Checks on names that become path components in the pool.
 //!
-//! Kept in one place so that the shared rules of `forkr-crds::validation` can replace them.
+//! These are not the product's naming rules (those are `forkr_crds::validation`, which every
+//! caller applies first); they are the storage engine's own guard that a name can never leave
+//! its directory, whoever calls the pool. They stay deliberately looser than the API's rules so
+//! that a pool written by an older or newer version still opens.
 
 use crate::error::{Error, Result};
 
