@@ -14,6 +14,8 @@ use forkr_operator::metrics::Metrics;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Several crates link rustls with different providers; choose one for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
@@ -22,7 +24,10 @@ async fn main() -> anyhow::Result<()> {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .init();
     }
     let settings = args.settings()?;
     let discovery = args.discovery()?;

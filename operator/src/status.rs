@@ -14,6 +14,11 @@ pub fn condition(
     now: k8s_openapi::jiff::Timestamp,
 ) -> Condition {
     let status = if ok { "True" } else { "False" };
+    // Empty strings serialize as null, which the CRD schema (message: string) refuses.
+    let message = match message.into() {
+        m if m.is_empty() => reason.to_owned(),
+        m => m,
+    };
     let since = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -22,7 +27,7 @@ pub fn condition(
         type_: type_.to_owned(),
         status: status.to_owned(),
         reason: reason.to_owned(),
-        message: message.into(),
+        message,
         observed_generation: generation,
         last_transition_time: since,
     }

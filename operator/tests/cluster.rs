@@ -1,0 +1,522 @@
+//! The real-cluster suite: boxes as real Pods on a real Kubernetes (1.20 on the harness), with
+//! forkr-operator and forkr-node-agent running on the host. scripts/k8s-e2e.sh prepares
+//! everything and exports FORKR_E2E_*; without them this suite fails, it never skips.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use forkr_crds::{BoxPhase, BoxResource, Snapshot};
+use forkr_node_agent::grpc::BearerToken;
+use forkr_node_agent::grpc::proto as agent;
+use forkr_node_agent::rpc::proto as rt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run this suite through scripts/k8s-e2e.sh, which starts the cluster, the agent and the operator")
+    })
+}
+
+struct Harness {
+    client: kube::Client,
+    ns: String,
+    agent: String,
+    token: String,
+    pool: String,
+}
+
+/// Deletes the test's namespace (and so its boxes) even when the test fails.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let ns = self.ns.clone();
+        let client = self.client.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                // The operator must still run: the boxes' finalizers need it to release them.
+                let api: Api<Namespace> = Api::all(client);
+                let _ = api.delete(&ns, &DeleteParams::default()).await;
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while Instant::now() < deadline && api.get_opt(&ns).await.ok().flatten().is_some() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+type Auth = InterceptedService<Channel, BearerToken>;
+
+impl Harness {
+    async fn storage(&self) -> agent::storage_client::StorageClient<Auth> {
+        let ch = Channel::from_shared(self.agent.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        agent::storage_client::StorageClient::with_interceptor(
+            ch,
+            BearerToken::new(&self.token).unwrap(),
+        )
+    }
+
+    async fn runtime(&self) -> rt::runtime_client::RuntimeClient<Auth> {
+        let ch = Channel::from_shared(self.agent.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        rt::runtime_client::RuntimeClient::with_interceptor(
+            ch,
+            BearerToken::new(&self.token).unwrap(),
+        )
+    }
+
+    fn boxes(&self) -> Api<BoxResource> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Runs `sh -c script` in the box through the agent (the container-runtime path of 000).
+    async fn exec(&self, name: &str, script: &str) -> (i32, String) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(rt::ExecInput {
+            msg: Some(rt::exec_input::Msg::Start(rt::ExecStart {
+                r#box: Some(rt::BoxRef {
+                    project: self.ns.clone(),
+                    name: name.into(),
+                }),
+                args: vec![script.into()],
+                sh: true,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        let mut s = self
+            .runtime()
+            .await
+            .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let (mut out, mut code) = (Vec::new(), -1);
+        while let Some(m) = s.message().await.unwrap() {
+            match m.msg {
+                Some(rt::exec_output::Msg::Stdout(b)) => out.extend(b),
+                Some(rt::exec_output::Msg::ExitCode(c)) => code = c,
+                _ => {}
+            }
+        }
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    async fn apply_box(&self, name: &str, spec: serde_json::Value) {
+        let body = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Box", "metadata": {"name": name}, "spec": spec});
+        self.boxes()
+            .patch(
+                name,
+                &PatchParams::apply("e2e-user").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Polls the Box until `ok`, failing with its last status after `secs`.
+    async fn wait_box(
+        &self,
+        name: &str,
+        secs: u64,
+        what: &str,
+        ok: impl Fn(&BoxResource) -> bool,
+    ) -> BoxResource {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let b = self.boxes().get_opt(name).await.unwrap();
+            if let Some(b) = &b
+                && ok(b)
+            {
+                return b.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "box {name}: {what} not reached in {secs}s; last: {:?}",
+                b.map(|b| b.status)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_phase(&self, name: &str, phase: BoxPhase, secs: u64) -> BoxResource {
+        self.wait_box(name, secs, &format!("{phase:?}"), |b| {
+            b.status.as_ref().and_then(|s| s.phase) == Some(phase)
+                && b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation
+        })
+        .await
+    }
+
+    async fn pods(&self, name: &str) -> Vec<Pod> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        pods.list(&ListParams::default().labels(&format!("forkr.dev/box={name}")))
+            .await
+            .unwrap()
+            .items
+    }
+
+    async fn wait_no_pods(&self, name: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.pods(name).await.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "pods of {name} still exist after {secs}s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn has_root(&self, name: &str) -> bool {
+        let roots = self
+            .storage()
+            .await
+            .list_roots(agent::ListRootsRequest {
+                project: self.ns.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .roots;
+        roots.iter().any(|r| r.r#box == name)
+    }
+}
+
+async fn harness() -> Harness {
+    let agent = env("FORKR_E2E_AGENT");
+    let token = std::fs::read_to_string(env("FORKR_E2E_TOKEN_FILE"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let pool = env("FORKR_E2E_POOL");
+    let client = kube::Client::try_default()
+        .await
+        .expect("a kubeconfig (KUBECONFIG)");
+    let ns = format!("e2e-{}", std::process::id());
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let h = Harness {
+        client,
+        ns,
+        agent,
+        token,
+        pool,
+    };
+    import_base(&h).await;
+    h
+}
+
+/// The tiny real base as `box-base` in the agent's pool (idempotent by request id).
+async fn import_base(h: &Harness) {
+    let tar =
+        forkr_node_agent::minibase::tarball(std::path::Path::new("/var/cache/forkr/testbase"))
+            .unwrap();
+    let bytes = std::fs::read(tar).unwrap();
+    let mut msgs = vec![agent::ImportBaseChunk {
+        part: Some(agent::import_base_chunk::Part::Header(
+            agent::ImportBaseHeader {
+                name: "box-base".into(),
+                request_id: "e2e-minibase".into(),
+                ..Default::default()
+            },
+        )),
+    }];
+    for chunk in bytes.chunks(1 << 20) {
+        msgs.push(agent::ImportBaseChunk {
+            part: Some(agent::import_base_chunk::Part::Data(chunk.to_vec())),
+        });
+    }
+    h.storage()
+        .await
+        .import_base(futures::stream::iter(msgs))
+        .await
+        .unwrap();
+}
+
+fn secs_between(
+    a: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    b: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> f64 {
+    (b.0.as_millisecond() - a.0.as_millisecond()) as f64 / 1000.0
+}
+
+/// Create → Ready, split into root creation, scheduling and container start, from the
+/// timestamps the cluster recorded.
+async fn report_timings(h: &Harness, b: &BoxResource) {
+    let created = b.metadata.creation_timestamp.clone().unwrap();
+    let st = b.status.clone().unwrap();
+    let root = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "RootReady")
+        .unwrap()
+        .last_transition_time
+        .clone();
+    let ready = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time
+        .clone();
+    let pod = h
+        .pods(b.metadata.name.as_deref().unwrap())
+        .await
+        .pop()
+        .unwrap();
+    let pst = pod.status.clone().unwrap();
+    let scheduled = pst
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .and_then(|c| c.last_transition_time)
+        .unwrap();
+    let started = pst.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .running
+        .unwrap()
+        .started_at
+        .unwrap();
+    println!(
+        "e2e timing {}: create->ready {:.1}s = root {:.1}s + scheduling {:.1}s + container start {:.1}s (+ status {:.1}s); timestamps have 1 s resolution",
+        b.metadata.name.as_deref().unwrap(),
+        secs_between(&created, &ready),
+        secs_between(&created, &root),
+        secs_between(&root, &scheduled),
+        secs_between(&scheduled, &started),
+        secs_between(&started, &ready),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxes_live_as_real_pods() {
+    let h = harness().await;
+    let ns = h.ns.clone();
+
+    // Create: kubectl-apply shape, as a user or Argo CD would write it.
+    let t0 = Instant::now();
+    h.apply_box(
+        "web",
+        json!({"port": 8080, "memory": "256Mi", "cpu": "100m", "env": {"GREETING": "hi"}}),
+    )
+    .await;
+    let b = h.wait_phase("web", BoxPhase::Running, 180).await;
+    println!(
+        "e2e: web Running after {:.1}s (wall clock)",
+        t0.elapsed().as_secs_f64()
+    );
+    report_timings(&h, &b).await;
+    let st = b.status.clone().unwrap();
+    assert_eq!(st.node.as_deref(), Some(env("FORKR_E2E_NODE").as_str()));
+    assert_eq!(
+        st.url.as_deref(),
+        Some(format!("https://web.{ns}.e2e.forkr.test").as_str())
+    );
+    assert!(st.pod_ip.is_some());
+    let deploy: Api<Deployment> = Api::namespaced(h.client.clone(), &ns);
+    let d = deploy.get("web").await.unwrap();
+    assert_eq!(d.spec.replicas, Some(1));
+    let svc: Api<Service> = Api::namespaced(h.client.clone(), &ns);
+    assert_eq!(
+        svc.get("web")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .cluster_ip
+            .as_deref(),
+        Some("None")
+    );
+    assert!(
+        std::path::Path::new(&h.pool)
+            .join("roots")
+            .join(&ns)
+            .join("web")
+            .exists()
+    );
+
+    // Exec through the agent: hostname, injected env, the node IP from status.hostIP.
+    let (code, out) = h
+        .exec(
+            "web",
+            "hostname; echo $GREETING; echo $FORKR_NODE_IP; cat /proc/1/comm",
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("web.{ns}"));
+    assert_eq!(lines[1], "hi");
+    assert!(!lines[2].is_empty(), "FORKR_NODE_IP set from status.hostIP");
+    assert_eq!(lines[3], "tini");
+    // And through Kubernetes exec (the fallback path), into the box root.
+    let pods: Api<Pod> = Api::namespaced(h.client.clone(), &ns);
+    let pod = h.pods("web").await.pop().unwrap();
+    let mut att = pods
+        .exec(
+            pod.metadata.name.as_deref().unwrap(),
+            [
+                "/bin/busybox",
+                "chroot",
+                "/volumes",
+                "/bin/sh",
+                "-c",
+                "cat /etc/boxes-env | grep -c BOX_NAME",
+            ],
+            &kube::api::AttachParams::default()
+                .container("fork")
+                .stderr(false),
+        )
+        .await
+        .unwrap();
+    let mut stdout = att.stdout().unwrap();
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text)
+        .await
+        .unwrap();
+    att.join().await.unwrap();
+    assert_eq!(text.trim(), "1");
+
+    // Snapshot, change, restore.
+    assert_eq!(h.exec("web", "echo one > /root/marker").await.0, 0);
+    let snaps: Api<Snapshot> = Api::namespaced(h.client.clone(), &ns);
+    let snap = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Snapshot",
+        "metadata": {"name": "web.v0", "labels": {"forkr.dev/snapshot-of": "web"}}, "spec": {"box": "web", "name": "v0"}});
+    snaps
+        .patch(
+            "web.v0",
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&snap),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = snaps.get("web.v0").await.unwrap();
+        if s.status.as_ref().and_then(|s| s.phase)
+            == Some(forkr_crds::snapshot::SnapshotPhase::Ready)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "snapshot not ready: {:?}",
+            s.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(h.exec("web", "echo two > /root/marker").await.0, 0);
+    let t = Instant::now();
+    h.apply_box(
+        "web",
+        json!({"port": 8080, "memory": "256Mi", "cpu": "100m", "env": {"GREETING": "hi"},
+        "restore": {"snapshot": "v0", "requestId": "r1"}}),
+    )
+    .await;
+    h.wait_box("web", 180, "restore Succeeded and Running", |b| {
+        let s = b.status.clone().unwrap_or_default();
+        s.restore
+            .is_some_and(|r| r.request_id == "r1" && r.state == "Succeeded")
+            && s.phase == Some(BoxPhase::Running)
+    })
+    .await;
+    println!("e2e: restore round trip {:.1}s", t.elapsed().as_secs_f64());
+    let (_, out) = h.exec("web", "cat /root/marker").await;
+    assert_eq!(out.trim(), "one", "the root was rolled back");
+
+    // Stop and resume keep the root.
+    h.apply_box("web", json!({"port": 8080, "memory": "256Mi", "cpu": "100m", "env": {"GREETING": "hi"}, "running": false,
+        "restore": {"snapshot": "v0", "requestId": "r1"}})).await;
+    h.wait_phase("web", BoxPhase::Stopped, 120).await;
+    h.wait_no_pods("web", 60).await;
+    assert_eq!(deploy.get("web").await.unwrap().spec.replicas, Some(0));
+    h.apply_box("web", json!({"port": 8080, "memory": "256Mi", "cpu": "100m", "env": {"GREETING": "hi"}, "running": true,
+        "restore": {"snapshot": "v0", "requestId": "r1"}})).await;
+    h.wait_phase("web", BoxPhase::Running, 120).await;
+    let (_, out) = h.exec("web", "cat /root/marker").await;
+    assert_eq!(out.trim(), "one", "the root survived stop and resume");
+
+    // Fork: a new box from web's root, on the same node.
+    h.apply_box("copy", json!({"fork": {"box": "web"}})).await;
+    h.wait_phase("copy", BoxPhase::Running, 180).await;
+    let (_, out) = h.exec("copy", "hostname; cat /root/marker").await;
+    assert_eq!(out, format!("copy.{ns}\none\n"));
+
+    // Delete: the finalizer removes the root and checkpoints; GC removes the children.
+    h.boxes()
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while h.boxes().get_opt("web").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "box web not deleted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(!h.has_root("web").await, "root deleted");
+    assert!(h.has_root("copy").await, "the fork keeps its own root");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while deploy.get_opt("web").await.unwrap().is_some()
+        || svc.get_opt("web").await.unwrap().is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "children of web not garbage-collected"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    h.wait_no_pods("web", 60).await;
+    assert!(
+        snaps.get_opt("web.v0").await.unwrap().is_none(),
+        "snapshots go with the box"
+    );
+
+    // The operator's metrics saw it all.
+    let metrics = http_get(&env("FORKR_E2E_METRICS"), "/metrics").await;
+    assert!(
+        metrics.contains("forkr_operator_reconciles_total{controller=\"box\"}"),
+        "{metrics}"
+    );
+    let mut labels = BTreeMap::new();
+    for l in metrics
+        .lines()
+        .filter(|l| l.starts_with("forkr_operator_api_writes_total"))
+    {
+        labels.insert(l.to_owned(), ());
+    }
+    assert!(!labels.is_empty());
+}
+
+/// A plain HTTP/1.0 GET, enough for /metrics.
+async fn http_get(base: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The real-cluster end-to-end suite of forkr-operator: boxes as real Pods on the single-node
+# Kubernetes 1.20 of ../shared/k8s (or on the cluster KUBECONFIG names, with FORKR_E2E_OWN_CLUSTER=1).
+#
+# Steps: build (cached) and start the cluster through the shared scripts; build the operator,
+# the agent and the runner; import the runner image from a rootfs; install the CRDs without CEL;
+# run forkr-node-agent (loopback btrfs pool) and forkr-operator on the host with the kubeconfig;
+# run operator/tests/cluster.rs. Any step that fails fails the suite: nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+K8S=${FORKR_K8S_DIR:-$ROOT/../shared/k8s}
+E2E=${FORKR_E2E_HOME:-/var/lib/forkr-e2e}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${FORKR_CACHE:-/var/cache/forkr}/target}
+AGENT_ADDR=127.0.0.1:${FORKR_E2E_AGENT_PORT:-17443}
+METRICS_ADDR=127.0.0.1:${FORKR_E2E_METRICS_PORT:-19090}
+
+say() { printf '== k8s-e2e: %s\n' "$*" >&2; }
+die() { say "FAILED: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (the cluster, btrfs loop devices and privileged pods need it)"
+
+if [ "${FORKR_E2E_OWN_CLUSTER:-}" = 1 ]; then
+  [ -n "${KUBECONFIG:-}" ] || die "FORKR_E2E_OWN_CLUSTER=1 needs KUBECONFIG"
+  say "using the cluster of KUBECONFIG=$KUBECONFIG"
+else
+  [ -x "$K8S/build.sh" ] || die "no single-node Kubernetes scripts at $K8S"
+  "$K8S/build.sh" || die "building Kubernetes failed"
+  "$K8S/up.sh" || die "starting Kubernetes failed"
+  eval "$("$K8S/env.sh")"
+fi
+kubectl version --short >/dev/null 2>&1 || kubectl get --raw /version >/dev/null || die "the apiserver does not answer"
+NODE=$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')
+[ -n "$NODE" ] || die "the cluster has no node"
+
+say "building forkr-operator, forkr-node-agent, forkr-runner, forkr-crdgen"
+cargo build --locked -p forkr-operator -p forkr-node-agent -p forkr-crds --bins
+BIN=$CARGO_TARGET_DIR/debug
+
+say "runner image from a rootfs"
+mkdir -p "$E2E/logs" "$E2E/pool"
+RFS=$E2E/runner-rootfs
+rm -rf "$RFS"
+mkdir -p "$RFS"/{proc,sys,dev,volumes,forkr/scratch,forkr-data,tmp,etc,bin}
+for v in box-bin box-all box-proj home; do mkdir -p "$RFS/forkr-system/$v"; done
+cp "$BIN/forkr-runner" "$RFS/forkr-runner"
+for lib in $(ldd "$BIN/forkr-runner" | grep -o '/[^ ]*'); do
+  mkdir -p "$RFS$(dirname "$lib")"; cp -L "$lib" "$RFS$lib"
+done
+# busybox lets `kubectl exec` reach the box (chroot /volumes) when the agent path is down.
+cp /usr/bin/busybox "$RFS/bin/busybox"
+TAG=e2e-$(sha256sum "$BIN/forkr-runner" | cut -c1-12)
+IMAGE=local/forkr-runner:$TAG
+if [ "${FORKR_E2E_OWN_CLUSTER:-}" != 1 ]; then
+  if ! "$K8S/image-import.sh" --list 2>/dev/null | grep -q "$IMAGE"; then
+    "$K8S/image-import.sh" "$IMAGE" "$RFS" --entrypoint '["/forkr-runner"]' || die "image import failed"
+  fi
+else
+  IMAGE=${FORKR_RUNNER_IMAGE:?set FORKR_RUNNER_IMAGE to a runner image your cluster can pull}
+fi
+
+say "CRDs (without CEL rules: Kubernetes 1.20 rejects them)"
+# Optional enums list `null` (they are also `nullable`). Kubernetes 1.20 cannot compare such a
+# schema with itself and refuses the CRD ("per-version schemas may not all be set to identical
+# values"), and kubectl's client-side validation refuses it too: drop the nulls for this cluster.
+"$BIN/forkr-crdgen" --without-cel --stdout | python3 -c '
+import sys, json
+def fix(o):
+    if isinstance(o, dict):
+        if isinstance(o.get("enum"), list):
+            o["enum"] = [v for v in o["enum"] if v is not None]
+        for v in o.values(): fix(v)
+    elif isinstance(o, list):
+        for v in o: fix(v)
+import yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+for d in docs: fix(d)
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+' > "$E2E/crds.json" || die "rendering the CRDs failed"
+kubectl apply -f "$E2E/crds.json" >/dev/null || die "installing the CRDs failed"
+for crd in boxes bases snapshots datavolumes; do
+  kubectl wait --for condition=established --timeout=60s "crd/$crd.forkr.dev" >/dev/null || die "CRD $crd not established"
+done
+kubectl get ns forkr-system >/dev/null 2>&1 || kubectl create ns forkr-system >/dev/null
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+[ -s "$E2E/token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$E2E/token"
+
+say "forkr-node-agent on the host (pool $E2E/pool, $AGENT_ADDR)"
+"$BIN/forkr-node-agent" --pool "$E2E/pool" --loopback-gib 8 --socket "$E2E/agent.sock" \
+  --listen "$AGENT_ADDR" --token-file "$E2E/token" > "$E2E/logs/agent.log" 2>&1 &
+PIDS+=($!)
+
+say "forkr-operator on the host (leader election in forkr-system, metrics on $METRICS_ADDR)"
+FORKR_DOMAIN=e2e.forkr.test "$BIN/forkr-operator" --runner-image "$IMAGE" --pool-dir "$E2E/pool" \
+  --agent "$NODE=http://$AGENT_ADDR" --agent-token-file "$E2E/token" --listen "$METRICS_ADDR" \
+  --identity "e2e-$$" --insecure > "$E2E/logs/operator.log" 2>&1 &
+PIDS+=($!)
+
+for _ in $(seq 1 100); do
+  curl -fsS "http://$METRICS_ADDR/healthz" >/dev/null 2>&1 && break
+  kill -0 "${PIDS[1]}" 2>/dev/null || { tail -20 "$E2E/logs/operator.log" >&2; die "forkr-operator exited"; }
+  sleep 0.2
+done
+curl -fsS "http://$METRICS_ADDR/healthz" >/dev/null || die "forkr-operator /healthz does not answer"
+kill -0 "${PIDS[0]}" 2>/dev/null || { tail -20 "$E2E/logs/agent.log" >&2; die "forkr-node-agent exited"; }
+
+say "running operator/tests/cluster.rs"
+export FORKR_E2E_AGENT=http://$AGENT_ADDR FORKR_E2E_TOKEN_FILE=$E2E/token FORKR_E2E_POOL=$E2E/pool \
+  FORKR_E2E_METRICS=http://$METRICS_ADDR FORKR_E2E_NODE=$NODE
+status=0
+cargo nextest run --locked -p forkr-operator --features e2e --test cluster --no-capture || status=$?
+if [ "$status" != 0 ]; then
+  say "operator log tail:"; tail -40 "$E2E/logs/operator.log" >&2
+  say "agent log tail:"; tail -20 "$E2E/logs/agent.log" >&2
+  die "the cluster suite failed"
+fi
+say "passed"
