@@ -98,6 +98,10 @@ fn open_pool(data: &Path, size: u64) -> anyhow::Result<Pool> {
     Ok(Pool::open(&dir)?)
 }
 
+fn is_localhost(domain: &str) -> bool {
+    domain == "localhost" || domain.ends_with(".localhost")
+}
+
 fn open_store(data: &Path) -> anyhow::Result<Store> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     Ok(Store::open(&data.join("forkr.db"))?)
@@ -166,9 +170,16 @@ async fn main() -> anyhow::Result<()> {
             let gateway = net.gateway();
             net.extra_hosts.push((gateway, api_host.clone()));
             let scheme = if tls.is_some() { "https" } else { "http" };
+            // Resolvers answer every *.localhost name with loopback themselves (RFC 6761; curl
+            // does), so under such a domain boxes get the gateway's address instead.
+            let in_box_host = if is_localhost(&cli.domain) {
+                gateway.to_string()
+            } else {
+                api_host.clone()
+            };
             ApiEndpoints {
-                api_url: format!("{scheme}://{api_host}"),
-                api_host: api_host.clone(),
+                api_url: format!("{scheme}://{in_box_host}"),
+                api_host: in_box_host,
                 node_ip: gateway.to_string(),
                 insecure: false,
             }

@@ -1,5 +1,6 @@
 //! Local mode's reverse proxy: what an Ingress does in a cluster. A request is routed by its
-//! Host header: `forks.<domain>` is the API itself; a published host or a box's URL host
+//! Host header: `forks.<domain>` (or a bare IP address) is the API itself; a published host or
+//! a box's URL host
 //! (`{box}.{domain}`, `{box}.{project}.{domain}`) goes to that box's address and port.
 //! WebSocket and other upgrades pass through as byte streams. TLS, when configured, ends here.
 
@@ -76,7 +77,8 @@ async fn handle(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
         return ApiError::bad_request("missing_host", "the request has no Host header")
             .into_response();
     };
-    if host == proxy.api_host {
+    // The API's own name, or an address: boxes are only ever reached by name.
+    if host == proxy.api_host || host.parse::<std::net::IpAddr>().is_ok() {
         return match proxy.api.clone().oneshot(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},
