@@ -6,8 +6,13 @@
 # the agent and the runner; import the runner image from a rootfs; install the CRDs without CEL;
 # run forkr-node-agent (loopback btrfs pool) and forkr-operator on the host with the kubeconfig;
 # run operator/tests/cluster.rs. Any step that fails fails the suite: nothing is skipped.
+#
+# With --bench, runs operator/examples/k8s_bench.rs instead (Create -> Ready split, 1,000 boxes,
+# steady-state writes, restart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH=0
+[ "${1:-}" = --bench ] && BENCH=1
 ROOT=$PWD
 K8S=${FORKR_K8S_DIR:-$ROOT/../shared/k8s}
 E2E=${FORKR_E2E_HOME:-/var/lib/forkr-e2e}
@@ -110,11 +115,16 @@ done
 curl -fsS "http://$METRICS_ADDR/healthz" >/dev/null || die "forkr-operator /healthz does not answer"
 kill -0 "${PIDS[0]}" 2>/dev/null || { tail -20 "$E2E/logs/agent.log" >&2; die "forkr-node-agent exited"; }
 
-say "running operator/tests/cluster.rs"
 export FORKR_E2E_AGENT=http://$AGENT_ADDR FORKR_E2E_TOKEN_FILE=$E2E/token FORKR_E2E_POOL=$E2E/pool \
-  FORKR_E2E_METRICS=http://$METRICS_ADDR FORKR_E2E_NODE=$NODE
+  FORKR_E2E_METRICS=http://$METRICS_ADDR FORKR_E2E_NODE=$NODE FORKR_E2E_OPERATOR_PID=${PIDS[1]}
 status=0
-cargo nextest run --locked -p forkr-operator --features e2e --test cluster --no-capture || status=$?
+if [ "$BENCH" = 1 ]; then
+  say "running operator/examples/k8s_bench.rs"
+  cargo run --locked -p forkr-operator --features e2e --example k8s_bench || status=$?
+else
+  say "running operator/tests/cluster.rs"
+  cargo nextest run --locked -p forkr-operator --features e2e --test cluster --no-capture || status=$?
+fi
 if [ "$status" != 0 ]; then
   say "operator log tail:"; tail -40 "$E2E/logs/operator.log" >&2
   say "agent log tail:"; tail -20 "$E2E/logs/agent.log" >&2

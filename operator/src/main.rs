@@ -75,8 +75,19 @@ async fn main() -> anyhow::Result<()> {
         stores,
         Some(identity),
     ));
+    // SIGTERM (a rollout, a drain) and SIGINT both stop the controllers gracefully.
     let stop = futures::future::FutureExt::shared(Box::pin(async {
-        let _ = tokio::signal::ctrl_c().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }));
     let controllers = forkr_operator::run(cx, args.concurrency, stop);
     if args.no_leader_election {
