@@ -1207,12 +1207,17 @@ async fn inject_copies_credentials_into_the_box() {
         })
         .collect();
     assert_eq!(hosts, ["mine", "ed25519", "ecdsa", "rsa"]);
-    // Again: known_hosts does not grow; without a git config the line says so; explicit paths.
+    // Again: known_hosts does not grow; without a git config the line says so; explicit paths,
+    // and a key whose name a shell would misread reaches the box and the check as it is.
     let bare = inject_home(false);
-    std::fs::rename(bare.path().join(".ssh/id_ecdsa"), bare.path().join("work")).unwrap();
+    std::fs::rename(
+        bare.path().join(".ssh/id_ecdsa"),
+        bare.path().join("work $(x);y"),
+    )
+    .unwrap();
     std::fs::rename(
         bare.path().join(".ssh/id_ecdsa.pub"),
-        bare.path().join("work.pub"),
+        bare.path().join("work $(x);y.pub"),
     )
     .unwrap();
     let b = bare.path().display().to_string();
@@ -1224,7 +1229,7 @@ async fn inject_copies_credentials_into_the_box() {
                 "-p",
                 "shop",
                 "--ssh-key",
-                "~/work",
+                "~/work $(x);y",
                 "--codex-auth",
                 &format!("{b}/.codex/auth.json"),
                 "--codex-toml",
@@ -1239,13 +1244,19 @@ async fn inject_copies_credentials_into_the_box() {
         "{}",
         out.stderr
     );
+    assert!(
+        out.stderr
+            .starts_with("warning: ssh -T git@github.com did not authenticate"),
+        "{}",
+        out.stderr
+    );
     let after = e
         .ok(&[
             "exec",
             "shop:dev",
             "--sh",
             "--",
-            "wc -l < /root/.ssh/known_hosts; stat -c %a /root/.ssh/work",
+            "wc -l < /root/.ssh/known_hosts; stat -c %a '/root/.ssh/work $(x);y'",
         ])
         .await;
     assert_eq!(after.split_whitespace().collect::<Vec<_>>(), ["4", "600"]);

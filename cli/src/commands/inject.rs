@@ -201,15 +201,16 @@ async fn read_known_hosts(client: &Client, p: &str, b: &str) -> anyhow::Result<S
     }
 }
 
-async fn run_sh(
+/// Runs a program with its arguments as they are (no shell string: the key's file name is the
+/// user's and may hold anything).
+async fn run(
     client: &Client,
     p: &str,
     b: &str,
-    script: String,
+    command: &[&str],
 ) -> anyhow::Result<forkr_api::wire::ExecOutput> {
     let cmd = ExecCommand {
-        command: vec![script],
-        sh: true,
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
         ..Default::default()
     };
     Ok(client.exec(p, b, &cmd).await?)
@@ -217,13 +218,23 @@ async fn run_sh(
 
 /// `ssh -T git@github.com` answers exit 1 with "successfully authenticated" when the key works.
 async fn check_github(client: &Client, p: &str, b: &str, key: &str) -> anyhow::Result<()> {
-    let out = run_sh(
+    let out = run(
         client,
         p,
         b,
-        format!(
-            "ssh -T -i {key} -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=yes git@github.com"
-        ),
+        &[
+            "ssh",
+            "-T",
+            "-i",
+            key,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "git@github.com",
+        ],
     )
     .await?;
     let said = format!("{}{}", out.stderr, out.stdout);
@@ -264,7 +275,13 @@ pub async fn inject(
     }
     let known = seed_known_hosts(&read_known_hosts(&client, &p, &b).await?);
     put(&client, &p, &b, KNOWN_HOSTS, "644", known.into_bytes()).await?;
-    let out = run_sh(&client, &p, &b, "chmod 700 /root/.ssh /root/.codex".into()).await?;
+    let out = run(
+        &client,
+        &p,
+        &b,
+        &["chmod", "700", "/root/.ssh", "/root/.codex"],
+    )
+    .await?;
     if out.exit_code != 0 {
         anyhow::bail!(
             "chmod 700 /root/.ssh /root/.codex failed: {}",
