@@ -1559,3 +1559,68 @@ async fn documented_errors_word_for_word() {
         "Error: /root/big is 1100000 bytes; file diffs are limited to 1 MB\n"
     );
 }
+
+/// Every command of the documented JSON set prints one JSON document with -j.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_on_every_documented_command() {
+    let e = server().await;
+    let json = |text: String| -> Value {
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{err}: {text}"))
+    };
+    let created = json(e.ok(&["create", "j1", "-j"]).await);
+    assert_eq!(
+        (&created["name"], &created["status"]),
+        (&"j1".into(), &"running".into())
+    );
+    let listed = json(e.ok(&["list", "-j"]).await);
+    assert_eq!(listed[0]["name"], "j1");
+    assert_eq!(
+        json(e.ok(&["show", "j1", "-j"]).await)["project"],
+        "default"
+    );
+    let updated = json(e.ok(&["update", "j1", "PORT=8081", "-j"]).await);
+    assert_eq!(updated["port"], 8081);
+    let published = json(e.ok(&["publish", "j1", "www", "-j"]).await);
+    assert_eq!(published["host"], "www.forkr.test");
+    let removed = json(e.ok(&["unpublish", "j1", "-j"]).await);
+    assert_eq!(removed["hosts"], serde_json::json!(["www.forkr.test"]));
+    let bg = json(
+        e.ok(&["exec", "j1", "--bg", "-j", "--sh", "--", "echo logged"])
+            .await,
+    );
+    let pid = bg["pid"].as_u64().unwrap().to_string();
+    let mut log = Value::Null;
+    for _ in 0..50 {
+        log = json(e.ok(&["logs", "j1", "--pid", &pid, "-j"]).await);
+        if log["log"] == "logged\n" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(log["log"], "logged\n", "{log}");
+    assert!(json(e.ok(&["port", "list", "j1", "-j"]).await).is_array());
+    e.ok(&["exec", "j1", "--bg", "--", "httpd", "-f", "-p", "8081"])
+        .await;
+    let waited = json(e.ok(&["port", "wait", "j1", "8081", "-j"]).await);
+    assert_eq!(waited["port"], 8081);
+    assert_eq!(
+        json(e.ok(&["user", "create", "ann", "-j"]).await)["uid"],
+        20000
+    );
+    let shell = json(
+        e.ok(&["user", "update", "ann", "--shell", "/bin/sh", "-j"])
+            .await,
+    );
+    assert_eq!(shell["shell"], "/bin/sh");
+    assert_eq!(json(e.ok(&["user", "list", "-j"]).await)[0]["name"], "ann");
+    assert_eq!(json(e.ok(&["stop", "j1", "-j"]).await)["status"], "stopped");
+    assert_eq!(
+        json(e.ok(&["resume", "j1", "-j"]).await)["status"],
+        "running"
+    );
+    let deleted = json(e.ok(&["delete", "j1", "-f", "-j"]).await);
+    assert_eq!(
+        deleted,
+        serde_json::json!([{"name": "j1", "deleted": true}])
+    );
+}
