@@ -941,8 +941,12 @@ async fn base_build_with_each_engine() {
     );
     let shown = e.ok(&["base", "show", "mini", "--tag", &sha]).await;
     assert!(shown.contains(&format!("  {sha}  docker  ")), "{shown}");
-    // The base boots.
+    // The base boots, by its name and as alias:tag with the Dockerfile's sha256.
     e.ok(&["create", "built", "-b", "mini"]).await;
+    let tagged = e
+        .ok(&["create", "tagged", "-b", &format!("mini:{sha}")])
+        .await;
+    assert!(tagged.contains("base        mini\n"), "{tagged}");
 
     // podman, then nerdctl, when docker is absent; -f and --context pass through.
     for (engine, gone) in [("podman", "docker"), ("nerdctl", "podman")] {
