@@ -140,6 +140,8 @@ pub trait Agents: Send + Sync {
     ) -> Result<String, AgentError>;
     /// Makes `node` fetch base `version` from `peer`'s agent.
     async fn pull_base(&self, node: &str, peer: &str, version: &str) -> Result<(), AgentError>;
+    /// Data volumes of `project` on `node`.
+    async fn volumes(&self, node: &str, project: &str) -> Result<Vec<String>, AgentError>;
     /// Whether `node`'s pool has base `name` (alias or version).
     async fn has_base(&self, node: &str, name: &str) -> Result<bool, AgentError>;
 }
@@ -417,6 +419,21 @@ impl Agents for GrpcAgents {
         };
         let r = self.client(node).await?.pull_base(req).await;
         r.map(drop).map_err(|s| AgentError::new(node, s))
+    }
+
+    async fn volumes(&self, node: &str, project: &str) -> Result<Vec<String>, AgentError> {
+        let req = proto::ListVolumesRequest {
+            project: project.into(),
+        };
+        let r = self.client(node).await?.list_volumes(req).await;
+        r.map(|v| {
+            v.into_inner()
+                .volumes
+                .into_iter()
+                .map(|v| v.volume)
+                .collect()
+        })
+        .map_err(|s| AgentError::new(node, s))
     }
 
     async fn has_base(&self, node: &str, name: &str) -> Result<bool, AgentError> {

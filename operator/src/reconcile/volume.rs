@@ -66,23 +66,27 @@ async fn apply(v: &DataVolume, cx: &Context) -> Result<Action> {
     let project = v.namespace().unwrap_or_default();
     let node = match &prev.node {
         Some(n) => n.clone(),
-        None => {
-            let nodes = cx.agents.nodes().await?;
-            nodes
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::Unschedulable {
-                    what: format!("volume {}", v.name_any()),
-                    why: "no node agent is running".into(),
-                })?
-        }
+        None => place(v, cx, &project).await?,
     };
     let mut st = prev.clone();
     if prev.phase != Some(DataVolumePhase::Ready) && prev.phase != Some(DataVolumePhase::Restoring)
     {
-        cx.agents
-            .create_volume(&node, &project, &v.name_any())
-            .await?;
+        if v.spec.clone_from.is_some() {
+            // A clone is made by the fork that names it (ForkRoot clones the source box's
+            // volumes on the source's node); creating an empty one here would make that fork
+            // skip the copy.
+            let have = cx.agents.volumes(&node, &project).await?;
+            if !have.iter().any(|n| *n == v.name_any()) {
+                return Err(Error::Missing(format!(
+                    "volume {} waits for the fork that clones it",
+                    v.name_any()
+                )));
+            }
+        } else {
+            cx.agents
+                .create_volume(&node, &project, &v.name_any())
+                .await?;
+        }
     }
     st.node = Some(node.clone());
     st.phase = Some(DataVolumePhase::Ready);
@@ -145,6 +149,32 @@ async fn apply(v: &DataVolume, cx: &Context) -> Result<Action> {
         patch_status(cx, CONTROLLER, v, &st).await?;
     }
     Ok(Action::await_change())
+}
+
+/// A new volume goes to its clone source's node, else to the first agent node.
+async fn place(v: &DataVolume, cx: &Context, project: &str) -> Result<String> {
+    if let Some(src) = &v.spec.clone_from {
+        let p = src.project.as_deref().unwrap_or(project);
+        let api: kube::Api<DataVolume> = kube::Api::namespaced(cx.client.clone(), p);
+        let source = api.get_opt(&src.volume).await?.ok_or_else(|| {
+            Error::Missing(format!("clone source volume {p}/{} not found", src.volume))
+        })?;
+        return source.status.and_then(|s| s.node).ok_or_else(|| {
+            Error::Missing(format!(
+                "clone source volume {p}/{} has no node yet",
+                src.volume
+            ))
+        });
+    }
+    cx.agents
+        .nodes()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Unschedulable {
+            what: format!("volume {}", v.name_any()),
+            why: "no node agent is running".into(),
+        })
 }
 
 async fn cleanup(v: &DataVolume, cx: &Context) -> Result<Action> {
