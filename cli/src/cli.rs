@@ -639,6 +639,9 @@ pub enum LocalCommand {
         /// Run boxes in the host's network instead of one each on a bridge.
         #[arg(long)]
         no_network: bool,
+        /// Where the reverse proxy for box URLs and published hosts listens (`off`: none).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        proxy_listen: String,
         #[command(flatten)]
         json: NoJson,
     },
@@ -902,7 +905,7 @@ mod tests {
         "completion fish",
         "completion elvish",
         "completion powershell",
-        "local up --data-dir d --listen a --domain x --base-tarball t --no-network",
+        "local up --data-dir d --listen a --domain x --base-tarball t --no-network --proxy-listen off",
         "local down --data-dir d",
         "local status",
         "--url http://x --profile p list",

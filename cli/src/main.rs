@@ -220,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 domain,
                 base_tarball,
                 no_network,
+                proxy_listen,
                 ..
             } => {
                 let args = commands::local::LocalArgs {
@@ -228,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     domain,
                     base_tarball,
                     no_network,
+                    proxy_listen,
                 };
                 commands::local::up(&ctx, args).await?
             }

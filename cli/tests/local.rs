@@ -15,19 +15,25 @@ struct Local {
     data: tempfile::TempDir,
     home: tempfile::TempDir,
     listen: String,
+    proxy: String,
+}
+
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
 }
 
 impl Local {
     fn new() -> Local {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         Local {
             data: tempfile::tempdir().unwrap(),
             home: tempfile::tempdir().unwrap(),
-            listen: format!("127.0.0.1:{port}"),
+            listen: free_addr(),
+            proxy: free_addr(),
         }
     }
 
@@ -68,6 +74,8 @@ impl Local {
             "up",
             "--listen",
             &self.listen,
+            "--proxy-listen",
+            &self.proxy,
             "--base-tarball",
             &base,
             "--no-network",
@@ -120,6 +128,10 @@ fn up_create_exec_restart_and_down() {
     assert!(up.starts_with("forkr is up\n"), "{up}");
     assert!(
         up.contains(&format!("api:     http://{}", l.listen)),
+        "{up}"
+    );
+    assert!(
+        up.contains(&format!("proxy:   http://{} (box URLs", l.proxy)),
         "{up}"
     );
     assert!(

@@ -27,6 +27,8 @@ pub struct LocalArgs {
     /// Import this rootfs as box-base instead of building one.
     pub base_tarball: Option<PathBuf>,
     pub no_network: bool,
+    /// Where forkr-api's reverse proxy (box URLs, published hosts) listens, or `off`.
+    pub proxy_listen: String,
 }
 
 fn pid_file(data: &Path) -> PathBuf {
@@ -106,6 +108,7 @@ fn start_server(ctx: &Context, a: &LocalArgs) -> anyhow::Result<u32> {
     cmd.args(["--local", "--data-dir"])
         .arg(&a.data_dir)
         .args(["--listen", &a.listen, "--domain", &a.domain])
+        .args(["--proxy-listen", &a.proxy_listen])
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -219,8 +222,16 @@ pub async fn up(ctx: &Context, a: LocalArgs) -> anyhow::Result<String> {
             .await?;
     }
     bar.finish_and_clear();
+    let proxy = if a.proxy_listen == "off" {
+        String::new()
+    } else {
+        format!(
+            "  proxy:   http://{} (box URLs and published hosts, by Host header)\n",
+            a.proxy_listen
+        )
+    };
     Ok(format!(
-        "forkr is up\n  api:     {url}\n  data:    {}\n  log:     {}\n  profile: {PROFILE} (in {})\ntry: 4kr create mybox && 4kr exec mybox -- uname -a\n",
+        "forkr is up\n  api:     {url}\n{proxy}  data:    {}\n  log:     {}\n  profile: {PROFILE} (in {})\ntry: 4kr create mybox && 4kr exec mybox -- uname -a\n",
         a.data_dir.display(),
         log_file(&a.data_dir).display(),
         config_path.display()
