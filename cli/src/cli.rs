@@ -636,7 +636,7 @@ pub enum LocalCommand {
         /// Import this rootfs .tar.gz as box-base instead of building one.
         #[arg(long)]
         base_tarball: Option<std::path::PathBuf>,
-        /// Run boxes in the host's network instead of one each on a bridge.
+        /// Do not give each box its own address on the forkr0 bridge.
         #[arg(long)]
         no_network: bool,
         /// Where the reverse proxy for box URLs and published hosts listens (`off`: none).
