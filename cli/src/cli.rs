@@ -228,7 +228,11 @@ pub enum Command {
     /// Copy one file into or out of a box: `cp ./f box:/path` or `cp box:/path ./f`.
     #[command(visible_aliases = ["get", "put"])]
     Cp {
+        /// A local path or `box:/path` (`-:/path` is an ephemeral box).
+        #[arg(allow_hyphen_values = true)]
         src: String,
+        /// A local path or `box:/path`.
+        #[arg(allow_hyphen_values = true)]
         dest: String,
         #[command(flatten)]
         project: ProjectArg,
@@ -850,6 +854,10 @@ mod tests {
         "cp a web:/b",
         "get web:/b a",
         "put a web:/b -p shop",
+        "put a -:/b",
+        "get -:/b a",
+        "cp -p shop a web:/b",
+        "cp a shop:-:/b -p shop",
         "inject web",
         "inject web --codex-auth a --codex-toml b --ssh-key c -p shop",
         "port list web -j",
@@ -1003,6 +1011,18 @@ mod tests {
                 assert_eq!(a.command, ["echo", "hi"]);
             }
             other => panic!("{other:?}"),
+        }
+        for (line, src, dest) in [
+            ("put a -:/b", "a", "-:/b"),
+            ("get -:/b a -p shop", "-:/b", "a"),
+            ("cp -p shop a w:/b", "a", "w:/b"),
+        ] {
+            match cmd(line) {
+                Command::Cp {
+                    src: s, dest: d, ..
+                } => assert_eq!((s.as_str(), d.as_str()), (src, dest), "{line}"),
+                other => panic!("{other:?}"),
+            }
         }
         match cmd("base build b") {
             Command::Base(BaseCommand::Build { file, context, .. }) => {

@@ -662,6 +662,26 @@ async fn ephemeral_exec_creates_and_removes_its_box() {
         json.stderr,
         "Error: --json is not supported for ephemeral exec\n"
     );
+    // project:- makes it in that project (the hostname is <box>.<project>); cp takes -: too.
+    let out = e.run(&["exec", "shop:-", "--", "hostname"]).await;
+    assert!(
+        out.stdout.starts_with("ephemeral-") && out.stdout.ends_with(".shop\n"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    let local = e.cwd.path().join("f.txt");
+    std::fs::write(&local, "x").unwrap();
+    let out = e
+        .run(&["put", &local.display().to_string(), "-:/tmp/f.txt"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.starts_with("ephemeral fork: "), "{}", out.stderr);
+    assert_eq!(
+        e.ok(&["list", "-p", "shop"]).await,
+        "NAME  STATUS  BASE  URL\n"
+    );
+    assert_eq!(e.ok(&["list"]).await, "NAME  STATUS  BASE  URL\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]
