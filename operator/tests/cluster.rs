@@ -464,6 +464,79 @@ async fn boxes_live_as_real_pods() {
     let (_, out) = h.exec("copy", "hostname; cat /root/marker").await;
     assert_eq!(out, format!("copy.{ns}\none\n"));
 
+    // A data volume mounted into a box: a real hostPath from the pool, shared by two boxes.
+    let vols: Api<forkr_crds::DataVolume> = Api::namespaced(h.client.clone(), &ns);
+    let vol = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "DataVolume", "metadata": {"name": "shared"}, "spec": {}});
+    vols.patch(
+        "shared",
+        &PatchParams::apply("e2e-user").force(),
+        &Patch::Apply(&vol),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while vols
+        .get("shared")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.node)
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "data volume not placed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    h.apply_box(
+        "writer",
+        json!({"data": [{"volume": "shared", "mountPath": "/data"}]}),
+    )
+    .await;
+    h.wait_phase("writer", BoxPhase::Running, 180).await;
+    assert_eq!(h.exec("writer", "echo hello > /data/greeting").await.0, 0);
+    h.apply_box(
+        "reader",
+        json!({"data": [{"volume": "shared", "mountPath": "/data", "readOnly": true}]}),
+    )
+    .await;
+    h.wait_phase("reader", BoxPhase::Running, 180).await;
+    let (_, out) = h
+        .exec(
+            "reader",
+            "cat /data/greeting; touch /data/x 2>/dev/null && echo writable || echo read-only",
+        )
+        .await;
+    assert_eq!(out, "hello\nread-only\n");
+
+    // Base save: the copy's root becomes a new version of a Base, and a box starts from it.
+    let bases: Api<forkr_crds::Base> = Api::namespaced(h.client.clone(), &ns);
+    let base = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Base", "metadata": {"name": "saved"},
+        "spec": {"source": {"requestId": "s1", "save": {"box": "copy"}}}});
+    bases
+        .patch(
+            "saved",
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&base),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let version = loop {
+        let b = bases.get("saved").await.unwrap();
+        if let Some(v) = b.status.and_then(|s| s.current_version) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "base not saved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    h.apply_box("child", json!({"base": version})).await;
+    h.wait_phase("child", BoxPhase::Running, 180).await;
+    let (_, out) = h.exec("child", "cat /root/marker").await;
+    assert_eq!(
+        out.trim(),
+        "one",
+        "a box of the saved base has the saved root"
+    );
+
     // Delete: the finalizer removes the root and checkpoints; GC removes the children.
     h.boxes()
         .delete("web", &DeleteParams::default())

@@ -220,3 +220,54 @@ async fn data_volumes_checkpoints_restore_and_mounts() {
     vol_once(&api, &cx, "cache").await.unwrap();
     assert!(agent.pool.volume_path(P, "cache").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_missing_on_the_chosen_node_is_pulled_from_a_peer() {
+    use std::collections::BTreeMap;
+    let api = Arc::new(FakeApi::default());
+    let (_caches, stores) = Caches::new();
+    let has = RealAgent::start_with(true).await;
+    let lacks = RealAgent::start_with(false).await;
+    // node-b lacks the base but has far more free memory: placement prefers base holders, so
+    // pin the box there through a data volume that lives on node-b.
+    let agents = forkr_operator::agent::GrpcAgents::new(
+        forkr_operator::agent::Discovery::Static(BTreeMap::from([
+            ("node-a".to_owned(), has.addr.clone()),
+            ("node-b".to_owned(), lacks.addr.clone()),
+        ])),
+        None,
+        common::TOKEN,
+    )
+    .unwrap();
+    let cx = context(api.clone(), agents, stores);
+    api.put(&path("datavolumes", "v"), {
+        let mut v = obj("DataVolume", "v", json!({}));
+        v["status"] = json!({"node": "node-b", "phase": "Ready"});
+        v
+    });
+    lacks.pool.create_volume(P, "v").unwrap();
+    let spec = BoxSpec {
+        data: vec![DataMount {
+            volume: "v".into(),
+            mount_path: "/v".into(),
+            read_only: false,
+        }],
+        ..BoxSpec::default()
+    };
+    api.put(
+        &path("boxes", "far"),
+        obj("Box", "far", serde_json::to_value(&spec).unwrap()),
+    );
+    box_once(&api, &cx, "far").await.unwrap();
+    box_once(&api, &cx, "far").await.unwrap();
+    assert!(
+        lacks.pool.root_path(P, "far").is_ok(),
+        "root created on node-b"
+    );
+    assert!(
+        lacks.pool.resolve_base("box-base").is_ok(),
+        "base replicated to node-b"
+    );
+    let b: BoxResource = serde_json::from_value(api.get(&path("boxes", "far")).unwrap()).unwrap();
+    assert_eq!(b.status.unwrap().node.as_deref(), Some("node-b"));
+}

@@ -350,14 +350,20 @@ pub struct RealAgent {
 
 impl RealAgent {
     pub async fn start() -> RealAgent {
+        RealAgent::start_with(true).await
+    }
+
+    /// An agent whose pool has `box-base` only when `with_base`.
+    pub async fn start_with(with_base: bool) -> RealAgent {
         let lb = Loopback::scratch(1 << 30).expect("loopback btrfs (needs root)");
         let pool = Arc::new(Pool::open(lb.path()).unwrap());
-        let tar =
-            forkr_node_agent::minibase::tarball(std::path::Path::new("/var/cache/forkr/testbase"))
+        if with_base {
+            let cache = std::path::Path::new("/var/cache/forkr/testbase");
+            let tar = forkr_node_agent::minibase::tarball(cache).unwrap();
+            let f = std::fs::File::open(tar).unwrap();
+            pool.import_base("box-base", f, &ImportOptions::default())
                 .unwrap();
-        let f = std::fs::File::open(tar).unwrap();
-        pool.import_base("box-base", flate2_reader(f), &ImportOptions::default())
-            .unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let p = pool.clone();
@@ -387,11 +393,6 @@ impl RealAgent {
         )
         .unwrap()
     }
-}
-
-fn flate2_reader(f: std::fs::File) -> impl std::io::Read {
-    // The pool's import reads .tar.gz itself.
-    f
 }
 
 /// A Context over the fake API and the given agents.
