@@ -164,7 +164,8 @@ async fn main() -> anyhow::Result<()> {
         ..NetConfig::default_local()
     });
     // Boxes reach the API as forks.<domain>: on their bridge, that name is the gateway, where
-    // the proxy listens too. In the host's network they use the API's own address.
+    // the proxy listens too. Without a bridge a box has only its loopback and reaches nothing
+    // outside; the variables still name the API's address, for a box that gets a route later.
     let api = match &mut network {
         Some(net) => {
             let gateway = net.gateway();

@@ -599,3 +599,36 @@ async fn a_failed_delete_answers_202_and_finishes_in_the_background() {
         "the root is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_routes_by_host_and_says_why_it_cannot() {
+    // The test server runs without a bridge: boxes have only their own loopback.
+    let a = Api::start().await;
+    a.ok(Method::POST, "/boxes", Some(json!({"name": "web"})))
+        .await;
+    let get = |host: &'static str, path: &'static str| {
+        let req = a
+            .http
+            .get(format!("{}{path}", a.s.proxy_url))
+            .header("host", host);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = get("web.shop.forkr.test", "/").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("box_unreachable")),
+        "{body}"
+    );
+    let (status, body) = get("nobody.forkr.test", "/").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("host_not_found"))
+    );
+    // The API's own name, and a bare address, reach the API.
+    assert_eq!(get("forks.forkr.test", "/healthz").await.0, StatusCode::OK);
+    assert_eq!(get("127.0.0.1:1234", "/healthz").await.0, StatusCode::OK);
+}

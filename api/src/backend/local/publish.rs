@@ -68,10 +68,17 @@ impl LocalBackend {
         let (p, n) = (project.clone(), name.clone());
         let st = self.rt(move |rt| rt.status(&p, &n)).await;
         match st {
-            Ok(st) if st.phase == forkr_node_agent::runtime::Phase::Running => {
-                let ip = st.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
-                Ok(std::net::SocketAddr::from((ip, port)))
-            }
+            Ok(st) if st.phase == forkr_node_agent::runtime::Phase::Running => match st.ip {
+                Some(ip) => Ok(std::net::SocketAddr::from((ip, port))),
+                // Without a bridge a box has only its own loopback: nothing outside reaches it.
+                None => Err(ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "box_unreachable",
+                    format!(
+                        "box {project}:{name} has no network: forkr-api runs with --no-network"
+                    ),
+                )),
+            },
             _ => Err(ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "box_not_running",
