@@ -100,6 +100,27 @@ impl LeaseLock {
         }
     }
 
+    /// Gives the lease up (on a graceful stop), so a replica takes over without waiting for it
+    /// to expire.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        lease.spec = Some(LeaseSpec {
+            holder_identity: None,
+            renew_time: None,
+            ..spec
+        });
+        self.api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+            .map(drop)
+    }
+
     /// Waits until the lease is ours.
     pub async fn acquire(&self) {
         loop {

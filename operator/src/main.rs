@@ -94,7 +94,11 @@ async fn main() -> anyhow::Result<()> {
         controllers.await;
     } else {
         tokio::select! {
-            () = controllers => {}
+            () = controllers => {
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(error = %e, "releasing the leader lease");
+                }
+            }
             () = lease.hold() => anyhow::bail!("lost the leader lease; exiting so a replica can take over"),
         }
     }

@@ -3,7 +3,6 @@
 //! everything and exports FORKR_E2E_*; without them this suite fails, it never skips.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use forkr_crds::{BoxPhase, BoxResource, Snapshot};
@@ -311,8 +310,64 @@ async fn report_timings(h: &Harness, b: &BoxResource) {
     );
 }
 
+/// A second operator replica started with the leader's own command line and environment, but
+/// its own identity and metrics port. Killed when dropped.
+struct Follower {
+    child: std::process::Child,
+    metrics: String,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_follower(leader: u32) -> Follower {
+    let read = |f: &str| std::fs::read(format!("/proc/{leader}/{f}")).unwrap();
+    let split = |b: Vec<u8>| -> Vec<String> {
+        b.split(|c| *c == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    };
+    let mut args = split(read("cmdline"));
+    let addr = "127.0.0.1:19191";
+    for i in 0..args.len().saturating_sub(1) {
+        match args[i].as_str() {
+            "--listen" => args[i + 1] = addr.into(),
+            "--identity" => args[i + 1] = format!("follower-{}", std::process::id()),
+            _ => {}
+        }
+    }
+    let envs: Vec<(String, String)> = split(read("environ"))
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    let log = std::fs::File::create("/var/lib/forkr-e2e/logs/operator-follower.log").unwrap();
+    let child = std::process::Command::new(&args[0])
+        .args(&args[1..])
+        .env_clear()
+        .envs(envs)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Follower {
+        child,
+        metrics: format!("http://{addr}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boxes_live_as_real_pods() {
+    // Declared first, dropped last: the namespace cleanup needs an operator.
+    let leader: u32 = env("FORKR_E2E_OPERATOR_PID").parse().unwrap();
+    let follower = spawn_follower(leader);
     let h = harness().await;
     let ns = h.ns.clone();
 
@@ -565,20 +620,42 @@ async fn boxes_live_as_real_pods() {
         "snapshots go with the box"
     );
 
-    // The operator's metrics saw it all.
+    // The leader's metrics saw it all.
     let metrics = http_get(&env("FORKR_E2E_METRICS"), "/metrics").await;
     assert!(
         metrics.contains("forkr_operator_reconciles_total{controller=\"box\"}"),
         "{metrics}"
     );
-    let mut labels = BTreeMap::new();
-    for l in metrics
-        .lines()
-        .filter(|l| l.starts_with("forkr_operator_api_writes_total"))
-    {
-        labels.insert(l.to_owned(), ());
-    }
-    assert!(!labels.is_empty());
+    assert!(
+        metrics.contains("forkr_operator_api_writes_total{"),
+        "{metrics}"
+    );
+
+    // Two replicas are safe: the follower serves /healthz but reconciles nothing...
+    let fm = http_get(&follower.metrics, "/healthz").await;
+    assert!(fm.contains(" 200 "), "{fm}");
+    let fm = http_get(&follower.metrics, "/metrics").await;
+    assert!(
+        !fm.contains("forkr_operator_reconciles_total{"),
+        "the follower reconciled: {fm}"
+    );
+    // ...until the leader stops: then it takes the Lease over and runs the controllers.
+    std::process::Command::new("kill")
+        .arg(leader.to_string())
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    h.apply_box("after", json!({})).await;
+    h.wait_phase("after", BoxPhase::Running, 90).await;
+    println!(
+        "e2e: the follower took over and ran a new box {:.1}s after the leader stopped",
+        t.elapsed().as_secs_f64()
+    );
+    let fm = http_get(&follower.metrics, "/metrics").await;
+    assert!(
+        fm.contains("forkr_operator_reconciles_total{controller=\"box\"}"),
+        "{fm}"
+    );
 }
 
 /// A plain HTTP/1.0 GET, enough for /metrics.
