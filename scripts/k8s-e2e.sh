@@ -11,8 +11,17 @@
 # steady-state writes, restart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# With --down, stops the cluster afterwards (../shared/k8s/down.sh); by default it stays up, so
+# the next run starts in about a second.
 BENCH=0
-[ "${1:-}" = --bench ] && BENCH=1
+DOWN=0
+for arg in "$@"; do
+  case $arg in
+    --bench) BENCH=1 ;;
+    --down) DOWN=1 ;;
+    *) echo "usage: $0 [--bench] [--down]" >&2; exit 2 ;;
+  esac
+done
 ROOT=$PWD
 K8S=${FORKR_K8S_DIR:-$ROOT/../shared/k8s}
 E2E=${FORKR_E2E_HOME:-/var/lib/forkr-e2e}
@@ -92,6 +101,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$DOWN" = 1 ] && [ "${FORKR_E2E_OWN_CLUSTER:-}" != 1 ]; then "$K8S/down.sh" || true; fi
 }
 trap cleanup EXIT
 [ -s "$E2E/token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$E2E/token"
