@@ -421,6 +421,16 @@ pub fn pick_node(candidates: &[Candidate], want: u64) -> Option<String> {
         .map(|c| c.name.clone())
 }
 
+/// Waiting reasons of the runner container that will not fix themselves.
+const FATAL_WAITING: [&str; 6] = [
+    "CrashLoopBackOff",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
 /// What reconcile observed, for [`box_status`].
 pub struct Observed<'a> {
     pub node: &'a str,
@@ -472,11 +482,17 @@ pub fn box_status(b: &BoxResource, s: &Settings, o: &Observed<'_>, now: Timestam
         }
     } else if running && !terminating {
         BoxPhase::Running
+    } else if waiting
+        .as_deref()
+        .is_some_and(|w| FATAL_WAITING.contains(&w))
+    {
+        // The kubelet keeps retrying, but a client waiting for Running should hear it now.
+        BoxPhase::Failed
     } else {
         BoxPhase::Creating
     };
     let message = match (&phase, &waiting) {
-        (BoxPhase::Creating, Some(w)) => Some(format!("runner container: {w}")),
+        (BoxPhase::Creating | BoxPhase::Failed, Some(w)) => Some(format!("runner container: {w}")),
         _ => None,
     };
     let routes = build::routes(b, s);
@@ -640,5 +656,44 @@ mod tests {
         assert_eq!(pick_node(&[], 0), None);
         let tie = [c("y", 1, true), c("x", 1, true)];
         assert_eq!(pick_node(&tie, 0).as_deref(), Some("x"));
+    }
+
+    fn pod_waiting(reason: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"containerStatuses": [{"name": "fork", "ready": false, "restartCount": 3,
+                "image": "i", "imageID": "", "state": {"waiting": {"reason": reason}}}]}
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn phase_follows_the_runner_container() {
+        let mut b = BoxResource::new("web", forkr_crds::BoxSpec::default());
+        b.metadata.namespace = Some("default".into());
+        let s = Settings::example();
+        let now = Timestamp::UNIX_EPOCH;
+        let phase = |pod: Option<&Pod>, b: &BoxResource| {
+            let o = Observed {
+                node: "n",
+                base_version: None,
+                pod,
+                restore: None,
+            };
+            box_status(b, &s, &o, now)
+        };
+        let creating = pod_waiting("ContainerCreating");
+        assert_eq!(phase(Some(&creating), &b).phase, Some(BoxPhase::Creating));
+        let crash = pod_waiting("CrashLoopBackOff");
+        let st = phase(Some(&crash), &b);
+        assert_eq!(st.phase, Some(BoxPhase::Failed));
+        assert_eq!(
+            st.message.as_deref(),
+            Some("runner container: CrashLoopBackOff")
+        );
+        assert_eq!(st.url.as_deref(), Some("https://web.forkr.example.com"));
+        b.spec.running = false;
+        assert_eq!(phase(Some(&crash), &b).phase, Some(BoxPhase::Stopping));
+        assert_eq!(phase(None, &b).phase, Some(BoxPhase::Stopped));
     }
 }
