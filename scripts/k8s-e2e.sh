@@ -23,7 +23,15 @@ for arg in "$@"; do
   esac
 done
 ROOT=$PWD
-K8S=${FORKR_K8S_DIR:-$ROOT/../shared/k8s}
+# The shared cluster scripts sit next to the repository; a clone elsewhere finds them at the
+# workplace's fixed path.
+K8S=${FORKR_K8S_DIR:-}
+if [ -z "$K8S" ]; then
+  for d in "$ROOT/../shared/k8s" /work/shared/k8s; do
+    [ -x "$d/build.sh" ] && { K8S=$d; break; }
+  done
+  K8S=${K8S:-$ROOT/../shared/k8s}
+fi
 E2E=${FORKR_E2E_HOME:-/var/lib/forkr-e2e}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${FORKR_CACHE:-/var/cache/forkr}/target}
 AGENT_ADDR=127.0.0.1:${FORKR_E2E_AGENT_PORT:-17443}
@@ -73,25 +81,9 @@ else
   IMAGE=${FORKR_RUNNER_IMAGE:?set FORKR_RUNNER_IMAGE to a runner image your cluster can pull}
 fi
 
-say "CRDs (without CEL rules: Kubernetes 1.20 rejects them)"
-# Optional enums list `null` (they are also `nullable`). Kubernetes 1.20 cannot compare such a
-# schema with itself and refuses the CRD ("per-version schemas may not all be set to identical
-# values"), and kubectl's client-side validation refuses it too: drop the nulls for this cluster.
-"$BIN/forkr-crdgen" --without-cel --stdout | python3 -c '
-import sys, json
-def fix(o):
-    if isinstance(o, dict):
-        if isinstance(o.get("enum"), list):
-            o["enum"] = [v for v in o["enum"] if v is not None]
-        for v in o.values(): fix(v)
-    elif isinstance(o, list):
-        for v in o: fix(v)
-import yaml
-docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
-for d in docs: fix(d)
-print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-' > "$E2E/crds.json" || die "rendering the CRDs failed"
-kubectl apply -f "$E2E/crds.json" >/dev/null || die "installing the CRDs failed"
+say "CRDs (forkr-crdgen --without-cel: no CEL rules and no null in enums, as 1.20 needs)"
+"$BIN/forkr-crdgen" --without-cel --stdout > "$E2E/crds.yaml" || die "rendering the CRDs failed"
+kubectl apply -f "$E2E/crds.yaml" >/dev/null || die "installing the CRDs failed"
 for crd in boxes bases snapshots datavolumes; do
   kubectl wait --for condition=established --timeout=60s "crd/$crd.forkr.dev" >/dev/null || die "CRD $crd not established"
 done

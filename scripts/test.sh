@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing (quietly when nothing is), then runs the
-# format check, clippy with warnings denied, and every test of the workspace.
+# format check, clippy with warnings denied, every test of the workspace (the API conformance
+# suite in e2e/ included), and the real-cluster suite of the operator on Kubernetes 1.20.
 #
 # Tests that need btrfs, loop devices or runc make their own fixtures; run as root (CI does).
 set -euo pipefail
@@ -21,7 +22,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
+
+step "real-cluster suite (Kubernetes 1.20 of ../shared/k8s; KUBECONFIG with FORKR_E2E_OWN_CLUSTER=1)"
+scripts/k8s-e2e.sh

@@ -30,8 +30,10 @@ pub fn render(crd: &CustomResourceDefinition) -> Result<String, serde_yaml_ng::E
     ))
 }
 
-/// The same CRD without `x-kubernetes-validations`, for clusters older than 1.25 whose clients
-/// refuse the unknown field. The Rust validation module enforces the same rules there.
+/// The same CRD for clusters older than 1.25: without `x-kubernetes-validations`, which their
+/// clients refuse (the Rust validation module enforces the same rules there), and without `null`
+/// in enums of optional fields, which 1.20 cannot compare ("per-version schemas may not all be
+/// set to identical values"); `nullable: true` still admits null.
 pub fn without_cel(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(schema) = version
@@ -47,6 +49,9 @@ pub fn without_cel(mut crd: CustomResourceDefinition) -> CustomResourceDefinitio
 
 fn strip(schema: &mut JSONSchemaProps) {
     schema.x_kubernetes_validations = None;
+    if let Some(values) = schema.enum_.as_mut() {
+        values.retain(|v| !v.0.is_null());
+    }
     if let Some(props) = schema.properties.as_mut() {
         props.values_mut().for_each(strip);
     }

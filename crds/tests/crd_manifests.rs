@@ -190,5 +190,31 @@ fn cel_rules_are_present_and_strippable() {
         assert_eq!(count_rules(schema(&stripped)), 0);
         let yaml = crdgen::render(&stripped).unwrap();
         assert!(!yaml.contains("x-kubernetes-validations"));
+        // Kubernetes 1.20 refuses optional enums that list null; nullable admits it anyway.
+        let doc: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        let mut nulls = Vec::new();
+        find_enum_nulls(&doc, "", &mut nulls);
+        assert!(nulls.is_empty(), "enums listing null: {nulls:?}");
+    }
+}
+
+fn find_enum_nulls(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(serde_json::Value::Array(values)) = m.get("enum")
+                && values.iter().any(|x| x.is_null())
+            {
+                out.push(at.to_owned());
+            }
+            for (k, child) in m {
+                find_enum_nulls(child, &format!("{at}/{k}"), out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                find_enum_nulls(child, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
     }
 }
