@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use forkr_api::backend::kube::KubeBackend;
 use forkr_api::backend::local::LocalBackend;
 use forkr_api::proxy::Proxy;
 use forkr_api::routes;
@@ -35,9 +36,13 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, env = "FORKR_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// The deployment domain: boxes are https://{box}.{domain}.
-    #[arg(long, env = "FORKR_DOMAIN", default_value = "localhost")]
-    domain: String,
+    /// The deployment domain: boxes are https://{box}.{domain}. Local mode defaults to
+    /// localhost; the Kubernetes backend requires it unless --dev.
+    #[arg(long, env = "FORKR_DOMAIN")]
+    domain: Option<String>,
+    /// A development setup: the Kubernetes backend may then default the domain to localhost.
+    #[arg(long)]
+    dev: bool,
     /// Size of the loopback pool image made when the data dir is not on btrfs.
     #[arg(long, default_value_t = 20 << 30)]
     pool_size: u64,
@@ -98,6 +103,45 @@ fn open_pool(data: &Path, size: u64) -> anyhow::Result<Pool> {
     Ok(Pool::open(&dir)?)
 }
 
+/// forkr-api in front of a cluster: the Forkr custom resources through KUBECONFIG (or the
+/// in-cluster account), tokens in SQLite under --data-dir. No proxy: the cluster's Ingress
+/// serves box URLs and published hosts.
+async fn serve_kube(cli: Cli) -> anyhow::Result<()> {
+    let domain = match (&cli.domain, cli.dev) {
+        (Some(d), _) => d.clone(),
+        (None, true) => "localhost".to_owned(),
+        (None, false) => bail!(
+            "FORKR_DOMAIN (--domain) is required with the Kubernetes backend (or pass --dev); use --local for a single machine"
+        ),
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (KUBECONFIG or the in-cluster account)")?;
+    let store = open_store(&cli.data_dir)?;
+    let mut backend = KubeBackend::new(client, store, &domain);
+    if let Some(d) = &cli.publish_domain {
+        backend = backend.with_publish_domain(d);
+    }
+    let state = AppState {
+        backend: Arc::new(backend),
+        config: Arc::new(Config { domain }),
+    };
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("listening on {}", cli.listen))?;
+    tracing::info!(addr = %cli.listen, backend = "kube", "forkr-api listening");
+    axum::serve(
+        listener,
+        routes::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
 fn is_localhost(domain: &str) -> bool {
     domain == "localhost" || domain.ends_with(".localhost")
 }
@@ -136,10 +180,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if !cli.local {
-        bail!(
-            "only --local is available in this build: the Kubernetes backend is not part of it yet"
-        );
+        return serve_kube(cli).await;
     }
+    let domain = cli.domain.clone().unwrap_or_else(|| "localhost".into());
     let store = open_store(&cli.data_dir)?;
     let pool = Arc::new(open_pool(&cli.data_dir, cli.pool_size)?);
     let runner_bin = match cli.runner_bin {
@@ -157,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         _ => None,
     };
-    let api_host = forkr_api::backend::local::api_host(&cli.domain);
+    let api_host = forkr_api::backend::local::api_host(&domain);
     let mut network = (!cli.no_network).then(|| NetConfig {
         bridge: cli.bridge.clone(),
         subnet: cli.subnet,
@@ -173,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
             let scheme = if tls.is_some() { "https" } else { "http" };
             // Resolvers answer every *.localhost name with loopback themselves (RFC 6761; curl
             // does), so under such a domain boxes get the gateway's address instead.
-            let in_box_host = if is_localhost(&cli.domain) {
+            let in_box_host = if is_localhost(&domain) {
                 gateway.to_string()
             } else {
                 api_host.clone()
@@ -204,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
     for st in recovered {
         tracing::info!(project = %st.project, name = %st.name, phase = ?st.phase, "found box");
     }
-    let mut backend = LocalBackend::new(store, pool, Arc::new(runtime), &cli.domain)?;
+    let mut backend = LocalBackend::new(store, pool, Arc::new(runtime), &domain)?;
     if let Some(d) = &cli.publish_domain {
         backend = backend.with_publish_domain(d);
     }
@@ -216,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState {
         backend: backend.clone(),
         config: Arc::new(Config {
-            domain: cli.domain.clone(),
+            domain: domain.clone(),
         }),
     };
     let app = routes::app(state);

@@ -2,7 +2,10 @@
 //! node agent's pool on this machine; a `kube` backend will write the same objects as custom
 //! resources. Routes and wire types do not change between the two.
 
+pub mod kube;
 pub mod local;
+pub mod spec;
+pub mod view;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::{BOX, LocalBackend, VOLUME};
 use crate::backend::Deletion;
 use crate::error::{ApiError, ApiResult};
-use crate::wire::{BoxView, CreateBox, DataMountView, SnapshotView};
+use crate::wire::{BoxView, CreateBox, SnapshotView};
 
 /// Kubernetes' default, which local mode keeps so a box stops the same way in both.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -100,19 +100,11 @@ fn mark_stopped(b: &mut BoxResource) {
     status.stopped_at = Some(now());
 }
 
-fn time_str(t: &Option<Time>) -> Option<String> {
-    t.as_ref().map(|t| t.0.to_string())
-}
-
 impl LocalBackend {
     /// `https://{box}.{domain}` in the default project, `https://{box}.{project}.{domain}`
     /// elsewhere: box and project names hold no dots, so every host names one box.
     pub(super) fn url_of(&self, project: &str, name: &str) -> String {
-        if project == labels::DEFAULT_PROJECT {
-            format!("https://{name}.{}", self.domain)
-        } else {
-            format!("https://{name}.{project}.{}", self.domain)
-        }
+        crate::backend::view::box_url(&self.domain, project, name)
     }
 
     pub(super) async fn find_box(
@@ -208,56 +200,11 @@ impl LocalBackend {
             Some(Err(e)) => return Err(e),
             None => {}
         }
-        let status = b.status.clone().unwrap_or_default();
-        let spec = &b.spec;
-        Ok(BoxView {
-            url: self.url_of(project, &name),
-            name,
-            project: project.to_owned(),
-            status: format!("{:?}", status.phase.unwrap_or(BoxPhase::Pending)).to_lowercase(),
-            base: status.base_version.clone(),
-            fork_of: spec
-                .fork
-                .as_ref()
-                .map(|f| format!("{}:{}", f.project.as_deref().unwrap_or(project), f.box_name)),
-            port: spec.port.and_then(|p| u16::try_from(p).ok()),
-            created: b
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string()),
-            started: time_str(&status.started_at),
-            stopped: time_str(&status.stopped_at),
-            published: spec.publish.iter().map(|p| p.host.clone()).collect(),
-            tags: spec.tags.clone(),
-            data: spec
-                .data
-                .iter()
-                .map(|m| DataMountView {
-                    volume: m.volume.clone(),
-                    mount_path: m.mount_path.clone(),
-                    read_only: m.read_only,
-                })
-                .collect(),
-            cpus: spec
-                .cpu
-                .as_ref()
-                .and_then(|c| cpu_millis(&c.0).ok())
-                .map(|m| m as f64 / 1000.0),
-            ram_mb: spec
-                .memory
-                .as_ref()
-                .and_then(|m| memory_bytes(&m.0).ok())
-                .map(|b| b >> 20),
-            storage_gb: None,
-            ip: status.pod_ip.clone(),
-            ephemeral: b
-                .metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(labels::ANNOTATION_EPHEMERAL)),
-            message: status.message.clone(),
-        })
+        Ok(crate::backend::view::box_view(
+            project,
+            &b,
+            self.url_of(project, &name),
+        ))
     }
 
     /// Turns a create request into the object to store, resolving a fork's inheritance: the
@@ -483,21 +430,7 @@ impl LocalBackend {
         let lock = self.box_lock(&project, &name);
         let _g = lock.lock().await;
         let mut b = self.get_box(&project, &name).await?;
-        if let Some(port) = update.port {
-            b.spec.port = Some(i32::from(port));
-        }
-        if let Some(cpu) = update.cpu {
-            b.spec.cpu = Some(Quantity(cpu));
-        }
-        if let Some(memory) = update.memory {
-            b.spec.memory = Some(Quantity(memory));
-        }
-        if let Some(grace) = update.termination_grace_period_seconds {
-            b.spec.termination_grace_period_seconds = Some(grace);
-        }
-        if let Some(tags) = update.tags {
-            b.spec.tags.extend(tags);
-        }
+        crate::backend::spec::apply_update(&mut b.spec, update);
         b.validate()?;
         b.metadata.generation = Some(b.metadata.generation.unwrap_or(1) + 1);
         self.put_box(&project, &b).await?;

@@ -1,0 +1,609 @@
+//! Boxes, snapshots and published hosts as custom resources. forkr-api writes specs only; the
+//! operator answers in status, which these calls wait on.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use forkr_crds::validation::{
+    self as v, ResolvedTarget, ValidationError, parse_data_mount, parse_ref, publish_host,
+};
+use forkr_crds::{
+    BoxPhase, BoxResource, BoxSpec, DataMount, ForkSource, PublishedHost, RestoreRequest, Snapshot,
+    SnapshotSpec, labels, snapshot_object_name,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
+use super::{KubeBackend, kube_error};
+use crate::backend::Deletion;
+use crate::backend::view::{box_url, box_view};
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{
+    BoxView, CreateBox, PublishBox, Published, SnapshotView, UnpublishBox, Unpublished,
+};
+
+/// How often a wait reads status again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What a wait learns from one read: keep waiting, done, or failed.
+enum Seen {
+    Wait,
+    Done,
+    Failed(ApiError),
+}
+
+fn phase(b: &BoxResource) -> Option<BoxPhase> {
+    b.status.as_ref().and_then(|s| s.phase)
+}
+
+fn failed(b: &BoxResource) -> ApiError {
+    let message = b
+        .status
+        .as_ref()
+        .and_then(|s| s.message.clone())
+        .unwrap_or_else(|| "the operator reports the box as failed".into());
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "box_failed", message)
+}
+
+impl KubeBackend {
+    fn boxes(&self, project: &str) -> Api<BoxResource> {
+        Api::namespaced(self.client.clone(), project)
+    }
+
+    fn snapshots(&self, project: &str) -> Api<Snapshot> {
+        Api::namespaced(self.client.clone(), project)
+    }
+
+    /// A project is a namespace; the first box of a project makes it.
+    async fn ensure_namespace(&self, project: &str) -> ApiResult<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        if api.get_opt(project).await.map_err(kube_error)?.is_some() {
+            return Ok(());
+        }
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(project.to_owned());
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(kube_error(e)),
+        }
+    }
+
+    async fn find(&self, project: &str, name: &str) -> ApiResult<Option<BoxResource>> {
+        self.boxes(project).get_opt(name).await.map_err(kube_error)
+    }
+
+    pub(super) async fn get(&self, project: &str, name: &str) -> ApiResult<BoxResource> {
+        self.find(project, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found("box", name))
+    }
+
+    fn view(&self, project: &str, b: &BoxResource) -> BoxView {
+        let name = b.metadata.name.clone().unwrap_or_default();
+        let url = b
+            .status
+            .as_ref()
+            .and_then(|s| s.url.clone())
+            .unwrap_or_else(|| box_url(&self.domain, project, &name));
+        box_view(project, b, url)
+    }
+
+    /// Reads the box until `seen` says done or failed, or the wait runs out (504).
+    async fn wait_box(
+        &self,
+        project: &str,
+        name: &str,
+        what: &str,
+        seen: impl Fn(&BoxResource) -> Seen,
+    ) -> ApiResult<BoxResource> {
+        let until = Instant::now() + self.wait;
+        loop {
+            let b = self.get(project, name).await?;
+            let fresh =
+                b.status.as_ref().and_then(|s| s.observed_generation) >= b.metadata.generation;
+            if fresh {
+                match seen(&b) {
+                    Seen::Done => return Ok(b),
+                    Seen::Failed(e) => return Err(e),
+                    Seen::Wait => {}
+                }
+            }
+            if Instant::now() >= until {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "box {project}:{name} is not {what} after {}s; `4kr show` tells where it is",
+                        self.wait.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The spec a create asks for; a fork inherits as in local mode, and its data volumes are
+    /// the operator's copies `box-<name>-<vol>`.
+    async fn plan(&self, project: &str, req: &CreateBox) -> ApiResult<BoxResource> {
+        v::validate_box_name(&req.name)?;
+        if req.base.is_some() && req.fork.is_some() {
+            return Err(ValidationError::BaseWithFork.into());
+        }
+        let mut spec = BoxSpec {
+            base: req.base.clone(),
+            env: req.env.clone(),
+            cpu: req.cpu.clone().map(Quantity),
+            memory: req.memory.clone().map(Quantity),
+            port: req.port.map(i32::from),
+            tags: req.tags.clone(),
+            ..Default::default()
+        };
+        for arg in &req.data {
+            spec.data.push(parse_data_mount(arg)?.into());
+        }
+        if let Some(reference) = &req.fork {
+            let resolved = parse_ref(reference)?.resolve(project, |_| None)?;
+            let ResolvedTarget::Named(src) = resolved.target else {
+                return Err(ApiError::bad_request(
+                    "invalid_ref",
+                    "--fork needs an existing box, not -",
+                ));
+            };
+            let src_project = resolved.project;
+            if src_project == project && src == req.name {
+                return Err(ValidationError::ForkSelf.into());
+            }
+            let source = self.get(&src_project, &src).await?;
+            let mut env = source.spec.env.clone();
+            env.extend(req.env.clone());
+            spec.env = env;
+            spec.port = spec.port.or(source.spec.port);
+            spec.termination_grace_period_seconds = source.spec.termination_grace_period_seconds;
+            let mut tags: BTreeMap<String, String> = source.spec.tags.clone();
+            tags.extend(req.tags.clone());
+            spec.tags = tags;
+            spec.cpu = spec.cpu.or(source.spec.cpu.clone());
+            spec.memory = spec.memory.or(source.spec.memory.clone());
+            for m in &source.spec.data {
+                spec.data.push(DataMount {
+                    volume: forkr_crds::fork_volume_name(&req.name, &m.volume)?,
+                    mount_path: m.mount_path.clone(),
+                    read_only: m.read_only,
+                });
+            }
+            spec.fork = Some(ForkSource {
+                box_name: src,
+                project: (src_project != project).then_some(src_project),
+            });
+        }
+        let mut b = BoxResource::new(&req.name, spec);
+        b.metadata.namespace = Some(project.to_owned());
+        if req.ephemeral {
+            b.metadata.annotations = Some(BTreeMap::from([(
+                labels::ANNOTATION_EPHEMERAL.to_owned(),
+                "true".to_owned(),
+            )]));
+        }
+        b.validate()?;
+        Ok(b)
+    }
+
+    pub(super) async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView> {
+        let b = self.plan(&project, &req).await?;
+        self.ensure_namespace(&project).await?;
+        match self
+            .boxes(&project)
+            .create(&PostParams::default(), &b)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Err(ApiError::conflict(
+                    "already_exists",
+                    format!("box {:?} already exists", req.name),
+                ));
+            }
+            Err(e) => return Err(kube_error(e)),
+        }
+        let b = self
+            .wait_box(&project, &req.name, "running", |b| match phase(b) {
+                Some(BoxPhase::Running) => Seen::Done,
+                Some(BoxPhase::Failed) => Seen::Failed(failed(b)),
+                _ => Seen::Wait,
+            })
+            .await?;
+        Ok(self.view(&project, &b))
+    }
+
+    pub(super) async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>> {
+        let list = self
+            .boxes(&project)
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_error)?;
+        let mut items = list.items;
+        items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(items.iter().map(|b| self.view(&project, b)).collect())
+    }
+
+    pub(super) async fn show_box(&self, project: String, name: String) -> ApiResult<BoxView> {
+        v::validate_box_name(&name)?;
+        let b = self.get(&project, &name).await?;
+        Ok(self.view(&project, &b))
+    }
+
+    /// Replaces the object with `change` applied, retrying when someone wrote in between.
+    async fn change(
+        &self,
+        project: &str,
+        name: &str,
+        change: impl Fn(&mut BoxResource) -> ApiResult<()>,
+    ) -> ApiResult<BoxResource> {
+        for _ in 0..5 {
+            let mut b = self.get(project, name).await?;
+            change(&mut b)?;
+            b.validate()?;
+            match self
+                .boxes(project)
+                .replace(name, &PostParams::default(), &b)
+                .await
+            {
+                Ok(written) => return Ok(written),
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(kube_error(e)),
+            }
+        }
+        Err(ApiError::conflict(
+            "conflict",
+            format!("box {project}:{name} kept changing; try again"),
+        ))
+    }
+
+    pub(super) async fn update_box(
+        &self,
+        project: String,
+        name: String,
+        update: v::BoxUpdate,
+    ) -> ApiResult<BoxView> {
+        let b = self
+            .change(&project, &name, |b| {
+                crate::backend::spec::apply_update(&mut b.spec, update.clone());
+                Ok(())
+            })
+            .await?;
+        Ok(self.view(&project, &b))
+    }
+
+    /// Deletes the object; the operator's finalizer removes the workload, the root and its
+    /// checkpoints. 204 when it is gone within a short wait, else 202 while the finalizer works.
+    pub(super) async fn delete_box(
+        &self,
+        project: String,
+        name: String,
+        force: bool,
+    ) -> ApiResult<Deletion> {
+        v::validate_box_name(&name)?;
+        let b = self.get(&project, &name).await?;
+        let deleting = b.metadata.deletion_timestamp.is_some();
+        if phase(&b) == Some(BoxPhase::Running) && !force && !deleting {
+            return Err(ApiError::conflict("fork_running", "box is running"));
+        }
+        match self
+            .boxes(&project)
+            .delete(&name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Deletion::Done),
+            Err(e) => return Err(kube_error(e)),
+        }
+        let until = Instant::now() + std::time::Duration::from_secs(30).min(self.wait);
+        while Instant::now() < until {
+            if self.find(&project, &name).await?.is_none() {
+                return Ok(Deletion::Done);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(Deletion::Pending)
+    }
+
+    pub(super) async fn set_running(
+        &self,
+        project: String,
+        name: String,
+        running: bool,
+    ) -> ApiResult<BoxView> {
+        v::validate_box_name(&name)?;
+        self.change(&project, &name, |b| {
+            b.spec.running = running;
+            Ok(())
+        })
+        .await?;
+        let want = if running {
+            BoxPhase::Running
+        } else {
+            BoxPhase::Stopped
+        };
+        let what = if running { "running" } else { "stopped" };
+        let b = self
+            .wait_box(&project, &name, what, |b| match phase(b) {
+                Some(p) if p == want => Seen::Done,
+                Some(BoxPhase::Failed) => Seen::Failed(failed(b)),
+                _ => Seen::Wait,
+            })
+            .await?;
+        Ok(self.view(&project, &b))
+    }
+
+    pub(super) async fn publish_box(
+        &self,
+        project: String,
+        name: String,
+        req: PublishBox,
+    ) -> ApiResult<Published> {
+        v::validate_box_name(&name)?;
+        if req.host.is_some() && req.domain.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_publish",
+                "--domain cannot be used with --host",
+            ));
+        }
+        let domain = req.domain.as_deref().unwrap_or(&self.publish_domain);
+        let host = publish_host(req.subdomain.as_deref(), req.host.as_deref(), domain)?;
+        let _publishing = self.publish_lock.lock().await;
+        self.get(&project, &name).await?;
+        // Host ownership is the API's to keep: the operator serves whatever specs say.
+        let all: Api<BoxResource> = Api::all(self.client.clone());
+        let boxes = all.list(&ListParams::default()).await.map_err(kube_error)?;
+        let owner = boxes.items.iter().find(|b| {
+            b.spec.publish.iter().any(|p| p.host == host)
+                && (b.metadata.namespace.as_deref(), b.metadata.name.as_deref())
+                    != (Some(project.as_str()), Some(name.as_str()))
+        });
+        if let Some(other) = owner {
+            let (op, on) = (
+                other.metadata.namespace.clone().unwrap_or_default(),
+                other.metadata.name.clone().unwrap_or_default(),
+            );
+            if !req.force {
+                return Err(ApiError::conflict(
+                    "host_in_use",
+                    format!(
+                        "host {host} is already published by box {op}:{on} (use --force to take it over)"
+                    ),
+                ));
+            }
+            let h = host.clone();
+            self.change(&op, &on, move |b| {
+                b.spec.publish.retain(|p| p.host != h);
+                Ok(())
+            })
+            .await?;
+        }
+        let h = host.clone();
+        self.change(&project, &name, move |b| {
+            if !b.spec.publish.iter().any(|p| p.host == h) {
+                b.spec.publish.push(PublishedHost {
+                    host: h.clone(),
+                    port: None,
+                    service: None,
+                });
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(Published { host })
+    }
+
+    pub(super) async fn unpublish_box(
+        &self,
+        project: String,
+        name: String,
+        req: UnpublishBox,
+    ) -> ApiResult<Unpublished> {
+        v::validate_box_name(&name)?;
+        let target = match (&req.subdomain, &req.host) {
+            (None, None) => None,
+            _ => {
+                let domain = req.domain.as_deref().unwrap_or(&self.publish_domain);
+                Some(publish_host(
+                    req.subdomain.as_deref(),
+                    req.host.as_deref(),
+                    domain,
+                )?)
+            }
+        };
+        let _publishing = self.publish_lock.lock().await;
+        let b = self.get(&project, &name).await?;
+        let removed: Vec<String> = match &target {
+            Some(host) if !b.spec.publish.iter().any(|p| &p.host == host) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "host_not_owned",
+                    format!("host {host} is not published by box {project}:{name}"),
+                ));
+            }
+            Some(host) => vec![host.clone()],
+            None => b.spec.publish.iter().map(|p| p.host.clone()).collect(),
+        };
+        let gone = removed.clone();
+        self.change(&project, &name, move |b| {
+            b.spec.publish.retain(|p| !gone.contains(&p.host));
+            Ok(())
+        })
+        .await?;
+        Ok(Unpublished { hosts: removed })
+    }
+
+    async fn box_snapshots(&self, project: &str, name: &str) -> ApiResult<Vec<Snapshot>> {
+        let lp = ListParams::default().labels(&format!("{}={name}", labels::LABEL_SNAPSHOT_BOX));
+        let mut items = self
+            .snapshots(project)
+            .list(&lp)
+            .await
+            .map_err(kube_error)?
+            .items;
+        items.sort_by(|a, b| {
+            let created = |s: &Snapshot| s.status.as_ref().and_then(|st| st.created.clone());
+            created(a)
+                .cmp(&created(b))
+                .then(a.spec.name.cmp(&b.spec.name))
+        });
+        Ok(items)
+    }
+
+    pub(super) async fn list_snapshots(
+        &self,
+        project: String,
+        name: String,
+    ) -> ApiResult<Vec<SnapshotView>> {
+        v::validate_box_name(&name)?;
+        self.get(&project, &name).await?;
+        Ok(self
+            .box_snapshots(&project, &name)
+            .await?
+            .iter()
+            .map(snapshot_view)
+            .collect())
+    }
+
+    pub(super) async fn create_snapshot(
+        &self,
+        project: String,
+        name: String,
+        snapshot: Option<String>,
+        description: Option<String>,
+    ) -> ApiResult<SnapshotView> {
+        v::validate_box_name(&name)?;
+        if let Some(s) = &snapshot {
+            v::validate_snapshot_name(s)?;
+        }
+        self.get(&project, &name).await?;
+        let chosen = match snapshot {
+            Some(s) => s,
+            None => {
+                let existing: Vec<String> = self
+                    .box_snapshots(&project, &name)
+                    .await?
+                    .into_iter()
+                    .map(|s| s.spec.name)
+                    .collect();
+                forkr_node_agent::checkpoint::next_auto_name(&existing)
+            }
+        };
+        let object = snapshot_object_name(&name, &chosen);
+        let mut snap = Snapshot::new(
+            &object,
+            SnapshotSpec {
+                box_name: name.clone(),
+                name: chosen.clone(),
+                description,
+            },
+        );
+        snap.metadata.namespace = Some(project.clone());
+        snap.metadata.labels = Some(BTreeMap::from([(
+            labels::LABEL_SNAPSHOT_BOX.to_owned(),
+            name.clone(),
+        )]));
+        let api = self.snapshots(&project);
+        match api.create(&PostParams::default(), &snap).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Err(ApiError::conflict(
+                    "snapshot_exists",
+                    format!("snapshot {chosen:?} of box {name:?} already exists"),
+                ));
+            }
+            Err(e) => return Err(kube_error(e)),
+        }
+        let until = Instant::now() + self.wait;
+        loop {
+            let s = api.get(&object).await.map_err(kube_error)?;
+            match s.status.as_ref().and_then(|st| st.phase) {
+                Some(forkr_crds::snapshot::SnapshotPhase::Ready) => return Ok(snapshot_view(&s)),
+                Some(forkr_crds::snapshot::SnapshotPhase::Failed) => {
+                    let message = s
+                        .status
+                        .as_ref()
+                        .and_then(|st| st.message.clone())
+                        .unwrap_or_else(|| "the snapshot failed".into());
+                    return Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "snapshot_failed",
+                        message,
+                    ));
+                }
+                _ => {}
+            }
+            if Instant::now() >= until {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "snapshot {chosen:?} is not ready after {}s",
+                        self.wait.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A declarative restore: a new request id in `spec.restore`, then the operator's answer
+    /// in `status.restore`.
+    pub(super) async fn restore_snapshot(
+        &self,
+        project: String,
+        name: String,
+        snapshot: String,
+    ) -> ApiResult<BoxView> {
+        v::validate_box_name(&name)?;
+        v::validate_snapshot_name(&snapshot)?;
+        let known = self.box_snapshots(&project, &name).await?;
+        if !known.iter().any(|s| s.spec.name == snapshot) {
+            return Err(ApiError::not_found("snapshot", &snapshot));
+        }
+        let request_id = format!("r{}", jiff::Timestamp::now().as_nanosecond().unsigned_abs());
+        let (id, snap) = (request_id.clone(), snapshot.clone());
+        self.change(&project, &name, move |b| {
+            b.spec.restore = Some(RestoreRequest {
+                snapshot: snap.clone(),
+                request_id: id.clone(),
+            });
+            Ok(())
+        })
+        .await?;
+        let b = self
+            .wait_box(&project, &name, "restored", |b| {
+                let r = b.status.as_ref().and_then(|s| s.restore.as_ref());
+                match r {
+                    Some(r) if r.request_id == request_id && r.state == "Succeeded" => Seen::Done,
+                    Some(r) if r.request_id == request_id && r.state == "Failed" => {
+                        Seen::Failed(ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "restore_failed",
+                            r.message
+                                .clone()
+                                .unwrap_or_else(|| "the restore failed".into()),
+                        ))
+                    }
+                    _ => Seen::Wait,
+                }
+            })
+            .await?;
+        Ok(self.view(&project, &b))
+    }
+}
+
+fn snapshot_view(s: &Snapshot) -> SnapshotView {
+    let status = s.status.clone().unwrap_or_default();
+    SnapshotView {
+        name: s.spec.name.clone(),
+        size: status.size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        created: status.created.unwrap_or_default(),
+        description: s.spec.description.clone(),
+    }
+}
