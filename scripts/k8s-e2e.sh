@@ -36,6 +36,7 @@ E2E=${FORKR_E2E_HOME:-/var/lib/forkr-e2e}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${FORKR_CACHE:-/var/cache/forkr}/target}
 AGENT_ADDR=127.0.0.1:${FORKR_E2E_AGENT_PORT:-17443}
 METRICS_ADDR=127.0.0.1:${FORKR_E2E_METRICS_PORT:-19090}
+API_ADDR=127.0.0.1:${FORKR_E2E_API_PORT:-17070}
 
 say() { printf '== k8s-e2e: %s\n' "$*" >&2; }
 die() { say "FAILED: $*"; exit 1; }
@@ -55,8 +56,8 @@ kubectl version --short >/dev/null 2>&1 || kubectl get --raw /version >/dev/null
 NODE=$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')
 [ -n "$NODE" ] || die "the cluster has no node"
 
-say "building forkr-operator, forkr-node-agent, forkr-runner, forkr-crdgen"
-cargo build --locked -p forkr-operator -p forkr-node-agent -p forkr-crds --bins
+say "building forkr-operator, forkr-node-agent, forkr-runner, forkr-crdgen, forkr-api"
+cargo build --locked -p forkr-operator -p forkr-node-agent -p forkr-crds -p forkr-api --bins
 BIN=$CARGO_TARGET_DIR/debug
 
 say "runner image from a rootfs"
@@ -119,6 +120,29 @@ kill -0 "${PIDS[0]}" 2>/dev/null || { tail -20 "$E2E/logs/agent.log" >&2; die "f
 
 export FORKR_E2E_AGENT=http://$AGENT_ADDR FORKR_E2E_TOKEN_FILE=$E2E/token FORKR_E2E_POOL=$E2E/pool \
   FORKR_E2E_METRICS=http://$METRICS_ADDR FORKR_E2E_NODE=$NODE FORKR_E2E_OPERATOR_PID=${PIDS[1]}
+# First, while the operator runs: the cluster suite ends by stopping it (leader takeover).
+if [ "$BENCH" = 0 ]; then
+  say "forkr-api with the Kubernetes backend on $API_ADDR"
+  API_DATA=$E2E/api
+  mkdir -p "$API_DATA"
+  ADMIN=$("$BIN/forkr-api" token --admin --name e2e --data-dir "$API_DATA")
+  SHOP=$("$BIN/forkr-api" token --project shop --name e2e --data-dir "$API_DATA")
+  FORKR_DOMAIN=e2e.forkr.test "$BIN/forkr-api" --data-dir "$API_DATA" --listen "$API_ADDR" \
+    > "$E2E/logs/api.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    curl -fsS "http://$API_ADDR/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  curl -fsS "http://$API_ADDR/readyz" >/dev/null || { tail -20 "$E2E/logs/api.log" >&2; die "forkr-api (kube backend) is not ready"; }
+  say "running e2e/tests/kube.rs through forkr-api's Kubernetes backend"
+  if ! FORKR_E2E_URL=http://$API_ADDR FORKR_E2E_ADMIN_TOKEN=$ADMIN FORKR_E2E_SHOP_TOKEN=$SHOP \
+    cargo nextest run --locked -p forkr-e2e --features kube --test kube --no-capture; then
+    say "forkr-api log tail:"; tail -30 "$E2E/logs/api.log" >&2
+    say "operator log tail:"; tail -30 "$E2E/logs/operator.log" >&2
+    die "the kube backend suite failed"
+  fi
+fi
 status=0
 if [ "$BENCH" = 1 ]; then
   say "running operator/examples/k8s_bench.rs"

@@ -169,7 +169,18 @@ async fn apply(b: &BoxResource, cx: &Context) -> Result<Action> {
     if b.status.as_ref() != Some(&status) {
         patch_status(cx, CONTROLLER, b, &status).await?;
     }
-    Ok(Action::requeue(Duration::from_secs(3600)))
+    // The pod cache is a watch of its own and can lag the event that woke this reconcile (a
+    // pod's deletion, say): while the box is between states, look again soon. Steady boxes are
+    // left alone, so this costs no writes.
+    let settling = matches!(
+        status.phase,
+        Some(BoxPhase::Stopping | BoxPhase::Creating | BoxPhase::Pending)
+    );
+    Ok(Action::requeue(if settling {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(3600)
+    }))
 }
 
 /// The user environment frozen in the existing Deployment, else the spec's.
