@@ -5,20 +5,17 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::http::StatusCode;
-use forkr_crds::validation::{
-    self as v, ResolvedTarget, ValidationError, parse_data_mount, parse_ref, publish_host,
-};
+use forkr_crds::validation as v;
 use forkr_crds::{
-    BoxPhase, BoxResource, BoxSpec, DataMount, ForkSource, PublishedHost, RestoreRequest, Snapshot,
-    SnapshotSpec, labels, snapshot_object_name,
+    BoxPhase, BoxResource, PublishedHost, RestoreRequest, Snapshot, SnapshotSpec, labels,
+    snapshot_object_name,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::{KubeBackend, kube_error};
-use crate::backend::Deletion;
 use crate::backend::view::{box_url, box_view};
+use crate::backend::{Deletion, spec};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{
     BoxView, CreateBox, PublishBox, Published, SnapshotView, UnpublishBox, Unpublished,
@@ -125,70 +122,15 @@ impl KubeBackend {
         }
     }
 
-    /// The spec a create asks for; a fork inherits as in local mode, and its data volumes are
-    /// the operator's copies `box-<name>-<vol>`.
+    /// The object a create asks for; a fork inherits as in local mode, and its data volumes
+    /// are the operator's copies `box-<name>-<vol>`.
     async fn plan(&self, project: &str, req: &CreateBox) -> ApiResult<BoxResource> {
-        v::validate_box_name(&req.name)?;
-        if req.base.is_some() && req.fork.is_some() {
-            return Err(ValidationError::BaseWithFork.into());
-        }
-        let mut spec = BoxSpec {
-            base: req.base.clone(),
-            env: req.env.clone(),
-            cpu: req.cpu.clone().map(Quantity),
-            memory: req.memory.clone().map(Quantity),
-            port: req.port.map(i32::from),
-            tags: req.tags.clone(),
-            ..Default::default()
-        };
-        for arg in &req.data {
-            spec.data.push(parse_data_mount(arg)?.into());
-        }
-        if let Some(reference) = &req.fork {
-            let resolved = parse_ref(reference)?.resolve(project, |_| None)?;
-            let ResolvedTarget::Named(src) = resolved.target else {
-                return Err(ApiError::bad_request(
-                    "invalid_ref",
-                    "--fork needs an existing box, not -",
-                ));
-            };
-            let src_project = resolved.project;
-            if src_project == project && src == req.name {
-                return Err(ValidationError::ForkSelf.into());
-            }
+        let mut spec = spec::requested(req)?;
+        if let Some((src_project, src)) = spec::fork_of(project, req)? {
             let source = self.get(&src_project, &src).await?;
-            let mut env = source.spec.env.clone();
-            env.extend(req.env.clone());
-            spec.env = env;
-            spec.port = spec.port.or(source.spec.port);
-            spec.termination_grace_period_seconds = source.spec.termination_grace_period_seconds;
-            let mut tags: BTreeMap<String, String> = source.spec.tags.clone();
-            tags.extend(req.tags.clone());
-            spec.tags = tags;
-            spec.cpu = spec.cpu.or(source.spec.cpu.clone());
-            spec.memory = spec.memory.or(source.spec.memory.clone());
-            for m in &source.spec.data {
-                spec.data.push(DataMount {
-                    volume: forkr_crds::fork_volume_name(&req.name, &m.volume)?,
-                    mount_path: m.mount_path.clone(),
-                    read_only: m.read_only,
-                });
-            }
-            spec.fork = Some(ForkSource {
-                box_name: src,
-                project: (src_project != project).then_some(src_project),
-            });
+            spec::inherit(&mut spec, req, project, (&src_project, &src), &source.spec)?;
         }
-        let mut b = BoxResource::new(&req.name, spec);
-        b.metadata.namespace = Some(project.to_owned());
-        if req.ephemeral {
-            b.metadata.annotations = Some(BTreeMap::from([(
-                labels::ANNOTATION_EPHEMERAL.to_owned(),
-                "true".to_owned(),
-            )]));
-        }
-        b.validate()?;
-        Ok(b)
+        spec::new_box(project, req, spec)
     }
 
     pub(super) async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView> {
@@ -345,14 +287,12 @@ impl KubeBackend {
         req: PublishBox,
     ) -> ApiResult<Published> {
         v::validate_box_name(&name)?;
-        if req.host.is_some() && req.domain.is_some() {
-            return Err(ApiError::bad_request(
-                "invalid_publish",
-                "--domain cannot be used with --host",
-            ));
-        }
-        let domain = req.domain.as_deref().unwrap_or(&self.publish_domain);
-        let host = publish_host(req.subdomain.as_deref(), req.host.as_deref(), domain)?;
+        let host = spec::publish_target(
+            req.subdomain.as_deref(),
+            req.host.as_deref(),
+            req.domain.as_deref(),
+            &self.publish_domain,
+        )?;
         let _publishing = self.publish_lock.lock().await;
         self.get(&project, &name).await?;
         // Host ownership is the API's to keep: the operator serves whatever specs say.
@@ -407,14 +347,12 @@ impl KubeBackend {
         v::validate_box_name(&name)?;
         let target = match (&req.subdomain, &req.host) {
             (None, None) => None,
-            _ => {
-                let domain = req.domain.as_deref().unwrap_or(&self.publish_domain);
-                Some(publish_host(
-                    req.subdomain.as_deref(),
-                    req.host.as_deref(),
-                    domain,
-                )?)
-            }
+            _ => Some(spec::publish_target(
+                req.subdomain.as_deref(),
+                req.host.as_deref(),
+                req.domain.as_deref(),
+                &self.publish_domain,
+            )?),
         };
         let _publishing = self.publish_lock.lock().await;
         let b = self.get(&project, &name).await?;

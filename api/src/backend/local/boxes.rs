@@ -3,23 +3,15 @@
 //! Every change writes the object first (the intent), then acts, then records the outcome, so a
 //! crash leaves an object whose phase says what was under way and a retry finishes it.
 
-use std::collections::BTreeMap;
-
 use axum::http::StatusCode;
-use forkr_crds::validation::{
-    self as v, ResolvedTarget, ValidationError, cpu_millis, memory_bytes, parse_data_mount,
-    parse_ref,
-};
-use forkr_crds::{
-    BoxPhase, BoxResource, BoxSpec, DataMount, DataVolume, DataVolumeSpec, ForkSource, labels,
-};
+use forkr_crds::validation::{self as v, cpu_millis, memory_bytes, parse_data_mount};
+use forkr_crds::{BoxPhase, BoxResource, DataVolume, DataVolumeSpec, labels};
 use forkr_node_agent::runtime::{self as rt, Phase};
 use forkr_node_agent::{Shelf, Subject};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{BOX, LocalBackend, VOLUME};
-use crate::backend::Deletion;
+use crate::backend::{Deletion, spec};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{BoxView, CreateBox, SnapshotView};
 
@@ -215,72 +207,17 @@ impl LocalBackend {
         project: &str,
         req: &CreateBox,
     ) -> ApiResult<(BoxResource, Option<(String, String, Vec<String>)>)> {
-        v::validate_box_name(&req.name)?;
-        if req.base.is_some() && req.fork.is_some() {
-            return Err(ValidationError::BaseWithFork.into());
-        }
-        let mut spec = BoxSpec {
-            base: req.base.clone(),
-            env: req.env.clone(),
-            cpu: req.cpu.clone().map(Quantity),
-            memory: req.memory.clone().map(Quantity),
-            port: req.port.map(i32::from),
-            tags: req.tags.clone(),
-            ..Default::default()
-        };
-        for arg in &req.data {
-            spec.data.push(parse_data_mount(arg)?.into());
-        }
+        let mut spec = spec::requested(req)?;
         let mut fork = None;
-        if let Some(reference) = &req.fork {
-            // `.` means "the box I am in", which only a client inside a box can resolve.
-            let resolved = parse_ref(reference)?.resolve(project, |_| None)?;
-            let ResolvedTarget::Named(src) = resolved.target else {
-                return Err(ApiError::bad_request(
-                    "invalid_ref",
-                    "--fork needs an existing box, not -",
-                ));
-            };
-            let src_project = resolved.project;
-            if src_project == project && src == req.name {
-                return Err(ValidationError::ForkSelf.into());
-            }
+        if let Some((src_project, src)) = spec::fork_of(project, req)? {
             let source = self.get_box(&src_project, &src).await?;
-            let mut env = source.spec.env.clone();
-            env.extend(req.env.clone());
-            spec.env = env;
-            spec.port = spec.port.or(source.spec.port);
-            spec.termination_grace_period_seconds = source.spec.termination_grace_period_seconds;
-            let mut tags: BTreeMap<String, String> = source.spec.tags.clone();
-            tags.extend(req.tags.clone());
-            spec.tags = tags;
-            spec.cpu = spec.cpu.or(source.spec.cpu.clone());
-            spec.memory = spec.memory.or(source.spec.memory.clone());
-            let mut copied = Vec::new();
-            for m in &source.spec.data {
-                let copy = forkr_crds::fork_volume_name(&req.name, &m.volume)?;
-                spec.data.push(DataMount {
-                    volume: copy,
-                    mount_path: m.mount_path.clone(),
-                    read_only: m.read_only,
-                });
-                copied.push(m.volume.clone());
-            }
-            spec.fork = Some(ForkSource {
-                box_name: src.clone(),
-                project: (src_project != project).then(|| src_project.clone()),
-            });
+            let copied =
+                spec::inherit(&mut spec, req, project, (&src_project, &src), &source.spec)?;
             fork = Some((src_project, src, copied));
         }
-        let mut b = BoxResource::new(&req.name, spec);
-        b.metadata.namespace = Some(project.to_owned());
+        let mut b = spec::new_box(project, req, spec)?;
         b.metadata.creation_timestamp = Some(now());
         b.metadata.generation = Some(1);
-        if req.ephemeral {
-            b.metadata.annotations =
-                Some([(labels::ANNOTATION_EPHEMERAL.to_owned(), "true".to_owned())].into());
-        }
-        b.validate()?;
         Ok((b, fork))
     }
 

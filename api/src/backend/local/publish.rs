@@ -2,10 +2,11 @@
 //! as they do in the CRD, and the in-memory [`HostIndex`](super::hosts::HostIndex) routes them.
 
 use forkr_crds::PublishedHost;
-use forkr_crds::validation::{self as v, publish_host};
+use forkr_crds::validation as v;
 
 use super::LocalBackend;
 use super::hosts::box_of_url_host;
+use crate::backend::spec;
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{PublishBox, Published, UnpublishBox, Unpublished};
 
@@ -20,28 +21,6 @@ fn no_such_host(host: &str) -> ApiError {
         "host_not_found",
         format!("no box serves {host}"),
     )
-}
-
-fn resolve(
-    subdomain: Option<&str>,
-    host: Option<&str>,
-    domain: Option<&str>,
-    default_domain: &str,
-) -> ApiResult<String> {
-    if host.is_some() && domain.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_publish",
-            "--domain cannot be used with --host",
-        ));
-    }
-    let domain = domain.unwrap_or(default_domain);
-    if domain.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_publish_config",
-            "no publish domain is configured",
-        ));
-    }
-    Ok(publish_host(subdomain, host, domain)?)
 }
 
 /// Where a box's URL goes when it has no `PORT`: the common default of web frameworks.
@@ -94,7 +73,7 @@ impl LocalBackend {
         req: PublishBox,
     ) -> ApiResult<Published> {
         v::validate_box_name(&name)?;
-        let host = resolve(
+        let host = spec::publish_target(
             req.subdomain.as_deref(),
             req.host.as_deref(),
             req.domain.as_deref(),
@@ -169,7 +148,7 @@ impl LocalBackend {
             }
             None
         } else {
-            Some(resolve(
+            Some(spec::publish_target(
                 req.subdomain.as_deref(),
                 req.host.as_deref(),
                 req.domain.as_deref(),
