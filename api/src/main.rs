@@ -70,6 +70,9 @@ struct Cli {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "FORKR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The Kubernetes backend's node agents, found as forkr-operator finds them.
+    #[command(flatten)]
+    agent: forkr_operator::config::AgentArgs,
 }
 
 #[derive(Subcommand)]
@@ -119,7 +122,19 @@ async fn serve_kube(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("connecting to Kubernetes (KUBECONFIG or the in-cluster account)")?;
     let store = open_store(&cli.data_dir)?;
-    let mut backend = KubeBackend::new(client, store, &domain);
+    let mut backend = KubeBackend::new(client.clone(), store, &domain);
+    if cli.agent.agent_token_file.is_some() {
+        let agents = forkr_operator::agent::GrpcAgents::new(
+            cli.agent.discovery()?,
+            Some(client),
+            &cli.agent.token()?,
+        )?;
+        backend = backend.with_agents(agents);
+    } else {
+        tracing::warn!(
+            "no --agent-token-file: commands go through Kubernetes exec only; cp, diff and bases need the node agents"
+        );
+    }
     if let Some(d) = &cli.publish_domain {
         backend = backend.with_publish_domain(d);
     }

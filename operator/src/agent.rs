@@ -226,7 +226,8 @@ impl GrpcAgents {
             .ok_or_else(|| AgentError::unreachable(node, "no agent pod runs there"))
     }
 
-    async fn client(&self, node: &str) -> Result<Client, AgentError> {
+    /// A channel to `node`'s agent, cached per address; calls need [`GrpcAgents::token`].
+    pub async fn channel(&self, node: &str) -> Result<Channel, AgentError> {
         let addr = self.address(node).await?;
         let mut channels = self.channels.lock().await;
         let channel = match channels.get(&addr) {
@@ -241,6 +242,16 @@ impl GrpcAgents {
                 c
             }
         };
+        Ok(channel)
+    }
+
+    /// The interceptor that adds the agents' bearer token.
+    pub fn token(&self) -> BearerToken {
+        self.token.clone()
+    }
+
+    async fn client(&self, node: &str) -> Result<Client, AgentError> {
+        let channel = self.channel(node).await?;
         Ok(StorageClient::with_interceptor(channel, self.token.clone()))
     }
 }

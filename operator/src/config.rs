@@ -45,26 +45,8 @@ pub struct Args {
     /// The agents' pool directory on every node (hostPath mounts point into it).
     #[arg(long, env = "FORKR_POOL", default_value = "/var/lib/forkr")]
     pub pool_dir: PathBuf,
-    /// The agents' gRPC port.
-    #[arg(long, env = "FORKR_AGENT_PORT", default_value_t = 7443)]
-    pub agent_port: u16,
-    /// File holding the agents' bearer token.
-    #[arg(long, env = "FORKR_AGENT_TOKEN_FILE")]
-    pub agent_token_file: PathBuf,
-    /// Namespace of the agent DaemonSet's pods (and of the leader Lease).
-    #[arg(long, env = "FORKR_NAMESPACE", default_value = "forkr-system")]
-    pub namespace: String,
-    /// Label selector of the agent DaemonSet's pods.
-    #[arg(
-        long,
-        env = "FORKR_AGENT_SELECTOR",
-        default_value = "app.kubernetes.io/name=forkr-node-agent"
-    )]
-    pub agent_selector: String,
-    /// Fixed agent addresses instead of pod discovery: NODE=http://host:port, repeatable;
-    /// NODE `*` matches every node.
-    #[arg(long = "agent", env = "FORKR_AGENTS", value_delimiter = ',')]
-    pub agents: Vec<String>,
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// Serve /metrics and /healthz here.
     #[arg(long, env = "FORKR_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub listen: SocketAddr,
@@ -83,6 +65,71 @@ pub struct Args {
     /// Concurrent reconciles per controller.
     #[arg(long, env = "FORKR_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+}
+
+/// How to reach the node agents; shared by forkr-operator and forkr-api's Kubernetes backend.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// The agents' gRPC port.
+    #[arg(long, env = "FORKR_AGENT_PORT", default_value_t = 7443)]
+    pub agent_port: u16,
+    /// File holding the agents' bearer token.
+    #[arg(long, env = "FORKR_AGENT_TOKEN_FILE")]
+    pub agent_token_file: Option<PathBuf>,
+    /// Namespace of the agent DaemonSet's pods (and of the operator's leader Lease).
+    #[arg(long, env = "FORKR_NAMESPACE", default_value = "forkr-system")]
+    pub namespace: String,
+    /// Label selector of the agent DaemonSet's pods.
+    #[arg(
+        long,
+        env = "FORKR_AGENT_SELECTOR",
+        default_value = "app.kubernetes.io/name=forkr-node-agent"
+    )]
+    pub agent_selector: String,
+    /// Fixed agent addresses instead of pod discovery: NODE=http://host:port, repeatable;
+    /// NODE `*` matches every node.
+    #[arg(long = "agent", env = "FORKR_AGENTS", value_delimiter = ',')]
+    pub agents: Vec<String>,
+}
+
+impl AgentArgs {
+    pub fn discovery(&self) -> Result<Discovery, ConfigError> {
+        if self.agents.is_empty() {
+            return Ok(Discovery::Pods {
+                namespace: self.namespace.clone(),
+                selector: self.agent_selector.clone(),
+                port: self.agent_port,
+            });
+        }
+        let mut map = BTreeMap::new();
+        for a in &self.agents {
+            let (node, addr) = a
+                .split_once('=')
+                .filter(|(n, a)| !n.is_empty() && a.starts_with("http"))
+                .ok_or_else(|| ConfigError::BadAgent(a.clone()))?;
+            map.insert(node.to_owned(), addr.to_owned());
+        }
+        Ok(Discovery::Static(map))
+    }
+
+    /// The bearer token from --agent-token-file, trimmed.
+    pub fn token(&self) -> Result<String, ConfigError> {
+        let path = self
+            .agent_token_file
+            .as_ref()
+            .ok_or(ConfigError::NoAgentToken)?;
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::AgentToken(path.clone(), e.to_string()))?
+            .trim()
+            .to_owned();
+        if token.is_empty() {
+            return Err(ConfigError::AgentToken(
+                path.clone(),
+                "the file is empty".into(),
+            ));
+        }
+        Ok(token)
+    }
 }
 
 /// Settings the builders and controllers read; derived from [`Args`].
@@ -105,6 +152,12 @@ pub enum ConfigError {
     NoDomain,
     #[error("invalid --agent {0:?}: use NODE=http://host:port")]
     BadAgent(String),
+    #[error(
+        "--agent-token-file (FORKR_AGENT_TOKEN_FILE) is required: the node agents' bearer token"
+    )]
+    NoAgentToken,
+    #[error("reading the agent token file {0}: {1}")]
+    AgentToken(PathBuf, String),
 }
 
 impl Args {
@@ -127,25 +180,6 @@ impl Args {
             pool_dir: self.pool_dir.clone(),
             insecure: self.insecure,
         })
-    }
-
-    pub fn discovery(&self) -> Result<Discovery, ConfigError> {
-        if self.agents.is_empty() {
-            return Ok(Discovery::Pods {
-                namespace: self.namespace.clone(),
-                selector: self.agent_selector.clone(),
-                port: self.agent_port,
-            });
-        }
-        let mut map = BTreeMap::new();
-        for a in &self.agents {
-            let (node, addr) = a
-                .split_once('=')
-                .filter(|(n, a)| !n.is_empty() && a.starts_with("http"))
-                .ok_or_else(|| ConfigError::BadAgent(a.clone()))?;
-            map.insert(node.to_owned(), addr.to_owned());
-        }
-        Ok(Discovery::Static(map))
     }
 }
 
@@ -212,10 +246,10 @@ mod tests {
             "--agent",
             "*=http://x:1",
         ]);
-        match a.discovery().unwrap() {
+        match a.agent.discovery().unwrap() {
             Discovery::Static(m) => assert_eq!(m.len(), 2),
             other => panic!("{other:?}"),
         }
-        assert!(args(&["--agent", "nonsense"]).discovery().is_err());
+        assert!(args(&["--agent", "nonsense"]).agent.discovery().is_err());
     }
 }

@@ -30,12 +30,8 @@ async fn main() -> anyhow::Result<()> {
             .init();
     }
     let settings = args.settings()?;
-    let discovery = args.discovery()?;
-    let token = std::fs::read_to_string(&args.agent_token_file)
-        .with_context(|| format!("reading {}", args.agent_token_file.display()))?
-        .trim()
-        .to_owned();
-    anyhow::ensure!(!token.is_empty(), "the agent token file is empty");
+    let discovery = args.agent.discovery()?;
+    let token = args.agent.token()?;
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
@@ -56,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let lease = Arc::new(LeaseLock::new(
         client.clone(),
-        &args.namespace,
+        &args.agent.namespace,
         "forkr-operator",
         &identity,
     ));

@@ -4,13 +4,14 @@
 
 pub mod kube;
 pub mod local;
+pub mod procnet;
 pub mod spec;
 pub mod view;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::store::Scope;
 use crate::wire::{
     BackgroundExec, BaseDetailsView, BaseSummaryView, BaseWritten, BoxView, CreateBox,
@@ -74,6 +75,22 @@ pub enum VolumeCopy {
     Checkpoint,
     /// Kept after the volume is deleted.
     Backup,
+}
+
+/// `4kr cp`'s mode: octal, 0644 when unset.
+pub(crate) fn parse_mode(mode: Option<&str>) -> ApiResult<u32> {
+    match mode {
+        None => Ok(0o644),
+        Some(m) => u32::from_str_radix(m, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_mode",
+                    format!("invalid mode {m:?}: octal, at most 7777"),
+                )
+            }),
+    }
 }
 
 /// A boxed future, so that the trait can be used as `dyn Backend`.

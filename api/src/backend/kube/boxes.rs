@@ -13,16 +13,13 @@ use forkr_crds::{
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
-use super::{KubeBackend, kube_error};
+use super::{KubeBackend, POLL, kube_error};
 use crate::backend::view::{box_url, box_view};
 use crate::backend::{Deletion, spec};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{
     BoxView, CreateBox, PublishBox, Published, SnapshotView, UnpublishBox, Unpublished,
 };
-
-/// How often a wait reads status again.
-const POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What a wait learns from one read: keep waiting, done, or failed.
 enum Seen {
@@ -54,7 +51,7 @@ impl KubeBackend {
     }
 
     /// A project is a namespace; the first box of a project makes it.
-    async fn ensure_namespace(&self, project: &str) -> ApiResult<()> {
+    pub(super) async fn ensure_namespace(&self, project: &str) -> ApiResult<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         if api.get_opt(project).await.map_err(kube_error)?.is_some() {
             return Ok(());

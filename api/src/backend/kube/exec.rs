@@ -1,20 +1,23 @@
-//! Commands in a box through Kubernetes exec: into the runner container `fork`, then into the
-//! box's root with the runner image's static busybox (`chroot /volumes`), then `bash -lc`. The
-//! container's environment is the box's, so the injected variables are there.
+//! The fallback when no node agent answers: commands in a box through Kubernetes exec, into the
+//! runner container `fork`, then into the box's root with the runner image's static busybox
+//! (`chroot /volumes`), then `bash -lc`. The box's own environment is in /etc/boxes-env.
 //!
-//! The v4 exec protocol cannot close stdin alone, so stdin travels inside the command (base64)
-//! rather than on the stream.
+//! The v4 exec protocol cannot close stdin alone, so a one-shot exec's stdin travels inside the
+//! command (base64) rather than on the stream. Streams keep stdin open until the client leaves.
 
 use axum::http::StatusCode;
 use forkr_crds::labels;
 use forkr_crds::validation as v;
+use futures::SinkExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams, ListParams};
-use tokio::io::AsyncReadExt;
+use kube::api::{Api, AttachParams, AttachedProcess, ListParams, TerminalSize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use super::{KubeBackend, kube_error};
+use crate::backend::{ExecIn, ExecOut, ExecStream};
 use crate::error::{ApiError, ApiResult};
-use crate::wire::{ExecCommand, ExecOutput};
+use crate::wire::{BackgroundExec, ExecCommand, ExecOutput, ExecStart};
 
 /// How long an exec waits for the box's pod to be ready.
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -102,38 +105,41 @@ impl KubeBackend {
         }
     }
 
-    pub(super) async fn exec(
+    /// Starts `bash -lc script` (or a login shell) in the box's root through Kubernetes exec.
+    async fn attach(
+        &self,
+        project: &str,
+        name: &str,
+        script: Option<&str>,
+        params: AttachParams,
+    ) -> ApiResult<AttachedProcess> {
+        v::validate_box_name(name)?;
+        self.get(project, name).await?;
+        let pod = self.box_pod(project, name).await?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), project);
+        let mut argv = vec!["/bin/busybox", "chroot", "/volumes", "/bin/bash", "-l"];
+        if let Some(s) = script {
+            argv.extend(["-c", s]);
+        }
+        let params = params.container(labels::RUNNER_CONTAINER);
+        pods.exec(&pod, argv, &params).await.map_err(kube_error)
+    }
+
+    pub(super) async fn kube_exec(
         &self,
         project: String,
         name: String,
         cmd: ExecCommand,
     ) -> ApiResult<ExecOutput> {
-        v::validate_box_name(&name)?;
         if cmd.user.is_some() {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "not_supported",
-                "exec --user is not available with the Kubernetes backend yet",
-            ));
+            return Err(user_needs_agent());
         }
         let script = script(&cmd)?;
-        self.get(&project, &name).await?;
-        let pod = self.box_pod(&project, &name).await?;
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &project);
-        let argv = [
-            "/bin/busybox",
-            "chroot",
-            "/volumes",
-            "/bin/bash",
-            "-lc",
-            script.as_str(),
-        ];
         let params = AttachParams::default()
-            .container(labels::RUNNER_CONTAINER)
             .stdin(false)
             .stdout(true)
             .stderr(true);
-        let mut att = pods.exec(&pod, argv, &params).await.map_err(kube_error)?;
+        let mut att = self.attach(&project, &name, Some(&script), params).await?;
         let status = att.take_status();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let (stdout, stderr) = (att.stdout(), att.stderr());
@@ -161,6 +167,197 @@ impl KubeBackend {
             stderr: String::from_utf8_lossy(&err).into_owned(),
         })
     }
+
+    /// A streamed exec or a console (a fresh one: sessions live in the agent).
+    pub(super) async fn kube_stream(
+        &self,
+        project: String,
+        name: String,
+        start: ExecStart,
+    ) -> ApiResult<ExecStream> {
+        if start.user.is_some() {
+            return Err(user_needs_agent());
+        }
+        let script = if start.command.is_empty() {
+            None
+        } else {
+            Some(script(&ExecCommand {
+                command: start.command.clone(),
+                sh: start.sh,
+                env: start.env.clone(),
+                wd: start.wd.clone(),
+                ..Default::default()
+            })?)
+        };
+        // A terminal merges stderr into its output, as the protocol requires.
+        let params = AttachParams::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(!start.tty)
+            .tty(start.tty);
+        let mut att = self
+            .attach(&project, &name, script.as_deref(), params)
+            .await?;
+        let (in_tx, mut in_rx) = mpsc::channel::<ExecIn>(16);
+        let (out_tx, out_rx) = mpsc::channel::<ExecOut>(16);
+        let mut stdin = att.stdin();
+        // Dropping stdin closes the whole exec websocket under the v4 protocol, losing the
+        // output still to come; only v5 (Kubernetes 1.30 and later) can close stdin alone.
+        let can_close_stdin = self.stdin_close_supported().await;
+        let mut resize = if start.tty { att.terminal_size() } else { None };
+        if let (Some(r), Some(rows), Some(cols)) = (resize.as_mut(), start.rows, start.cols) {
+            let _ = r
+                .send(TerminalSize {
+                    width: cols,
+                    height: rows,
+                })
+                .await;
+        }
+        tokio::spawn(async move {
+            while let Some(m) = in_rx.recv().await {
+                match m {
+                    ExecIn::Stdin(b) => {
+                        if let Some(w) = stdin.as_mut()
+                            && w.write_all(&b).await.is_err()
+                        {
+                            stdin = None;
+                        }
+                    }
+                    ExecIn::Eof if can_close_stdin => stdin = None,
+                    ExecIn::Eof => {}
+                    ExecIn::Resize { rows, cols } => {
+                        if let Some(r) = resize.as_mut() {
+                            let _ = r
+                                .send(TerminalSize {
+                                    width: cols,
+                                    height: rows,
+                                })
+                                .await;
+                        }
+                    }
+                    // Kubernetes exec has no signal channel.
+                    ExecIn::Signal(_) => {}
+                }
+            }
+        });
+        let pump = |r: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
+                    tx: mpsc::Sender<ExecOut>,
+                    err: bool| async move {
+            let Some(mut r) = r else { return };
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let chunk = buf[..n].to_vec();
+                        let msg = if err {
+                            ExecOut::Stderr(chunk)
+                        } else {
+                            ExecOut::Stdout(chunk)
+                        };
+                        if tx.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        let out = att
+            .stdout()
+            .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+        let err = att
+            .stderr()
+            .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+        let status = att.take_status();
+        let out_task = tokio::spawn(pump(out, out_tx.clone(), false));
+        let err_task = tokio::spawn(pump(err, out_tx.clone(), true));
+        tokio::spawn(async move {
+            let _ = out_task.await;
+            let _ = err_task.await;
+            let code = match status {
+                Some(st) => exit_code(st.await),
+                None => 0,
+            };
+            let _ = out_tx.send(ExecOut::Exit(code)).await;
+            let _ = att.join().await;
+        });
+        Ok(ExecStream {
+            input: in_tx,
+            output: out_rx,
+        })
+    }
+
+    /// A detached command whose output goes to /tmp/boxes/exec/<pid>.log, as the agent does
+    /// it: the inner shell's `$$` is the pid the box sees, and `exec` keeps it.
+    pub(super) async fn kube_background(
+        &self,
+        project: String,
+        name: String,
+        cmd: ExecCommand,
+    ) -> ApiResult<BackgroundExec> {
+        let inner = script(&ExecCommand {
+            stdin: None,
+            ..cmd.clone()
+        })?;
+        // `;`, not `&&`: `a && b &` would background a subshell that holds the exec's stdout,
+        // and the exec would not end until the command does.
+        let wrapper = format!(
+            "mkdir -p /tmp/boxes/exec; bash -c {} </dev/null >/dev/null 2>&1 & echo $!",
+            quote(&format!(
+                "exec >/tmp/boxes/exec/$$.log 2>&1; exec bash -lc {}",
+                quote(&inner)
+            ))
+        );
+        let out = self
+            .kube_exec(
+                project,
+                name,
+                ExecCommand {
+                    command: vec![wrapper],
+                    sh: true,
+                    user: cmd.user,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let pid = out.stdout.trim().parse().map_err(|_| {
+            ApiError::internal(format!(
+                "starting the background command: {}{}",
+                out.stdout, out.stderr
+            ))
+        })?;
+        Ok(BackgroundExec { pid })
+    }
+}
+
+impl KubeBackend {
+    /// Whether the API server speaks exec protocol v5, which closes stdin on its own.
+    async fn stdin_close_supported(&self) -> bool {
+        *self
+            .stdin_close
+            .get_or_init(|| async {
+                match self.client.apiserver_version().await {
+                    Ok(v) => {
+                        let minor: u32 = v
+                            .minor
+                            .trim_end_matches(|c: char| !c.is_ascii_digit())
+                            .parse()
+                            .unwrap_or(0);
+                        v.major == "1" && minor >= 30
+                    }
+                    Err(_) => false,
+                }
+            })
+            .await
+    }
+}
+
+fn user_needs_agent() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "agent_unavailable",
+        "exec --user needs the node agent, which does not answer; Kubernetes exec runs as root",
+    )
 }
 
 /// The exit code in the exec protocol's final status: success, or a `NonZeroExitCode` whose

@@ -1,14 +1,17 @@
 //! The cluster backend: every call becomes reads and writes of the Forkr custom resources in the
 //! project's namespace, and forkr-operator does the work. Where a client expects a synchronous
 //! answer (a create returns a running box, a snapshot its name) the call waits on status, up to
-//! a timeout. Commands run in the box through Kubernetes exec into the runner container.
-//!
-//! Not yet served here (each answers 501 `not_supported` naming itself): volume copies and
-//! restores, base import and delete, diff, files, ports, logs, background exec and streamed exec.
-//! docs/api.md lists them.
+//! a timeout. Commands, consoles, files and logs go to the node agent on the box's node, with
+//! Kubernetes exec into the runner container as the fallback (`commands.rs`, `exec.rs`); diffs
+//! and bases are the pools' (`storage.rs`); data volumes are `DataVolume` objects
+//! (`volumes.rs`). Tokens and users are the gateway's own, in SQLite.
 
+mod agent;
 mod boxes;
+mod commands;
 mod exec;
+mod storage;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +28,21 @@ use crate::wire::{
     Published, RestoreVolume, SnapshotView, UnpublishBox, Unpublished, UserView, VolumeView,
 };
 
+/// How often a waiting call looks at status again.
+const POLL: Duration = Duration::from_millis(200);
+
 /// How long a call waits for the operator before giving up with 504.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 
 pub struct KubeBackend {
     client: Client,
+    /// The node agents; without them commands fall back to Kubernetes exec, and diffs and
+    /// bases are unavailable.
+    agents: Option<Arc<forkr_operator::agent::GrpcAgents>>,
+    /// The largest `4kr cp` upload.
+    max_upload: u64,
+    /// Whether Kubernetes exec can close stdin alone (protocol v5), learned once.
+    stdin_close: tokio::sync::OnceCell<bool>,
     /// Bearer tokens, hashed, as in local mode.
     store: Arc<Store>,
     domain: String,
@@ -43,6 +56,9 @@ impl KubeBackend {
     pub fn new(client: Client, store: Store, domain: &str) -> KubeBackend {
         KubeBackend {
             client,
+            agents: None,
+            max_upload: 20 << 30,
+            stdin_close: tokio::sync::OnceCell::new(),
             store: Arc::new(store),
             domain: domain.to_owned(),
             publish_domain: domain.to_owned(),
@@ -59,6 +75,29 @@ impl KubeBackend {
     pub fn with_wait(mut self, wait: Duration) -> KubeBackend {
         self.wait = wait;
         self
+    }
+
+    pub fn with_agents(mut self, agents: Arc<forkr_operator::agent::GrpcAgents>) -> KubeBackend {
+        self.agents = Some(agents);
+        self
+    }
+
+    pub fn with_max_upload(mut self, bytes: u64) -> KubeBackend {
+        self.max_upload = bytes;
+        self
+    }
+
+    /// Runs a store call on the blocking pool.
+    async fn store<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+            .map_err(ApiError::from)
     }
 }
 
@@ -84,14 +123,6 @@ pub(crate) fn kube_error(e: kube::Error) -> ApiError {
     }
 }
 
-fn not_supported<T>(what: &str) -> ApiResult<T> {
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_supported",
-        format!("{what} is not available with the Kubernetes backend yet"),
-    ))
-}
-
 impl Backend for KubeBackend {
     fn ready(&self) -> BoxFuture<'_, ApiResult<()>> {
         Box::pin(async move {
@@ -104,122 +135,118 @@ impl Backend for KubeBackend {
     }
 
     fn token_scope(&self, hash: String) -> BoxFuture<'_, ApiResult<Option<Scope>>> {
-        let store = self.store.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || store.token_scope(&hash))
-                .await
-                .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
-                .map_err(ApiError::from)
-        })
+        Box::pin(self.store(move |s| s.token_scope(&hash)))
     }
 
-    fn list_users(&self, _project: String) -> BoxFuture<'_, ApiResult<Vec<UserView>>> {
-        Box::pin(async { not_supported("user list") })
+    // Users are the gateway's, as tokens are: the agent creates the account in a box when a
+    // command first runs as it.
+    fn list_users(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<UserView>>> {
+        Box::pin(self.store(move |s| s.list_users(&project)))
     }
 
     fn create_user(
         &self,
-        _project: String,
-        _name: String,
-        _shell: String,
+        project: String,
+        name: String,
+        shell: String,
     ) -> BoxFuture<'_, ApiResult<UserView>> {
-        Box::pin(async { not_supported("user create") })
+        Box::pin(self.store(move |s| s.create_user(&project, &name, &shell)))
     }
 
     fn update_user(
         &self,
-        _project: String,
-        _name: String,
-        _shell: String,
+        project: String,
+        name: String,
+        shell: String,
     ) -> BoxFuture<'_, ApiResult<UserView>> {
-        Box::pin(async { not_supported("user update") })
+        Box::pin(self.store(move |s| s.update_user(&project, &name, &shell)))
     }
 
-    fn delete_user(&self, _project: String, _name: String) -> BoxFuture<'_, ApiResult<()>> {
-        Box::pin(async { not_supported("user delete") })
+    fn delete_user(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(self.store(move |s| s.delete_user(&project, &name).map(drop)))
     }
 
-    fn list_volumes(&self, _project: String) -> BoxFuture<'_, ApiResult<Vec<VolumeView>>> {
-        Box::pin(async { not_supported("volume list") })
+    fn list_volumes(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<VolumeView>>> {
+        Box::pin(KubeBackend::list_volumes(self, project))
     }
 
     fn create_volume(
         &self,
-        _project: String,
-        _name: String,
-        _limit: Option<String>,
+        project: String,
+        name: String,
+        limit: Option<String>,
     ) -> BoxFuture<'_, ApiResult<VolumeView>> {
-        Box::pin(async { not_supported("volume create") })
+        Box::pin(KubeBackend::create_volume(self, project, name, limit))
     }
 
-    fn show_volume(&self, _project: String, _name: String) -> BoxFuture<'_, ApiResult<VolumeView>> {
-        Box::pin(async { not_supported("volume show") })
+    fn show_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<VolumeView>> {
+        Box::pin(KubeBackend::show_volume(self, project, name))
     }
 
-    fn delete_volume(&self, _project: String, _name: String) -> BoxFuture<'_, ApiResult<()>> {
-        Box::pin(async { not_supported("volume delete") })
+    fn delete_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(KubeBackend::delete_volume(self, project, name))
     }
 
     fn list_volume_copies(
         &self,
-        _project: String,
-        _name: String,
-        _kind: VolumeCopy,
+        project: String,
+        name: String,
+        kind: VolumeCopy,
     ) -> BoxFuture<'_, ApiResult<Vec<SnapshotView>>> {
-        Box::pin(async { not_supported("volume checkpoints and backups") })
+        Box::pin(KubeBackend::list_volume_copies(self, project, name, kind))
     }
 
     fn copy_volume(
         &self,
-        _project: String,
-        _name: String,
-        _kind: VolumeCopy,
-        _req: CheckpointVolume,
+        project: String,
+        name: String,
+        kind: VolumeCopy,
+        req: CheckpointVolume,
     ) -> BoxFuture<'_, ApiResult<SnapshotView>> {
-        Box::pin(async { not_supported("volume checkpoints and backups") })
+        Box::pin(KubeBackend::copy_volume(self, project, name, kind, req))
     }
 
     fn restore_volume(
         &self,
-        _project: String,
-        _name: String,
-        _req: RestoreVolume,
+        project: String,
+        name: String,
+        req: RestoreVolume,
     ) -> BoxFuture<'_, ApiResult<VolumeView>> {
-        Box::pin(async { not_supported("volume restore") })
+        Box::pin(KubeBackend::restore_volume(self, project, name, req))
     }
 
     fn list_bases(&self) -> BoxFuture<'_, ApiResult<Vec<BaseSummaryView>>> {
-        Box::pin(async { not_supported("base list") })
+        Box::pin(KubeBackend::list_bases(self))
     }
 
     fn show_base(
         &self,
-        _name: String,
-        _tag: Option<String>,
+        name: String,
+        tag: Option<String>,
     ) -> BoxFuture<'_, ApiResult<BaseDetailsView>> {
-        Box::pin(async { not_supported("base show") })
+        Box::pin(KubeBackend::show_base(self, name, tag))
     }
 
-    fn delete_base(&self, _name: String) -> BoxFuture<'_, ApiResult<()>> {
-        Box::pin(async { not_supported("base delete") })
+    fn delete_base(&self, name: String) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(KubeBackend::delete_base(self, name))
     }
 
     fn save_base(
         &self,
-        _project: String,
-        _name: String,
-        _box_name: String,
+        project: String,
+        name: String,
+        box_name: String,
     ) -> BoxFuture<'_, ApiResult<BaseWritten>> {
-        Box::pin(async { not_supported("base save") })
+        Box::pin(KubeBackend::save_base(self, project, name, box_name))
     }
 
     fn import_base(
         &self,
-        _name: String,
-        _req: ImportBase,
-        _body: Upload,
+        name: String,
+        req: ImportBase,
+        body: Upload,
     ) -> BoxFuture<'_, ApiResult<BaseWritten>> {
-        Box::pin(async { not_supported("base import") })
+        Box::pin(KubeBackend::import_base(self, name, req, body))
     }
 
     fn create_box(&self, project: String, req: CreateBox) -> BoxFuture<'_, ApiResult<BoxView>> {
@@ -313,21 +340,21 @@ impl Backend for KubeBackend {
 
     fn diff_status(
         &self,
-        _project: String,
-        _name: String,
-        _against: Option<String>,
+        project: String,
+        name: String,
+        against: Option<String>,
     ) -> BoxFuture<'_, ApiResult<DiffStatusView>> {
-        Box::pin(async { not_supported("diff") })
+        Box::pin(KubeBackend::diff_status(self, project, name, against))
     }
 
     fn diff_file(
         &self,
-        _project: String,
-        _name: String,
-        _path: String,
-        _against: Option<String>,
+        project: String,
+        name: String,
+        path: String,
+        against: Option<String>,
     ) -> BoxFuture<'_, ApiResult<DiffFileView>> {
-        Box::pin(async { not_supported("diff") })
+        Box::pin(KubeBackend::diff_file(self, project, name, path, against))
     }
 
     fn exec(
@@ -341,66 +368,66 @@ impl Backend for KubeBackend {
 
     fn exec_background(
         &self,
-        _project: String,
-        _name: String,
-        _cmd: ExecCommand,
+        project: String,
+        name: String,
+        cmd: ExecCommand,
     ) -> BoxFuture<'_, ApiResult<BackgroundExec>> {
-        Box::pin(async { not_supported("background exec") })
+        Box::pin(KubeBackend::exec_background(self, project, name, cmd))
     }
 
     fn put_file(
         &self,
-        _project: String,
-        _name: String,
-        _q: crate::wire::FileQuery,
-        _body: Upload,
+        project: String,
+        name: String,
+        q: crate::wire::FileQuery,
+        body: Upload,
     ) -> BoxFuture<'_, ApiResult<crate::wire::FileWritten>> {
-        Box::pin(async { not_supported("file copy") })
+        Box::pin(KubeBackend::put_file(self, project, name, q, body))
     }
 
     fn get_file(
         &self,
-        _project: String,
-        _name: String,
-        _path: String,
+        project: String,
+        name: String,
+        path: String,
     ) -> BoxFuture<'_, ApiResult<crate::backend::FileDownload>> {
-        Box::pin(async { not_supported("file copy") })
+        Box::pin(KubeBackend::get_file(self, project, name, path))
     }
 
     fn exec_stream(
         &self,
-        _project: String,
-        _name: String,
-        _start: crate::wire::ExecStart,
+        project: String,
+        name: String,
+        start: crate::wire::ExecStart,
     ) -> BoxFuture<'_, ApiResult<crate::backend::ExecStream>> {
-        Box::pin(async { not_supported("streamed exec and console") })
+        Box::pin(KubeBackend::exec_stream(self, project, name, start))
     }
 
     fn list_ports(
         &self,
-        _project: String,
-        _name: String,
+        project: String,
+        name: String,
     ) -> BoxFuture<'_, ApiResult<Vec<crate::wire::PortView>>> {
-        Box::pin(async { not_supported("port list") })
+        Box::pin(KubeBackend::list_ports(self, project, name))
     }
 
     fn wait_port(
         &self,
-        _project: String,
-        _name: String,
-        _port: u16,
-        _timeout: Duration,
+        project: String,
+        name: String,
+        port: u16,
+        timeout: Duration,
     ) -> BoxFuture<'_, ApiResult<crate::wire::PortView>> {
-        Box::pin(async { not_supported("port wait") })
+        Box::pin(KubeBackend::wait_port(self, project, name, port, timeout))
     }
 
     fn logs(
         &self,
-        _project: String,
-        _name: String,
-        _pid: Option<u32>,
-        _offset: u64,
+        project: String,
+        name: String,
+        pid: Option<u32>,
+        offset: u64,
     ) -> BoxFuture<'_, ApiResult<Vec<u8>>> {
-        Box::pin(async { not_supported("logs") })
+        Box::pin(KubeBackend::logs(self, project, name, pid, offset))
     }
 }

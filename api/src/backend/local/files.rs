@@ -6,25 +6,10 @@ use std::io::Read;
 use forkr_node_agent::files::BoxFiles;
 
 use super::LocalBackend;
-use crate::backend::{FileDownload, Upload};
-use crate::error::{ApiError, ApiResult};
+use crate::backend::{FileDownload, Upload, parse_mode};
+use crate::error::ApiResult;
 use crate::upload::LimitedReader;
 use crate::wire::{FileQuery, FileWritten};
-
-fn parse_mode(mode: Option<&str>) -> ApiResult<u32> {
-    match mode {
-        None => Ok(0o644),
-        Some(m) => u32::from_str_radix(m, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_mode",
-                    format!("invalid mode {m:?}: octal, at most 7777"),
-                )
-            }),
-    }
-}
 
 impl LocalBackend {
     pub(super) async fn put_file(

@@ -1,0 +1,436 @@
+//! Commands and files in a box on a cluster: the node agent first (the container-runtime path of
+//! 000: `--user`, consoles that survive a reconnect, signals, files of a stopped box), then
+//! Kubernetes exec when no agent answers.
+
+use std::io::{Seek, Write};
+
+use forkr_crds::validation as v;
+use forkr_node_agent::rpc::proto as rt;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::KubeBackend;
+use super::agent::{AgentErr, status_error};
+use crate::backend::procnet::{listening, wait_for_port};
+use crate::backend::{ExecStream, FileDownload, Upload, parse_mode};
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{
+    BackgroundExec, ExecCommand, ExecOutput, ExecStart, FileQuery, FileWritten, PortView,
+};
+
+/// What every agent exec carries, checked as local mode checks it.
+struct Command<'a> {
+    args: &'a [String],
+    sh: bool,
+    env: &'a [String],
+    wd: Option<&'a String>,
+    user: Option<&'a String>,
+}
+
+impl<'a> From<&'a ExecCommand> for Command<'a> {
+    fn from(c: &'a ExecCommand) -> Self {
+        Command {
+            args: &c.command,
+            sh: c.sh,
+            env: &c.env,
+            wd: c.wd.as_ref(),
+            user: c.user.as_ref(),
+        }
+    }
+}
+
+impl<'a> From<&'a ExecStart> for Command<'a> {
+    fn from(c: &'a ExecStart) -> Self {
+        Command {
+            args: &c.command,
+            sh: c.sh,
+            env: &c.env,
+            wd: c.wd.as_ref(),
+            user: c.user.as_ref(),
+        }
+    }
+}
+
+fn command_required() -> ApiError {
+    ApiError::bad_request("command_required", "command is required")
+}
+
+impl KubeBackend {
+    /// The node that holds the box's root, once it has one.
+    async fn node_of(&self, project: &str, name: &str) -> ApiResult<Option<String>> {
+        v::validate_box_name(name)?;
+        let b = self.get(project, name).await?;
+        Ok(b.status.and_then(|s| s.node))
+    }
+
+    /// The agent's start message: env pairs checked, `--user` looked up in the project's users.
+    async fn agent_start(
+        &self,
+        project: &str,
+        name: &str,
+        c: Command<'_>,
+    ) -> ApiResult<rt::ExecStart> {
+        let mut env = Vec::with_capacity(c.env.len());
+        for pair in c.env {
+            let (key, value) = v::parse_env_assignment(pair)?;
+            env.push(rt::EnvVar { key, value });
+        }
+        if let Some(wd) = c.wd {
+            v::normalize_box_path(wd)?;
+        }
+        let user = match c.user {
+            None => None,
+            Some(u) => {
+                v::validate_user_name(u)?;
+                let (p, n) = (project.to_owned(), u.clone());
+                let found = self.store(move |s| s.get_user(&p, &n)).await?;
+                let found = found.ok_or_else(|| {
+                    ApiError::not_found("user", u).with_hint("create it with `4kr user create`")
+                })?;
+                Some(rt::User {
+                    name: found.name,
+                    uid: found.uid,
+                })
+            }
+        };
+        Ok(rt::ExecStart {
+            r#box: Some(rt::BoxRef {
+                project: project.to_owned(),
+                name: name.to_owned(),
+            }),
+            args: c.args.to_vec(),
+            sh: c.sh,
+            env,
+            wd: c.wd.cloned().unwrap_or_default(),
+            user,
+            ..Default::default()
+        })
+    }
+
+    /// `--user` needs the agent: Kubernetes exec runs as the container's root.
+    fn no_fallback_for_user(user: Option<&String>, e: AgentErr) -> ApiResult<()> {
+        if user.is_some() {
+            return Err(e.into_api());
+        }
+        tracing::debug!(error = ?e, "node agent path failed; trying Kubernetes exec");
+        Ok(())
+    }
+
+    pub(super) async fn exec(
+        &self,
+        project: String,
+        name: String,
+        cmd: ExecCommand,
+    ) -> ApiResult<ExecOutput> {
+        if cmd.command.is_empty() {
+            return Err(command_required());
+        }
+        if let Some(node) = self.node_of(&project, &name).await? {
+            let start = self.agent_start(&project, &name, (&cmd).into()).await?;
+            let stdin = cmd.stdin.clone().unwrap_or_default().into_bytes();
+            match self.agent_exec(&node, start, stdin).await {
+                Ok(out) => return Ok(out),
+                Err(e) if e.falls_back() => Self::no_fallback_for_user(cmd.user.as_ref(), e)?,
+                Err(e) => return Err(e.into_api()),
+            }
+        }
+        self.kube_exec(project, name, cmd).await
+    }
+
+    pub(super) async fn exec_stream(
+        &self,
+        project: String,
+        name: String,
+        start: ExecStart,
+    ) -> ApiResult<ExecStream> {
+        let console = start.tty || start.session.is_some();
+        if start.command.is_empty() && !console {
+            return Err(command_required());
+        }
+        if let Some(node) = self.node_of(&project, &name).await? {
+            let mut msg = self.agent_start(&project, &name, (&start).into()).await?;
+            msg.tty = start.tty;
+            msg.rows = start.rows.map(u32::from).unwrap_or(0);
+            msg.cols = start.cols.map(u32::from).unwrap_or(0);
+            msg.reattach = start.session.clone().unwrap_or_default();
+            match self
+                .agent_stream(&node, msg)
+                .await
+                .map_err(AgentErr::Before)
+            {
+                Ok(s) => return Ok(s),
+                // A console session lives in the agent; nothing else can reattach to it.
+                Err(e) if e.falls_back() && start.session.is_none() => {
+                    Self::no_fallback_for_user(start.user.as_ref(), e)?
+                }
+                Err(e) => return Err(e.into_api()),
+            }
+        }
+        if start.session.is_some() {
+            return Err(ApiError::not_found("console session", "").with_hint(
+                "console sessions live in the node agent, which does not answer; start a new console",
+            ));
+        }
+        self.kube_stream(project, name, start).await
+    }
+
+    pub(super) async fn exec_background(
+        &self,
+        project: String,
+        name: String,
+        cmd: ExecCommand,
+    ) -> ApiResult<BackgroundExec> {
+        if cmd.command.is_empty() {
+            return Err(command_required());
+        }
+        if let Some(node) = self.node_of(&project, &name).await? {
+            let start = self.agent_start(&project, &name, (&cmd).into()).await?;
+            let r = match self.runtime(&node).await {
+                Ok(mut rt) => rt.exec_background(start).await,
+                Err(s) => Err(s),
+            };
+            match r.map_err(AgentErr::Before) {
+                Ok(r) => {
+                    return Ok(BackgroundExec {
+                        pid: r.into_inner().pid,
+                    });
+                }
+                Err(e) if e.falls_back() => Self::no_fallback_for_user(cmd.user.as_ref(), e)?,
+                Err(e) => return Err(e.into_api()),
+            }
+        }
+        self.kube_background(project, name, cmd).await
+    }
+
+    pub(super) async fn logs(
+        &self,
+        project: String,
+        name: String,
+        pid: Option<u32>,
+        offset: u64,
+    ) -> ApiResult<Vec<u8>> {
+        let Some(pid) = pid else {
+            return Err(ApiError::bad_request(
+                "invalid_argument",
+                "--pid is required: logs reads the log of one background process (start one with exec --bg)",
+            ));
+        };
+        if let Some(node) = self.node_of(&project, &name).await? {
+            let req = rt::LogsRequest {
+                r#box: Some(rt::BoxRef {
+                    project: project.clone(),
+                    name: name.clone(),
+                }),
+                pid: Some(pid),
+                offset,
+                follow: false,
+            };
+            let r = match self.runtime(&node).await {
+                Ok(mut rt) => rt.logs(req).await,
+                Err(s) => Err(s),
+            };
+            match r.map_err(AgentErr::Before) {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    let mut out = Vec::new();
+                    while let Some(chunk) = stream.message().await.map_err(status_error)? {
+                        out.extend(chunk.data);
+                    }
+                    return Ok(out);
+                }
+                Err(e) if e.falls_back() => {
+                    tracing::debug!(error = ?e, "node agent logs failed; trying Kubernetes exec")
+                }
+                Err(e) => return Err(e.into_api()),
+            }
+        }
+        let out = self
+            .kube_exec(
+                project,
+                name,
+                ExecCommand {
+                    command: vec![format!(
+                        "tail -c +{} /tmp/boxes/exec/{pid}.log",
+                        offset.saturating_add(1)
+                    )],
+                    sh: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if out.exit_code != 0 {
+            return Err(ApiError::not_found("log of pid", &pid.to_string()).with_hint(
+                "only processes started with exec --bg have one, and /tmp is wiped when the box stops",
+            ));
+        }
+        Ok(out.stdout.into_bytes())
+    }
+
+    /// The box's listening TCP sockets, from its own /proc/net tables.
+    pub(super) async fn list_ports(
+        &self,
+        project: String,
+        name: String,
+    ) -> ApiResult<Vec<PortView>> {
+        const SPLIT: &str = "--forkr-tcp6--";
+        let out = self
+            .exec(
+                project,
+                name,
+                ExecCommand {
+                    command: vec![format!(
+                        "cat /proc/net/tcp; echo {SPLIT}; cat /proc/net/tcp6 2>/dev/null; true"
+                    )],
+                    sh: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let (v4, v6) = out.stdout.split_once(SPLIT).unwrap_or((&out.stdout, ""));
+        let mut ports = listening(v4, false);
+        ports.extend(listening(v6.trim_start_matches('\n'), true));
+        ports.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
+        ports.dedup();
+        Ok(ports)
+    }
+
+    pub(super) async fn wait_port(
+        &self,
+        project: String,
+        name: String,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> ApiResult<PortView> {
+        wait_for_port(&name, port, timeout, || {
+            self.list_ports(project.clone(), name.clone())
+        })
+        .await
+    }
+
+    /// `4kr cp` in: streamed to the agent, which writes inside the root (the box may be stopped).
+    pub(super) async fn put_file(
+        &self,
+        project: String,
+        name: String,
+        q: FileQuery,
+        mut body: Upload,
+    ) -> ApiResult<FileWritten> {
+        let mode = parse_mode(q.mode.as_deref())?;
+        v::normalize_box_path(&q.path)?;
+        let node = self.node_of(&project, &name).await?.ok_or_else(|| {
+            ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
+        })?;
+        let mut client = self.runtime(&node).await.map_err(status_error)?;
+        let (tx, rx) = mpsc::channel::<rt::PutFileChunk>(4);
+        let header = rt::PutFileHeader {
+            r#box: Some(rt::BoxRef {
+                project: project.clone(),
+                name: name.clone(),
+            }),
+            path: q.path.clone(),
+            mode,
+            uid: q.uid.filter(|_| q.gid.is_some()),
+            gid: q.gid.filter(|_| q.uid.is_some()),
+        };
+        let _ = tx
+            .send(rt::PutFileChunk {
+                msg: Some(rt::put_file_chunk::Msg::Header(header)),
+            })
+            .await;
+        let limit = self.max_upload;
+        let feeder = tokio::spawn(async move {
+            let mut sent = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::bad_request("upload_failed", format!("receiving the upload: {e}"))
+                })?;
+                sent += chunk.len() as u64;
+                if sent > limit {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "upload_too_large",
+                        format!("upload is larger than {limit} bytes"),
+                    ));
+                }
+                let msg = rt::PutFileChunk {
+                    msg: Some(rt::put_file_chunk::Msg::Data(chunk.to_vec())),
+                };
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let r = client.put_file(ReceiverStream::new(rx)).await;
+        // An upload that failed on our side must not look like a short file.
+        match feeder.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(ApiError::internal(format!("upload task failed: {e}"))),
+        }
+        let written = r.map_err(status_error)?.into_inner();
+        Ok(FileWritten {
+            path: q.path,
+            size: written.bytes,
+        })
+    }
+
+    /// `4kr cp` out: streamed from the agent into an unnamed temporary file.
+    pub(super) async fn get_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+    ) -> ApiResult<FileDownload> {
+        v::normalize_box_path(&path)?;
+        let node = self.node_of(&project, &name).await?.ok_or_else(|| {
+            ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
+        })?;
+        let req = rt::GetFileRequest {
+            r#box: Some(rt::BoxRef { project, name }),
+            path,
+        };
+        let mut stream = self
+            .runtime(&node)
+            .await
+            .map_err(status_error)?
+            .get_file(req)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let mut file = tempfile_in_tmp()?;
+        let mut info = None;
+        while let Some(chunk) = stream.message().await.map_err(status_error)? {
+            match chunk.msg {
+                Some(rt::get_file_chunk::Msg::Info(i)) => info = Some(i),
+                Some(rt::get_file_chunk::Msg::Data(d)) => file
+                    .write_all(&d)
+                    .map_err(|e| ApiError::internal(format!("buffering the download: {e}")))?,
+                None => {}
+            }
+        }
+        let info = info.ok_or_else(|| ApiError::internal("the agent sent no file header"))?;
+        file.rewind()
+            .map_err(|e| ApiError::internal(format!("buffering the download: {e}")))?;
+        Ok(FileDownload {
+            file,
+            mode: info.mode,
+            uid: info.uid,
+            gid: info.gid,
+            size: info.size,
+        })
+    }
+}
+
+/// A file with no name, gone when closed.
+fn tempfile_in_tmp() -> ApiResult<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(std::env::temp_dir())
+        .map_err(|e| ApiError::internal(format!("a temporary file for the download: {e}")))
+}

@@ -1,0 +1,352 @@
+//! What only the pools know: diffs of a root against its snapshots (on the box's node), and
+//! bases (on every node; the pools are their source of truth, as in local mode). Imports go to
+//! one node and reach the others when a box there needs them; a save is a `Base` object the
+//! operator carries out on the box's node.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use forkr_crds::base::{BaseSource, SaveSource};
+use forkr_crds::validation as v;
+use forkr_crds::{Base, BaseSpec};
+use forkr_node_agent::grpc::proto as agent;
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::agent::status_error;
+use super::{KubeBackend, POLL, kube_error};
+use crate::backend::Upload;
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{
+    BaseDetailsView, BaseSummaryView, BaseVersionView, BaseWritten, DiffChange, DiffFileView,
+    DiffStatusView, ImportBase,
+};
+
+/// The field manager of forkr-api's own writes.
+const MANAGER: &str = "forkr-api";
+
+fn change_symbol(kind: i32) -> String {
+    match agent::ChangeKind::try_from(kind) {
+        Ok(agent::ChangeKind::ChangeAdded) => "+",
+        Ok(agent::ChangeKind::ChangeModified) => "~",
+        Ok(agent::ChangeKind::ChangeDeleted) => "-",
+        Err(_) => "?",
+    }
+    .to_owned()
+}
+
+impl KubeBackend {
+    /// The node holding the box's root, which a diff reads.
+    async fn root_node(&self, project: &str, name: &str) -> ApiResult<String> {
+        v::validate_box_name(name)?;
+        let b = self.get(project, name).await?;
+        b.status.and_then(|s| s.node).ok_or_else(|| {
+            ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
+        })
+    }
+
+    pub(super) async fn diff_status(
+        &self,
+        project: String,
+        name: String,
+        against: Option<String>,
+    ) -> ApiResult<DiffStatusView> {
+        if let Some(a) = &against {
+            v::validate_snapshot_name(a)?;
+        }
+        let node = self.root_node(&project, &name).await?;
+        let req = agent::DiffStatusRequest {
+            project,
+            r#box: name,
+            against: against.unwrap_or_default(),
+        };
+        let r = self
+            .storage(&node)
+            .await?
+            .diff_status(req)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        Ok(DiffStatusView {
+            against: r.against,
+            changes: r
+                .changes
+                .into_iter()
+                .map(|c| DiffChange {
+                    change: change_symbol(c.kind),
+                    path: c.path,
+                })
+                .collect(),
+            text: r.text,
+        })
+    }
+
+    pub(super) async fn diff_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+        against: Option<String>,
+    ) -> ApiResult<DiffFileView> {
+        if let Some(a) = &against {
+            v::validate_snapshot_name(a)?;
+        }
+        let node = self.root_node(&project, &name).await?;
+        let req = agent::DiffFileRequest {
+            project,
+            r#box: name,
+            path: path.clone(),
+            against: against.unwrap_or_default(),
+        };
+        let r = self
+            .storage(&node)
+            .await?
+            .diff_file(req)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        Ok(DiffFileView {
+            against: r.against,
+            path,
+            status: r.status,
+            diff: Some(r.diff).filter(|d| !d.is_empty()),
+        })
+    }
+
+    /// Every base on any node; for a name on several nodes, the newest version wins (versions
+    /// after the first sort by their timestamp suffix).
+    pub(super) async fn list_bases(&self) -> ApiResult<Vec<BaseSummaryView>> {
+        let mut by_name: BTreeMap<String, BaseSummaryView> = BTreeMap::new();
+        for node in self.agent_nodes().await? {
+            let list = self
+                .storage(&node)
+                .await?
+                .list_bases(agent::Empty {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for b in list.bases {
+                let newer = by_name
+                    .get(&b.name)
+                    .is_none_or(|have| b.version > have.version);
+                if newer {
+                    by_name.insert(
+                        b.name.clone(),
+                        BaseSummaryView {
+                            name: b.name,
+                            version: b.version,
+                            size: b.size,
+                            created: b.created,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(by_name.into_values().collect())
+    }
+
+    /// A base's versions across the nodes.
+    pub(super) async fn show_base(
+        &self,
+        name: String,
+        tag: Option<String>,
+    ) -> ApiResult<BaseDetailsView> {
+        let mut versions: BTreeMap<String, BaseVersionView> = BTreeMap::new();
+        let mut missing = None;
+        for node in self.agent_nodes().await? {
+            let req = agent::ShowBaseRequest {
+                name: name.clone(),
+                tag: tag.clone().unwrap_or_default(),
+            };
+            let r = match self.storage(&node).await?.show_base(req).await {
+                Ok(r) => r.into_inner(),
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    missing = Some(s);
+                    continue;
+                }
+                Err(s) => return Err(status_error(s)),
+            };
+            for ver in r.versions {
+                versions
+                    .entry(ver.version.clone())
+                    .or_insert(BaseVersionView {
+                        version: ver.version,
+                        kind: ver.kind,
+                        tag: Some(ver.tag).filter(|t| !t.is_empty()),
+                        builder: Some(ver.builder).filter(|t| !t.is_empty()),
+                        parent: Some(ver.parent).filter(|t| !t.is_empty()),
+                        size: ver.size,
+                        created: ver.created,
+                    });
+            }
+        }
+        if versions.is_empty() {
+            return Err(match missing {
+                Some(s) => status_error(s),
+                None => ApiError::not_found("base", &name),
+            });
+        }
+        let versions: Vec<BaseVersionView> = versions.into_values().collect();
+        Ok(BaseDetailsView {
+            name,
+            latest: versions
+                .last()
+                .map(|v| v.version.clone())
+                .unwrap_or_default(),
+            version_count: versions.len(),
+            versions,
+        })
+    }
+
+    /// Deleted on every node that has it; a base still in use somewhere is refused there.
+    pub(super) async fn delete_base(&self, name: String) -> ApiResult<()> {
+        let mut deleted = false;
+        let mut missing = None;
+        for node in self.agent_nodes().await? {
+            let req = agent::DeleteBaseRequest { name: name.clone() };
+            match self.storage(&node).await?.delete_base(req).await {
+                Ok(_) => deleted = true,
+                Err(s) if s.code() == tonic::Code::NotFound => missing = Some(s),
+                Err(s) => return Err(status_error(s)),
+            }
+        }
+        match (deleted, missing) {
+            (false, Some(s)) => Err(status_error(s)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Streams the tarball to the first node's agent, which extracts it as it arrives.
+    pub(super) async fn import_base(
+        &self,
+        name: String,
+        req: ImportBase,
+        mut body: Upload,
+    ) -> ApiResult<BaseWritten> {
+        let node = self
+            .agent_nodes()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("no node agent"))?;
+        let mut client = self.storage(&node).await?;
+        let (tx, rx) = mpsc::channel::<agent::ImportBaseChunk>(4);
+        let header = agent::ImportBaseHeader {
+            name: name.clone(),
+            parent: req.parent.unwrap_or_default(),
+            tag: req.tag.unwrap_or_default(),
+            builder: req.builder.unwrap_or_default(),
+            request_id: req.request_id.unwrap_or_default(),
+        };
+        let _ = tx
+            .send(agent::ImportBaseChunk {
+                part: Some(agent::import_base_chunk::Part::Header(header)),
+            })
+            .await;
+        let limit = self.max_upload;
+        let feeder = tokio::spawn(async move {
+            let mut sent = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::bad_request("upload_failed", format!("receiving the upload: {e}"))
+                })?;
+                sent += chunk.len() as u64;
+                if sent > limit {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "upload_too_large",
+                        format!("upload is larger than {limit} bytes"),
+                    ));
+                }
+                let part = agent::import_base_chunk::Part::Data(chunk.to_vec());
+                if tx
+                    .send(agent::ImportBaseChunk { part: Some(part) })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let r = client.import_base(ReceiverStream::new(rx)).await;
+        match feeder.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(ApiError::internal(format!("upload task failed: {e}"))),
+        }
+        let made = r.map_err(status_error)?.into_inner();
+        Ok(BaseWritten {
+            name,
+            version: made.version,
+        })
+    }
+
+    /// `4kr base save`: a new request id in the project's `Base` object; the operator saves the
+    /// root on the box's node and records the version.
+    pub(super) async fn save_base(
+        &self,
+        project: String,
+        name: String,
+        box_name: String,
+    ) -> ApiResult<BaseWritten> {
+        v::validate_base_alias(&name)?;
+        self.root_node(&project, &box_name).await?;
+        let request_id = format!("s{}", jiff::Timestamp::now().as_nanosecond().unsigned_abs());
+        let mut base = Base::new(
+            &name,
+            BaseSpec {
+                version: None,
+                source: Some(BaseSource {
+                    request_id: request_id.clone(),
+                    import: None,
+                    save: Some(SaveSource {
+                        box_name: box_name.clone(),
+                        project: Some(project.clone()),
+                    }),
+                    parent: None,
+                }),
+            },
+        );
+        base.metadata.namespace = Some(project.clone());
+        let api: Api<Base> = Api::namespaced(self.client.clone(), &project);
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&base),
+        )
+        .await
+        .map_err(kube_error)?;
+        let until = Instant::now() + self.wait;
+        loop {
+            let b = api.get(&name).await.map_err(kube_error)?;
+            let st = b.status.unwrap_or_default();
+            if st.last_request_id.as_deref() == Some(request_id.as_str()) {
+                let parent = format!("{project}:{box_name}");
+                let version = st
+                    .versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.parent.as_deref() == Some(parent.as_str()))
+                    .map(|v| v.name.clone())
+                    .ok_or_else(|| ApiError::internal("the saved version is not recorded"))?;
+                return Ok(BaseWritten { name, version });
+            }
+            if Instant::now() >= until {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "base {name:?} is not saved after {}s{}",
+                        self.wait.as_secs(),
+                        st.message.map(|m| format!(": {m}")).unwrap_or_default()
+                    ),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
