@@ -8,7 +8,10 @@
 //!
 //! Set `FORKR_E2E_URL`, `FORKR_E2E_ADMIN_TOKEN` and `FORKR_E2E_SHOP_TOKEN` (a token for project
 //! `shop` only) to run the suite against another server, e.g. the kube backend; then
-//! `FORKR_E2E_RESTART` is the shell command that kills and restarts it.
+//! `FORKR_E2E_RESTART` is the shell command that kills and restarts it, `FORKR_E2E_DOMAIN` its
+//! domain (default `forkr.test`), and `FORKR_E2E_CONCURRENCY` how many boxes the concurrency
+//! test runs at once (default 50). Tests share an external server, so run them one at a time:
+//! each starts by deleting what the suite's projects hold and imports `box-base` if missing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -37,8 +40,13 @@ pub enum Tok {
     Bogus,
 }
 
+/// The projects the suite uses; an external target is emptied of them before each test.
+pub const PROJECTS: [&str; 3] = ["shop", "default", "other"];
+
 pub struct Target {
     pub url: String,
+    /// The server's FORKR_DOMAIN.
+    pub domain: String,
     /// The reverse proxy, when the target has one the suite can reach.
     pub proxy: Option<SocketAddr>,
     pub admin: String,
@@ -76,8 +84,86 @@ impl Target {
     /// The target named by the environment, else a fresh local server.
     pub async fn start() -> Target {
         match std::env::var("FORKR_E2E_URL") {
-            Ok(url) => Target::external(url),
+            Ok(url) => {
+                let t = Target::external(url);
+                t.reset().await;
+                t
+            }
             Err(_) => Target::local(LocalOptions::default()).await,
+        }
+    }
+
+    /// The external server of FORKR_E2E_URL as it is, for tests of that backend alone (the
+    /// suite's projects are not emptied).
+    pub fn start_external_only() -> Target {
+        let url = std::env::var("FORKR_E2E_URL")
+            .expect("FORKR_E2E_URL names the server (scripts/k8s-e2e.sh starts one)");
+        Target::external(url)
+    }
+
+    /// How many boxes the concurrency test runs at once.
+    pub fn concurrency() -> usize {
+        std::env::var("FORKR_E2E_CONCURRENCY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50)
+    }
+
+    /// Empties the suite's projects on an external server (boxes, volumes, users) and makes
+    /// sure `box-base` is there.
+    async fn reset(&self) {
+        for project in PROJECTS {
+            let p = format!("/v1/projects/{project}");
+            let (_, boxes) = self
+                .call(Method::GET, &format!("{p}/boxes"), Tok::Admin, None)
+                .await;
+            for b in boxes.as_array().cloned().unwrap_or_default() {
+                let name = b["name"].as_str().unwrap_or_default().to_owned();
+                self.call(
+                    Method::DELETE,
+                    &format!("{p}/boxes/{name}?force=true"),
+                    Tok::Admin,
+                    None,
+                )
+                .await;
+                let path = format!("{p}/boxes/{name}");
+                self.eventually(Duration::from_secs(180), &format!("{path} to go"), || {
+                    let path = path.clone();
+                    async move {
+                        self.call(Method::GET, &path, Tok::Admin, None).await.0
+                            == StatusCode::NOT_FOUND
+                    }
+                })
+                .await;
+            }
+            for kind in ["volumes", "users"] {
+                let (_, list) = self
+                    .call(Method::GET, &format!("{p}/{kind}"), Tok::Admin, None)
+                    .await;
+                for item in list.as_array().cloned().unwrap_or_default() {
+                    let name = item["name"].as_str().unwrap_or_default();
+                    let (s, v) = self
+                        .call(
+                            Method::DELETE,
+                            &format!("{p}/{kind}/{name}"),
+                            Tok::Admin,
+                            None,
+                        )
+                        .await;
+                    assert!(s.is_success(), "resetting {p}/{kind}/{name}: {s} {v}");
+                }
+            }
+        }
+        let (s, _) = self
+            .call(
+                Method::GET,
+                "/v1/projects/default/bases/box-base",
+                Tok::Admin,
+                None,
+            )
+            .await;
+        if s == StatusCode::NOT_FOUND {
+            self.import_box_base().await;
         }
     }
 
@@ -87,6 +173,7 @@ impl Target {
         };
         Target {
             url,
+            domain: std::env::var("FORKR_E2E_DOMAIN").unwrap_or_else(|_| DOMAIN.to_owned()),
             proxy: None,
             admin: var("FORKR_E2E_ADMIN_TOKEN"),
             shop: var("FORKR_E2E_SHOP_TOKEN"),
@@ -165,6 +252,7 @@ impl Target {
         server.spawn(&api_bin).await;
         let target = Target {
             url: format!("http://{api}"),
+            domain: DOMAIN.to_owned(),
             proxy: Some(proxy),
             admin,
             shop,

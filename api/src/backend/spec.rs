@@ -143,3 +143,13 @@ pub fn publish_target(
     }
     Ok(publish_host(subdomain, host, domain)?)
 }
+
+/// A mount of a volume the box's project does not have: both backends say it this way.
+pub fn volume_not_found(project: &str, volume: &str) -> ApiError {
+    ApiError::bad_request(
+        "volume_not_found",
+        format!(
+            "data volume {volume:?} not found in project {project:?}: a data volume must be in the box's project"
+        ),
+    )
+}

@@ -59,6 +59,10 @@ impl AgentErr {
 }
 
 impl KubeBackend {
+    pub(super) fn has_agents(&self) -> bool {
+        self.agents.is_some()
+    }
+
     async fn channel(&self, node: &str) -> Result<(Channel, BearerToken), Status> {
         let agents = self
             .agents

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::http::StatusCode;
+use forkr_crds::base::VERSION_SUFFIX_LEN;
 use forkr_crds::validation as v;
 use forkr_crds::{
     BoxPhase, BoxResource, PublishedHost, RestoreRequest, Snapshot, SnapshotSpec, labels,
@@ -132,6 +133,24 @@ impl KubeBackend {
 
     pub(super) async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView> {
         let b = self.plan(&project, &req).await?;
+        // What a box would wait for forever is bad input: a volume the project lacks, or a base
+        // no node has.
+        let volumes: Api<forkr_crds::DataVolume> = Api::namespaced(self.client.clone(), &project);
+        for arg in &req.data {
+            let m = v::parse_data_mount(arg)?;
+            if volumes
+                .get_opt(&m.volume)
+                .await
+                .map_err(kube_error)?
+                .is_none()
+            {
+                return Err(spec::volume_not_found(&project, &m.volume));
+            }
+        }
+        if req.fork.is_none() && self.has_agents() {
+            let base = b.spec.effective_base().unwrap_or(labels::DEFAULT_BASE);
+            self.show_base(base_alias(base).to_owned(), None).await?;
+        }
         self.ensure_namespace(&project).await?;
         match self
             .boxes(&project)
@@ -533,6 +552,19 @@ impl KubeBackend {
     }
 }
 
+/// The alias of a base reference: `alias`, `alias:tag` or `alias-vYYYYMMDDhhmmss`.
+fn base_alias(reference: &str) -> &str {
+    let name = reference.split_once(':').map_or(reference, |(a, _)| a);
+    match name.len().checked_sub(VERSION_SUFFIX_LEN) {
+        Some(cut) if cut > 0 => {
+            let suffix = &name.as_bytes()[cut..];
+            let versioned = suffix.starts_with(b"-v") && suffix[2..].iter().all(u8::is_ascii_digit);
+            if versioned { &name[..cut] } else { name }
+        }
+        _ => name,
+    }
+}
+
 fn snapshot_view(s: &Snapshot) -> SnapshotView {
     let status = s.status.clone().unwrap_or_default();
     SnapshotView {
@@ -540,5 +572,21 @@ fn snapshot_view(s: &Snapshot) -> SnapshotView {
         size: status.size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
         created: status.created.unwrap_or_default(),
         description: s.spec.description.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_alias;
+
+    #[test]
+    fn base_references_resolve_to_their_alias() {
+        assert_eq!(base_alias("box-base"), "box-base");
+        assert_eq!(base_alias("box-base:3fa9"), "box-base");
+        assert_eq!(base_alias("box-base-v20261123150000"), "box-base");
+        assert_eq!(
+            base_alias("my-very-long-base-name"),
+            "my-very-long-base-name"
+        );
     }
 }

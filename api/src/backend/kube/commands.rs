@@ -321,7 +321,18 @@ impl KubeBackend {
         let node = self.node_of(&project, &name).await?.ok_or_else(|| {
             ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
         })?;
-        let mut client = self.runtime(&node).await.map_err(status_error)?;
+        let owner = q.uid.zip(q.gid);
+        let mut client = match self.runtime(&node).await {
+            Ok(c) => c,
+            // No agent serves the node: the running box takes the file through Kubernetes exec.
+            Err(s) => {
+                tracing::debug!(error = %s, "no node agent for cp; trying Kubernetes exec");
+                let size = self
+                    .kube_put_file(project, name, q.path.clone(), mode, owner, body)
+                    .await?;
+                return Ok(FileWritten { path: q.path, size });
+            }
+        };
         let (tx, rx) = mpsc::channel::<rt::PutFileChunk>(4);
         let header = rt::PutFileHeader {
             r#box: Some(rt::BoxRef {
@@ -330,8 +341,8 @@ impl KubeBackend {
             }),
             path: q.path.clone(),
             mode,
-            uid: q.uid.filter(|_| q.gid.is_some()),
-            gid: q.gid.filter(|_| q.uid.is_some()),
+            uid: owner.map(|o| o.0),
+            gid: owner.map(|o| o.1),
         };
         let _ = tx
             .send(rt::PutFileChunk {
@@ -387,14 +398,29 @@ impl KubeBackend {
         let node = self.node_of(&project, &name).await?.ok_or_else(|| {
             ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
         })?;
+        let mut client = match self.runtime(&node).await {
+            Ok(c) => c,
+            Err(s) => {
+                tracing::debug!(error = %s, "no node agent for cp; trying Kubernetes exec");
+                let (mode, uid, gid, bytes) = self.kube_get_file(project, name, path).await?;
+                let mut file = tempfile_in_tmp()?;
+                file.write_all(&bytes)
+                    .and_then(|()| file.rewind())
+                    .map_err(|e| ApiError::internal(format!("buffering the download: {e}")))?;
+                return Ok(FileDownload {
+                    file,
+                    mode,
+                    uid,
+                    gid,
+                    size: bytes.len() as u64,
+                });
+            }
+        };
         let req = rt::GetFileRequest {
             r#box: Some(rt::BoxRef { project, name }),
             path,
         };
-        let mut stream = self
-            .runtime(&node)
-            .await
-            .map_err(status_error)?
+        let mut stream = client
             .get_file(req)
             .await
             .map_err(status_error)?

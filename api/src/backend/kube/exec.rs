@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 use forkr_crds::labels;
 use forkr_crds::validation as v;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, AttachedProcess, ListParams, TerminalSize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -134,12 +134,49 @@ impl KubeBackend {
         if cmd.user.is_some() {
             return Err(user_needs_agent());
         }
-        let script = script(&cmd)?;
+        // The command travels in the exec request's URL; a large stdin goes ahead as a file.
+        let staged = match &cmd.stdin {
+            Some(input) if input.len() > STDIN_INLINE => {
+                let path = format!(
+                    "/tmp/.forkr-stdin-{}",
+                    jiff::Timestamp::now().as_nanosecond().unsigned_abs()
+                );
+                let bytes = axum::body::Bytes::from(input.clone().into_bytes());
+                let body = futures::stream::once(async move { Ok(bytes) }).boxed();
+                self.kube_put_file(
+                    project.clone(),
+                    name.clone(),
+                    path.clone(),
+                    0o600,
+                    None,
+                    body,
+                )
+                .await?;
+                Some(path)
+            }
+            _ => None,
+        };
+        let script = match &staged {
+            Some(path) => {
+                let body = script(&ExecCommand {
+                    stdin: None,
+                    ..cmd.clone()
+                })?;
+                let q = quote(path);
+                format!("( {body} ) < {q}; rc=$?; rm -f {q}; exit $rc")
+            }
+            None => script(&cmd)?,
+        };
+        self.run_script(&project, &name, &script).await
+    }
+
+    /// One `bash -lc` to completion; its stdin is whatever the script gives it.
+    async fn run_script(&self, project: &str, name: &str, script: &str) -> ApiResult<ExecOutput> {
         let params = AttachParams::default()
             .stdin(false)
             .stdout(true)
             .stderr(true);
-        let mut att = self.attach(&project, &name, Some(&script), params).await?;
+        let mut att = self.attach(project, name, Some(script), params).await?;
         let status = att.take_status();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let (stdout, stderr) = (att.stdout(), att.stderr());
@@ -330,7 +367,176 @@ impl KubeBackend {
     }
 }
 
+/// Raw bytes per exec when a file goes in through Kubernetes exec. The command travels in the
+/// request's URL: base64 twice (ours, then the stdin carried in the command) and URL-encoded,
+/// 12 KiB stays well under the client's 64 KiB limit on a URI.
+const CP_CHUNK: usize = 12 * 1024;
+
+/// Stdin up to this size rides inside a one-shot exec's command; more is staged as a file.
+const STDIN_INLINE: usize = 20 * 1024;
+
 impl KubeBackend {
+    /// `4kr cp` in without an agent: appended to a temporary name in chunks of execs, then
+    /// moved into place, so a failed copy never leaves half a file at the path.
+    pub(super) async fn kube_put_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        mut body: crate::backend::Upload,
+    ) -> ApiResult<u64> {
+        use base64::Engine as _;
+        use futures::StreamExt as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let tmp = format!(
+            "{path}.forkr-cp-{}",
+            jiff::Timestamp::now().as_nanosecond().unsigned_abs()
+        );
+        // Straight to run_script: kube_exec stages large stdin through this very function.
+        let run = |body: String, stdin: Option<String>| {
+            let (project, name) = (project.clone(), name.clone());
+            async move {
+                let s = script(&ExecCommand {
+                    command: vec![body],
+                    sh: true,
+                    stdin,
+                    ..Default::default()
+                })?;
+                self.run_script(&project, &name, &s).await
+            }
+        };
+        let check = |out: ExecOutput, what: &str| -> ApiResult<()> {
+            if out.exit_code == 0 {
+                return Ok(());
+            }
+            if out.exit_code == 3 {
+                return Err(ApiError::bad_request(
+                    "invalid_argument",
+                    forkr_node_agent::files::ONLY_FILES,
+                ));
+            }
+            Err(ApiError::internal(format!("{what}: {}", out.stderr.trim())))
+        };
+        let (qp, qt) = (quote(&path), quote(&tmp));
+        check(
+            run(
+                format!("[ -d {qp} ] && exit 3; mkdir -p \"$(dirname {qp})\" && : > {qt}"),
+                None,
+            )
+            .await?,
+            "starting the copy",
+        )?;
+        let mut size = 0u64;
+        let mut pending: Vec<u8> = Vec::with_capacity(CP_CHUNK);
+        let mut done = false;
+        while !done {
+            match body.next().await {
+                Some(chunk) => {
+                    let chunk = chunk.map_err(|e| {
+                        ApiError::bad_request("upload_failed", format!("receiving the upload: {e}"))
+                    })?;
+                    size += chunk.len() as u64;
+                    if size > self.max_upload {
+                        let _ = run(format!("rm -f {qt}"), None).await;
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "upload_too_large",
+                            format!("upload is larger than {} bytes", self.max_upload),
+                        ));
+                    }
+                    pending.extend_from_slice(&chunk);
+                }
+                None => done = true,
+            }
+            while pending.len() >= CP_CHUNK || (done && !pending.is_empty()) {
+                let n = pending.len().min(CP_CHUNK);
+                let part: Vec<u8> = pending.drain(..n).collect();
+                let out = run(format!("base64 -d >> {qt}"), Some(b64.encode(&part))).await?;
+                if out.exit_code != 0 {
+                    let _ = run(format!("rm -f {qt}"), None).await;
+                }
+                check(out, "writing the file")?;
+            }
+        }
+        let chown = owner
+            .map(|(u, g)| format!("chown {u}:{g} {qt} && "))
+            .unwrap_or_default();
+        let out = run(
+            format!("chmod {mode:o} {qt} && {chown}mv -f {qt} {qp}"),
+            None,
+        )
+        .await?;
+        if out.exit_code != 0 {
+            let _ = run(format!("rm -f {qt}"), None).await;
+        }
+        check(out, "finishing the file")?;
+        Ok(size)
+    }
+
+    /// `4kr cp` out without an agent: the file's metadata and its bytes in base64 from one exec.
+    pub(super) async fn kube_get_file(
+        &self,
+        project: String,
+        name: String,
+        path: String,
+    ) -> ApiResult<(u32, u32, u32, Vec<u8>)> {
+        use base64::Engine as _;
+        let qp = quote(&path);
+        let out = self
+            .kube_exec(
+                project,
+                name,
+                ExecCommand {
+                    command: vec![format!(
+                        "[ -e {qp} ] || exit 2; [ -f {qp} ] || exit 3; stat -L -c '%a %u %g' {qp} && base64 {qp}"
+                    )],
+                    sh: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        match out.exit_code {
+            0 => {}
+            2 => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("{path}: no such file in the box"),
+                ));
+            }
+            3 => {
+                return Err(ApiError::bad_request(
+                    "invalid_argument",
+                    forkr_node_agent::files::ONLY_FILES,
+                ));
+            }
+            _ => {
+                return Err(ApiError::internal(format!(
+                    "reading {path}: {}",
+                    out.stderr.trim()
+                )));
+            }
+        }
+        let (head, data) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
+        let mut f = head.split_whitespace();
+        let mut num = |radix: u32| f.next().and_then(|x| u32::from_str_radix(x, radix).ok());
+        let (mode, uid, gid) = match (num(8), num(10), num(10)) {
+            (Some(m), Some(u), Some(g)) => (m, u, g),
+            _ => {
+                return Err(ApiError::internal(format!(
+                    "reading {path}: stat said {head:?}"
+                )));
+            }
+        };
+        let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|e| ApiError::internal(format!("reading {path}: {e}")))?;
+        Ok((mode, uid, gid, bytes))
+    }
+
     /// Whether the API server speaks exec protocol v5, which closes stdin on its own.
     async fn stdin_close_supported(&self) -> bool {
         *self

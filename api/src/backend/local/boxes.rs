@@ -264,12 +264,9 @@ impl LocalBackend {
         let requested = req.data.iter().filter_map(|a| parse_data_mount(a).ok());
         for m in requested {
             let (p, vol) = (project.clone(), m.volume.clone());
-            self.pool(move |pool| pool.volume_path(&p, &vol)).await.map_err(|_| {
-                ApiError::bad_request(
-                    "volume_not_found",
-                    format!("data volume {:?} not found in project {project:?}: a data volume must be in the box's project", m.volume),
-                )
-            })?;
+            self.pool(move |pool| pool.volume_path(&p, &vol))
+                .await
+                .map_err(|_| crate::backend::spec::volume_not_found(&project, &m.volume))?;
         }
         // A base that does not exist is bad input: refuse it before anything is written.
         let base = match &fork {
