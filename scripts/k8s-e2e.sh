@@ -8,18 +8,21 @@
 # run operator/tests/cluster.rs. Any step that fails fails the suite: nothing is skipped.
 #
 # With --bench, runs operator/examples/k8s_bench.rs instead (Create -> Ready split, 1,000 boxes,
-# steady-state writes, restart).
+# steady-state writes, restart); with --api-bench, e2e/examples/kube_bench.rs (the kube
+# backend's agent path against its Kubernetes exec fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # With --down, stops the cluster afterwards (../shared/k8s/down.sh); by default it stays up, so
 # the next run starts in about a second.
 BENCH=0
+API_BENCH=0
 DOWN=0
 for arg in "$@"; do
   case $arg in
     --bench) BENCH=1 ;;
+    --api-bench) API_BENCH=1 ;;
     --down) DOWN=1 ;;
-    *) echo "usage: $0 [--bench] [--down]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--bench|--api-bench] [--down]" >&2; exit 2 ;;
   esac
 done
 ROOT=$PWD
@@ -58,8 +61,11 @@ NODE=$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')
 [ -n "$NODE" ] || die "the cluster has no node"
 
 say "building forkr-operator, forkr-node-agent, forkr-runner, forkr-crdgen, forkr-api"
-cargo build --locked -p forkr-operator -p forkr-node-agent -p forkr-crds -p forkr-api --bins
-BIN=$CARGO_TARGET_DIR/debug
+# The API benchmark measures release binaries, as users run them; the suites use debug ones.
+PROFILE=debug
+[ "$API_BENCH" = 1 ] && PROFILE=release
+cargo build --locked --profile "${PROFILE/debug/dev}" -p forkr-operator -p forkr-node-agent -p forkr-crds -p forkr-api --bins
+BIN=$CARGO_TARGET_DIR/$PROFILE
 
 say "runner image from a rootfs"
 mkdir -p "$E2E/logs" "$E2E/pool"
@@ -164,6 +170,11 @@ EOS
     FORKR_E2E_FALLBACK_URL=http://$FALLBACK_ADDR FORKR_E2E_FALLBACK_TOKEN=$FB_ADMIN \
     FORKR_E2E_DOMAIN=e2e.forkr.test FORKR_E2E_RESTART="$E2E/api-start.sh" \
     FORKR_E2E_CONCURRENCY=${FORKR_E2E_CONCURRENCY:-10}
+  if [ "$API_BENCH" = 1 ]; then
+    say "running e2e/examples/kube_bench.rs (release)"
+    cargo run --locked --release -p forkr-e2e --example kube_bench || api_failed "the benchmark failed"
+    exit 0
+  fi
   say "running e2e/tests/kube.rs through forkr-api's Kubernetes backend"
   cargo nextest run --locked -p forkr-e2e --features kube --test kube --no-capture \
     || api_failed "the kube backend suite failed"

@@ -704,6 +704,15 @@ async fn publish_routes_hosts_through_the_proxy() {
 async fn volume_checkpoints_backups_and_restores() {
     let t = Target::start().await;
     let p = "/v1/projects/shop";
+    // Backups outlive their volume and the API deletes none, so a server the suite reuses keeps
+    // earlier runs' backups: each run names its own.
+    let nightly = format!(
+        "nightly{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
     t.expect(
         StatusCode::CREATED,
         Method::POST,
@@ -741,10 +750,10 @@ async fn volume_checkpoints_backups_and_restores() {
             StatusCode::CREATED,
             Method::POST,
             &format!("{p}/volumes/pg/backups"),
-            Some(json!({"name": "nightly"})),
+            Some(json!({"name": nightly})),
         )
         .await;
-    assert_eq!(b["name"], "nightly");
+    assert_eq!(b["name"], nightly.as_str());
     let list = t
         .expect(
             StatusCode::OK,
@@ -773,7 +782,7 @@ async fn volume_checkpoints_backups_and_restores() {
             Method::POST,
             &format!("{p}/volumes/pg/restore"),
             Tok::Admin,
-            Some(json!({"checkpoint": "v0", "backup": "nightly"})),
+            Some(json!({"checkpoint": "v0", "backup": nightly})),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -822,7 +831,7 @@ async fn volume_checkpoints_backups_and_restores() {
         StatusCode::OK,
         Method::POST,
         &format!("{p}/volumes/pg/restore"),
-        Some(json!({"backup": "nightly"})),
+        Some(json!({"backup": nightly})),
     )
     .await;
     t.create_box("shop", json!({"name": "db2", "data": ["pg=/data:ro"]}))

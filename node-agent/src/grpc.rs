@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::service::Interceptor;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -166,7 +166,14 @@ pub async fn serve_tcp_listener(
             token,
             crate::rpc::HEARTBEAT,
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // Without TCP_NODELAY, the small frames of an exec stream wait on delayed ACKs: about
+        // 40 ms per exec. tonic sets it only on listeners it binds itself.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(std::time::Duration::from_secs(60))),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

@@ -39,6 +39,8 @@ pub struct RuntimeService {
     pub(crate) runtime: Option<Arc<LocalRuntime>>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) heartbeat: Duration,
+    /// Kubernetes mode: where boxes' PID 1s were last seen.
+    pub(crate) node_boxes: Arc<crate::exec::NodeBoxes>,
 }
 
 /// The authenticated service, ready to add to a tonic server next to `Storage`.
@@ -54,6 +56,7 @@ pub fn service(
             runtime,
             sessions: Arc::default(),
             heartbeat,
+            node_boxes: Arc::default(),
         },
         TokenAuth::new(token),
     )
@@ -115,9 +118,10 @@ impl RuntimeService {
     /// The running box's PID 1: from runc locally, from the node's processes otherwise.
     pub(crate) async fn target(&self, project: String, name: String) -> Result<Target, Status> {
         let rt = self.runtime.clone();
+        let node_boxes = self.node_boxes.clone();
         blocking(move || match rt {
             Some(rt) => rt.pid1(&project, &name).map(Target::new),
-            None => Target::find_on_node(&project, &name),
+            None => node_boxes.find(&project, &name),
         })
         .await
     }
