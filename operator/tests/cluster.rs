@@ -564,11 +564,20 @@ async fn boxes_live_as_real_pods() {
 
     // Base save: the copy's root becomes a new version of a Base, and a box starts from it.
     let bases: Api<forkr_crds::Base> = Api::namespaced(h.client.clone(), &ns);
-    let base = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Base", "metadata": {"name": "saved"},
-        "spec": {"source": {"requestId": "s1", "save": {"box": "copy"}}}});
+    // The pool outlives runs, and request ids are pool-wide: a name and an id of this run's own,
+    // or an earlier run's version would come back.
+    let alias = format!(
+        "saved-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let base = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Base", "metadata": {"name": alias},
+        "spec": {"source": {"requestId": format!("r-{alias}"), "save": {"box": "copy"}}}});
     bases
         .patch(
-            "saved",
+            &alias,
             &PatchParams::apply("e2e-user").force(),
             &Patch::Apply(&base),
         )
@@ -576,7 +585,7 @@ async fn boxes_live_as_real_pods() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let version = loop {
-        let b = bases.get("saved").await.unwrap();
+        let b = bases.get(&alias).await.unwrap();
         if let Some(v) = b.status.and_then(|s| s.current_version) {
             break v;
         }
