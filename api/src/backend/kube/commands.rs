@@ -52,6 +52,20 @@ impl<'a> From<&'a ExecStart> for Command<'a> {
     }
 }
 
+/// The data-volume mount `path` is under, if any. `4kr cp` works on the root and the system
+/// volumes only (001): under a mount, a file belongs to the root the mount shadows.
+fn data_mount_of<'a>(mounts: &'a [forkr_crds::DataMount], path: &str) -> Option<&'a str> {
+    mounts
+        .iter()
+        .map(|m| m.mount_path.trim_end_matches('/'))
+        .find(|m| {
+            path == *m
+                || path
+                    .strip_prefix(m)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+}
+
 fn command_required() -> ApiError {
     ApiError::bad_request("command_required", "command is required")
 }
@@ -106,6 +120,23 @@ impl KubeBackend {
             user,
             ..Default::default()
         })
+    }
+
+    /// Kubernetes exec sees the box with its data volumes mounted, so it cannot reach the root
+    /// under a mount: such a copy needs the agent rather than landing in the volume.
+    async fn refuse_data_mount(&self, project: &str, name: &str, path: &str) -> ApiResult<()> {
+        let path = v::normalize_box_path(path)?;
+        let b = self.get(project, name).await?;
+        match data_mount_of(&b.spec.data, &path) {
+            Some(m) => Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "agent_unavailable",
+                format!(
+                    "{path} is under the data-volume mount {m}: cp works on the box's root there, which only the node agent reaches, and it does not answer"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `--user` needs the agent: Kubernetes exec runs as the container's root.
@@ -327,6 +358,7 @@ impl KubeBackend {
             // No agent serves the node: the running box takes the file through Kubernetes exec.
             Err(s) => {
                 tracing::debug!(error = %s, "no node agent for cp; trying Kubernetes exec");
+                self.refuse_data_mount(&project, &name, &q.path).await?;
                 let size = self
                     .kube_put_file(project, name, q.path.clone(), mode, owner, body)
                     .await?;
@@ -402,6 +434,7 @@ impl KubeBackend {
             Ok(c) => c,
             Err(s) => {
                 tracing::debug!(error = %s, "no node agent for cp; trying Kubernetes exec");
+                self.refuse_data_mount(&project, &name, &path).await?;
                 let (mode, uid, gid, bytes) = self.kube_get_file(project, name, path).await?;
                 let mut file = tempfile_in_tmp()?;
                 file.write_all(&bytes)
@@ -459,4 +492,28 @@ fn tempfile_in_tmp() -> ApiResult<std::fs::File> {
         .mode(0o600)
         .open(std::env::temp_dir())
         .map_err(|e| ApiError::internal(format!("a temporary file for the download: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_mount_of;
+    use forkr_crds::DataMount;
+
+    #[test]
+    fn paths_under_a_data_mount_are_found() {
+        let mounts: Vec<DataMount> = ["/data", "/srv/db/"]
+            .iter()
+            .map(|p| DataMount {
+                volume: "v".into(),
+                mount_path: (*p).into(),
+                read_only: false,
+            })
+            .collect();
+        assert_eq!(data_mount_of(&mounts, "/data"), Some("/data"));
+        assert_eq!(data_mount_of(&mounts, "/data/x/y"), Some("/data"));
+        assert_eq!(data_mount_of(&mounts, "/srv/db/f"), Some("/srv/db"));
+        assert_eq!(data_mount_of(&mounts, "/database"), None);
+        assert_eq!(data_mount_of(&mounts, "/srv/dbx"), None);
+        assert_eq!(data_mount_of(&mounts, "/work/f"), None);
+    }
 }
