@@ -47,3 +47,12 @@ impl Read for LimitedReader {
         Ok(n)
     }
 }
+
+/// 413 `upload_too_large`: the body went over `limit` bytes.
+pub fn too_large(limit: u64) -> crate::error::ApiError {
+    crate::error::ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "upload_too_large",
+        format!("upload is larger than {limit} bytes"),
+    )
+}

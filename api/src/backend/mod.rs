@@ -77,6 +77,33 @@ pub enum VolumeCopy {
     Backup,
 }
 
+/// Copies a command's stdout or stderr into its exec stream until the end or until the stream's
+/// reader goes away.
+pub(crate) async fn pump_output(
+    mut r: impl tokio::io::AsyncRead + Unpin,
+    tx: tokio::sync::mpsc::Sender<ExecOut>,
+    stderr: bool,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let chunk = buf[..n].to_vec();
+                let msg = if stderr {
+                    ExecOut::Stderr(chunk)
+                } else {
+                    ExecOut::Stdout(chunk)
+                };
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// `4kr cp`'s mode: octal, 0644 when unset.
 pub(crate) fn parse_mode(mode: Option<&str>) -> ApiResult<u32> {
     match mode {

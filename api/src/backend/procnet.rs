@@ -29,7 +29,7 @@ fn parse_v6(hex: &str) -> Option<String> {
 }
 
 /// Listening sockets in one /proc/net/tcp-format table.
-pub(crate) fn listening(table: &str, v6: bool) -> Vec<PortView> {
+fn listening(table: &str, v6: bool) -> Vec<PortView> {
     let mut out = Vec::new();
     for line in table.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
@@ -51,6 +51,15 @@ pub(crate) fn listening(table: &str, v6: bool) -> Vec<PortView> {
         out.push(PortView { port, address });
     }
     out
+}
+
+/// The listening sockets of a box's two tables (tcp and tcp6), sorted by port, without repeats.
+pub(crate) fn listening_both(v4: &str, v6: &str) -> Vec<PortView> {
+    let mut ports = listening(v4, false);
+    ports.extend(listening(v6, true));
+    ports.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
+    ports.dedup();
+    ports
 }
 
 /// Polls `list` until something listens on `port`, or 408 `port_timeout` after `timeout`.

@@ -153,3 +153,21 @@ pub fn volume_not_found(project: &str, volume: &str) -> ApiError {
         ),
     )
 }
+
+/// The DataVolume a create asks for, validated.
+pub fn new_volume(
+    project: &str,
+    name: &str,
+    limit: Option<String>,
+) -> ApiResult<forkr_crds::DataVolume> {
+    let mut obj = forkr_crds::DataVolume::new(
+        name,
+        forkr_crds::DataVolumeSpec {
+            size: limit.map(Quantity),
+            ..Default::default()
+        },
+    );
+    obj.metadata.namespace = Some(project.to_owned());
+    obj.validate()?;
+    Ok(obj)
+}

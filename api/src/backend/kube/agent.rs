@@ -7,6 +7,7 @@ use forkr_node_agent::grpc::BearerToken;
 use forkr_node_agent::grpc::proto::storage_client::StorageClient;
 use forkr_node_agent::rpc::proto::{self as rt, runtime_client::RuntimeClient};
 use forkr_operator::agent::Agents;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
@@ -14,7 +15,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::KubeBackend;
-use crate::backend::{ExecIn, ExecOut, ExecStream};
+use crate::backend::{ExecIn, ExecOut, ExecStream, Upload};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::ExecOutput;
 
@@ -51,11 +52,63 @@ impl AgentErr {
         matches!(self, AgentErr::Before(s) if s.code() != Code::InvalidArgument)
     }
 
+    /// Ok when Kubernetes exec should try instead; the API error when it cannot, or when the
+    /// request `needs_agent` (a `--user`, a console session).
+    pub(super) fn or_fall_back(self, needs_agent: bool) -> ApiResult<()> {
+        if self.falls_back() && !needs_agent {
+            tracing::debug!(error = ?self, "node agent path failed; trying Kubernetes exec");
+            return Ok(());
+        }
+        Err(self.into_api())
+    }
+
     pub(super) fn into_api(self) -> ApiError {
         match self {
             AgentErr::Before(s) | AgentErr::During(s) => status_error(s),
         }
     }
+}
+
+/// A client-streaming agent call fed from an upload: `first`, then the body's chunks wrapped by
+/// `data`, never more than `limit` bytes. An upload that failed on our side is that error, not
+/// the agent's answer to a short stream.
+pub(super) async fn stream_upload<M, T, F, Fut>(
+    first: M,
+    mut body: Upload,
+    limit: u64,
+    data: fn(Vec<u8>) -> M,
+    call: F,
+) -> ApiResult<T>
+where
+    M: Send + 'static,
+    F: FnOnce(ReceiverStream<M>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let (tx, rx) = mpsc::channel::<M>(4);
+    let _ = tx.send(first).await;
+    let feeder = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request("upload_failed", format!("receiving the upload: {e}"))
+            })?;
+            sent += chunk.len() as u64;
+            if sent > limit {
+                return Err(crate::upload::too_large(limit));
+            }
+            if tx.send(data(chunk.to_vec())).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let r = call(ReceiverStream::new(rx)).await;
+    match feeder.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(e) => return Err(ApiError::internal(format!("upload task failed: {e}"))),
+    }
+    Ok(r.map_err(status_error)?.into_inner())
 }
 
 impl KubeBackend {

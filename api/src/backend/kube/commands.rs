@@ -6,13 +6,10 @@ use std::io::{Seek, Write};
 
 use forkr_crds::validation as v;
 use forkr_node_agent::rpc::proto as rt;
-use futures::StreamExt;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::KubeBackend;
-use super::agent::{AgentErr, status_error};
-use crate::backend::procnet::{listening, wait_for_port};
+use super::agent::{AgentErr, status_error, stream_upload};
+use crate::backend::procnet::{listening_both, wait_for_port};
 use crate::backend::{ExecStream, FileDownload, Upload, parse_mode};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{
@@ -139,15 +136,6 @@ impl KubeBackend {
         }
     }
 
-    /// `--user` needs the agent: Kubernetes exec runs as the container's root.
-    fn no_fallback_for_user(user: Option<&String>, e: AgentErr) -> ApiResult<()> {
-        if user.is_some() {
-            return Err(e.into_api());
-        }
-        tracing::debug!(error = ?e, "node agent path failed; trying Kubernetes exec");
-        Ok(())
-    }
-
     pub(super) async fn exec(
         &self,
         project: String,
@@ -162,8 +150,8 @@ impl KubeBackend {
             let stdin = cmd.stdin.clone().unwrap_or_default().into_bytes();
             match self.agent_exec(&node, start, stdin).await {
                 Ok(out) => return Ok(out),
-                Err(e) if e.falls_back() => Self::no_fallback_for_user(cmd.user.as_ref(), e)?,
-                Err(e) => return Err(e.into_api()),
+                // `--user` needs the agent: Kubernetes exec runs as the container's root.
+                Err(e) => e.or_fall_back(cmd.user.is_some())?,
             }
         }
         self.kube_exec(project, name, cmd).await
@@ -192,10 +180,7 @@ impl KubeBackend {
             {
                 Ok(s) => return Ok(s),
                 // A console session lives in the agent; nothing else can reattach to it.
-                Err(e) if e.falls_back() && start.session.is_none() => {
-                    Self::no_fallback_for_user(start.user.as_ref(), e)?
-                }
-                Err(e) => return Err(e.into_api()),
+                Err(e) => e.or_fall_back(start.user.is_some() || start.session.is_some())?,
             }
         }
         if start.session.is_some() {
@@ -227,8 +212,8 @@ impl KubeBackend {
                         pid: r.into_inner().pid,
                     });
                 }
-                Err(e) if e.falls_back() => Self::no_fallback_for_user(cmd.user.as_ref(), e)?,
-                Err(e) => return Err(e.into_api()),
+                // `--user` needs the agent: Kubernetes exec runs as the container's root.
+                Err(e) => e.or_fall_back(cmd.user.is_some())?,
             }
         }
         self.kube_background(project, name, cmd).await
@@ -270,10 +255,7 @@ impl KubeBackend {
                     }
                     return Ok(out);
                 }
-                Err(e) if e.falls_back() => {
-                    tracing::debug!(error = ?e, "node agent logs failed; trying Kubernetes exec")
-                }
-                Err(e) => return Err(e.into_api()),
+                Err(e) => e.or_fall_back(false)?,
             }
         }
         let out = self
@@ -319,11 +301,7 @@ impl KubeBackend {
             )
             .await?;
         let (v4, v6) = out.stdout.split_once(SPLIT).unwrap_or((&out.stdout, ""));
-        let mut ports = listening(v4, false);
-        ports.extend(listening(v6.trim_start_matches('\n'), true));
-        ports.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
-        ports.dedup();
-        Ok(ports)
+        Ok(listening_both(v4, v6.trim_start_matches('\n')))
     }
 
     pub(super) async fn wait_port(
@@ -345,7 +323,7 @@ impl KubeBackend {
         project: String,
         name: String,
         q: FileQuery,
-        mut body: Upload,
+        body: Upload,
     ) -> ApiResult<FileWritten> {
         let mode = parse_mode(q.mode.as_deref())?;
         v::normalize_box_path(&q.path)?;
@@ -365,7 +343,6 @@ impl KubeBackend {
                 return Ok(FileWritten { path: q.path, size });
             }
         };
-        let (tx, rx) = mpsc::channel::<rt::PutFileChunk>(4);
         let header = rt::PutFileHeader {
             r#box: Some(rt::BoxRef {
                 project: project.clone(),
@@ -376,43 +353,14 @@ impl KubeBackend {
             uid: owner.map(|o| o.0),
             gid: owner.map(|o| o.1),
         };
-        let _ = tx
-            .send(rt::PutFileChunk {
-                msg: Some(rt::put_file_chunk::Msg::Header(header)),
-            })
-            .await;
-        let limit = self.max_upload;
-        let feeder = tokio::spawn(async move {
-            let mut sent = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::bad_request("upload_failed", format!("receiving the upload: {e}"))
-                })?;
-                sent += chunk.len() as u64;
-                if sent > limit {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                        "upload_too_large",
-                        format!("upload is larger than {limit} bytes"),
-                    ));
-                }
-                let msg = rt::PutFileChunk {
-                    msg: Some(rt::put_file_chunk::Msg::Data(chunk.to_vec())),
-                };
-                if tx.send(msg).await.is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        });
-        let r = client.put_file(ReceiverStream::new(rx)).await;
-        // An upload that failed on our side must not look like a short file.
-        match feeder.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(ApiError::internal(format!("upload task failed: {e}"))),
-        }
-        let written = r.map_err(status_error)?.into_inner();
+        let first = rt::PutFileChunk {
+            msg: Some(rt::put_file_chunk::Msg::Header(header)),
+        };
+        let data = |d| rt::PutFileChunk {
+            msg: Some(rt::put_file_chunk::Msg::Data(d)),
+        };
+        let written =
+            stream_upload(first, body, self.max_upload, data, |s| client.put_file(s)).await?;
         Ok(FileWritten {
             path: q.path,
             size: written.bytes,

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::{KubeBackend, kube_error};
-use crate::backend::{ExecIn, ExecOut, ExecStream};
+use crate::backend::{ExecIn, ExecOut, ExecStream, pump_output};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{BackgroundExec, ExecCommand, ExecOutput, ExecStart};
 
@@ -277,40 +277,14 @@ impl KubeBackend {
                 }
             }
         });
-        let pump = |r: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
-                    tx: mpsc::Sender<ExecOut>,
-                    err: bool| async move {
-            let Some(mut r) = r else { return };
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let chunk = buf[..n].to_vec();
-                        let msg = if err {
-                            ExecOut::Stderr(chunk)
-                        } else {
-                            ExecOut::Stdout(chunk)
-                        };
-                        if tx.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        };
-        let out = att
-            .stdout()
-            .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
-        let err = att
-            .stderr()
-            .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+        let (out, err) = (att.stdout(), att.stderr());
         let status = att.take_status();
-        let out_task = tokio::spawn(pump(out, out_tx.clone(), false));
-        let err_task = tokio::spawn(pump(err, out_tx.clone(), true));
+        let out_task = out.map(|o| tokio::spawn(pump_output(o, out_tx.clone(), false)));
+        let err_task = err.map(|e| tokio::spawn(pump_output(e, out_tx.clone(), true)));
         tokio::spawn(async move {
-            let _ = out_task.await;
-            let _ = err_task.await;
+            for t in [out_task, err_task].into_iter().flatten() {
+                let _ = t.await;
+            }
             let code = match status {
                 Some(st) => exit_code(st.await),
                 None => 0,
@@ -440,11 +414,7 @@ impl KubeBackend {
                     size += chunk.len() as u64;
                     if size > self.max_upload {
                         let _ = run(format!("rm -f {qt}"), None).await;
-                        return Err(ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "upload_too_large",
-                            format!("upload is larger than {} bytes", self.max_upload),
-                        ));
+                        return Err(crate::upload::too_large(self.max_upload));
                     }
                     pending.extend_from_slice(&chunk);
                 }

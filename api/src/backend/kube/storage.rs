@@ -11,12 +11,9 @@ use forkr_crds::base::{BaseSource, SaveSource};
 use forkr_crds::validation as v;
 use forkr_crds::{Base, BaseSpec};
 use forkr_node_agent::grpc::proto as agent;
-use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
-use super::agent::status_error;
+use super::agent::{status_error, stream_upload};
 use super::{KubeBackend, POLL, kube_error};
 use crate::backend::Upload;
 use crate::error::{ApiError, ApiResult};
@@ -224,7 +221,7 @@ impl KubeBackend {
         &self,
         name: String,
         req: ImportBase,
-        mut body: Upload,
+        body: Upload,
     ) -> ApiResult<BaseWritten> {
         let node = self
             .agent_nodes()
@@ -233,7 +230,6 @@ impl KubeBackend {
             .next()
             .ok_or_else(|| ApiError::internal("no node agent"))?;
         let mut client = self.storage(&node).await?;
-        let (tx, rx) = mpsc::channel::<agent::ImportBaseChunk>(4);
         let header = agent::ImportBaseHeader {
             name: name.clone(),
             parent: req.parent.unwrap_or_default(),
@@ -241,44 +237,16 @@ impl KubeBackend {
             builder: req.builder.unwrap_or_default(),
             request_id: req.request_id.unwrap_or_default(),
         };
-        let _ = tx
-            .send(agent::ImportBaseChunk {
-                part: Some(agent::import_base_chunk::Part::Header(header)),
-            })
-            .await;
-        let limit = self.max_upload;
-        let feeder = tokio::spawn(async move {
-            let mut sent = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::bad_request("upload_failed", format!("receiving the upload: {e}"))
-                })?;
-                sent += chunk.len() as u64;
-                if sent > limit {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "upload_too_large",
-                        format!("upload is larger than {limit} bytes"),
-                    ));
-                }
-                let part = agent::import_base_chunk::Part::Data(chunk.to_vec());
-                if tx
-                    .send(agent::ImportBaseChunk { part: Some(part) })
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Ok(())
-        });
-        let r = client.import_base(ReceiverStream::new(rx)).await;
-        match feeder.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(ApiError::internal(format!("upload task failed: {e}"))),
-        }
-        let made = r.map_err(status_error)?.into_inner();
+        let first = agent::ImportBaseChunk {
+            part: Some(agent::import_base_chunk::Part::Header(header)),
+        };
+        let data = |d| agent::ImportBaseChunk {
+            part: Some(agent::import_base_chunk::Part::Data(d)),
+        };
+        let made = stream_upload(first, body, self.max_upload, data, |s| {
+            client.import_base(s)
+        })
+        .await?;
         Ok(BaseWritten {
             name,
             version: made.version,

@@ -10,9 +10,8 @@ use forkr_crds::data_volume::{
     DataVolumePhase, VolumeCheckpointSpec, VolumeCopyStatus, VolumeRestoreRequest,
 };
 use forkr_crds::validation::{validate_snapshot_name, validate_volume_name};
-use forkr_crds::{BoxResource, DataVolume, DataVolumeSpec};
+use forkr_crds::{BoxResource, DataVolume};
 use forkr_node_agent::grpc::proto as agent;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::agent::status_error;
@@ -167,15 +166,7 @@ impl KubeBackend {
         name: String,
         limit: Option<String>,
     ) -> ApiResult<VolumeView> {
-        let mut obj = DataVolume::new(
-            &name,
-            DataVolumeSpec {
-                size: limit.map(Quantity),
-                ..Default::default()
-            },
-        );
-        obj.metadata.namespace = Some(project.clone());
-        obj.validate()?;
+        let obj = crate::backend::spec::new_volume(&project, &name, limit)?;
         self.ensure_namespace(&project).await?;
         match self
             .volumes(&project)

@@ -22,11 +22,10 @@ pub use publish::api_host;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use forkr_crds::{BoxResource, DataVolume, DataVolumeSpec};
+use forkr_crds::{BoxResource, DataVolume};
 use forkr_node_agent::Pool;
 use forkr_node_agent::runtime::LocalRuntime;
 use forkr_node_agent::volumes::VolumeInfo;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{Backend, BoxFuture, Deletion, Upload, VolumeCopy};
 use crate::error::{ApiError, ApiResult};
@@ -276,15 +275,7 @@ impl Backend for LocalBackend {
         limit: Option<String>,
     ) -> BoxFuture<'_, ApiResult<VolumeView>> {
         Box::pin(async move {
-            let mut obj = DataVolume::new(
-                &name,
-                DataVolumeSpec {
-                    size: limit.map(Quantity),
-                    ..Default::default()
-                },
-            );
-            obj.metadata.namespace = Some(project.clone());
-            obj.validate()?;
+            let obj = crate::backend::spec::new_volume(&project, &name, limit)?;
             let (p, n) = (project.clone(), name.clone());
             if self
                 .store(move |s| s.get::<DataVolume>(VOLUME, &p, &n))
@@ -413,11 +404,7 @@ impl Backend for LocalBackend {
                 .pool(move |pool| pool.import_base(&n, reader, &opts))
                 .await;
             if exceeded.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "upload_too_large",
-                    format!("upload is larger than {limit} bytes"),
-                ));
+                return Err(crate::upload::too_large(limit));
             }
             Ok(BaseWritten {
                 name,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::LocalBackend;
-use crate::backend::procnet::{listening, wait_for_port};
+use crate::backend::procnet::{listening_both, wait_for_port};
 use crate::error::ApiResult;
 use crate::wire::PortView;
 
@@ -15,15 +15,12 @@ impl LocalBackend {
         name: String,
     ) -> ApiResult<Vec<PortView>> {
         let pid = self.pid1(&project, &name).await?;
-        let mut ports = Vec::new();
-        for (file, v6) in [("tcp", false), ("tcp6", true)] {
-            if let Ok(table) = tokio::fs::read_to_string(format!("/proc/{pid}/net/{file}")).await {
-                ports.extend(listening(&table, v6));
-            }
-        }
-        ports.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
-        ports.dedup();
-        Ok(ports)
+        let table = |file: &'static str| async move {
+            tokio::fs::read_to_string(format!("/proc/{pid}/net/{file}"))
+                .await
+                .unwrap_or_default()
+        };
+        Ok(listening_both(&table("tcp").await, &table("tcp6").await))
     }
 
     /// Waits until something listens on `port`, up to `timeout`.

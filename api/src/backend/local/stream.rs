@@ -3,11 +3,11 @@
 
 use forkr_node_agent::exec::session::Event;
 use forkr_node_agent::exec::{self, Stdio3, Target};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::LocalBackend;
-use crate::backend::{ExecIn, ExecOut, ExecStream};
+use crate::backend::{ExecIn, ExecOut, ExecStream, pump_output};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{ExecCommand, ExecStart};
 
@@ -67,29 +67,8 @@ impl LocalBackend {
                 }
             }
         });
-        let pump = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-                    tx: mpsc::Sender<ExecOut>,
-                    err: bool| async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let chunk = buf[..n].to_vec();
-                        let msg = if err {
-                            ExecOut::Stderr(chunk)
-                        } else {
-                            ExecOut::Stdout(chunk)
-                        };
-                        if tx.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        };
-        let out_task = stdout.map(|o| tokio::spawn(pump(Box::new(o), out_tx.clone(), false)));
-        let err_task = stderr.map(|e| tokio::spawn(pump(Box::new(e), out_tx.clone(), true)));
+        let out_task = stdout.map(|o| tokio::spawn(pump_output(o, out_tx.clone(), false)));
+        let err_task = stderr.map(|e| tokio::spawn(pump_output(e, out_tx.clone(), true)));
         tokio::spawn(async move {
             let code = match child.wait().await {
                 Ok(st) => exec::exit_code(st),
