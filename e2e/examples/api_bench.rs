@@ -8,21 +8,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use forkr_e2e::bench::{ms, pct};
 use forkr_e2e::{LocalOptions, Target, Tok};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-fn pct(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
 
 #[tokio::main]
 async fn main() {

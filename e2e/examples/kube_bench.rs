@@ -7,43 +7,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use forkr_e2e::{Target, Tok};
+use forkr_e2e::Target;
+use forkr_e2e::bench::{ms, pct};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-fn pct(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-async fn clear(t: &Target, project: &str) {
-    let p = format!("/v1/projects/{project}");
-    let (_, list) = t
-        .call(Method::GET, &format!("{p}/boxes"), Tok::Admin, None)
-        .await;
-    for b in list.as_array().cloned().unwrap_or_default() {
-        let name = b["name"].as_str().unwrap().to_owned();
-        t.call(
-            Method::DELETE,
-            &format!("{p}/boxes/{name}?force=true"),
-            Tok::Admin,
-            None,
-        )
-        .await;
-        let path = format!("{p}/boxes/{name}");
-        t.eventually(Duration::from_secs(180), "the box to go", || async {
-            t.call(Method::GET, &path, Tok::Admin, None).await.0 == StatusCode::NOT_FOUND
-        })
-        .await;
-    }
-}
 
 /// p50 and p90 of `n` runs of `f`.
 async fn measure<F, Fut>(n: usize, mut f: F) -> (String, String)
@@ -63,11 +32,11 @@ where
 #[tokio::main]
 async fn main() {
     let agent = Target::start_external_only();
-    let mut fallback = Target::start_external_only();
-    fallback.url = std::env::var("FORKR_E2E_FALLBACK_URL").expect("FORKR_E2E_FALLBACK_URL");
-    fallback.admin = std::env::var("FORKR_E2E_FALLBACK_TOKEN").expect("FORKR_E2E_FALLBACK_TOKEN");
+    let fallback = Target::fallback();
     let project = "kbench";
-    clear(&agent, project).await;
+    agent
+        .delete_boxes(project, &agent.box_names(project).await)
+        .await;
     let mut rows: Vec<(String, String, String)> = Vec::new();
 
     let mut i = 0;
@@ -124,7 +93,9 @@ async fn main() {
         .await;
         rows.push((format!("cp 1 MiB in, {label} (5)"), p50, p90));
     }
-    clear(&agent, project).await;
+    agent
+        .delete_boxes(project, &agent.box_names(project).await)
+        .await;
 
     println!("| measure | p50 | p90 |");
     println!("| --- | --- | --- |");

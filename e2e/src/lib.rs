@@ -101,6 +101,61 @@ impl Target {
         Target::external(url)
     }
 
+    /// The agentless server scripts/k8s-e2e.sh starts next to the kube backend's:
+    /// FORKR_E2E_FALLBACK_URL with the admin token FORKR_E2E_FALLBACK_TOKEN.
+    pub fn fallback() -> Target {
+        let var = |k: &str| {
+            std::env::var(k)
+                .unwrap_or_else(|_| panic!("{k} names the agentless server (scripts/k8s-e2e.sh)"))
+        };
+        let mut t = Target::external(var("FORKR_E2E_FALLBACK_URL"));
+        t.admin = var("FORKR_E2E_FALLBACK_TOKEN");
+        t
+    }
+
+    /// The names of `project`'s boxes.
+    pub async fn box_names(&self, project: &str) -> Vec<String> {
+        let (_, list) = self
+            .call(
+                Method::GET,
+                &format!("/v1/projects/{project}/boxes"),
+                Tok::Admin,
+                None,
+            )
+            .await;
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Force-deletes `names` in `project`, then waits until every one is gone.
+    pub async fn delete_boxes<S: AsRef<str>>(&self, project: &str, names: &[S]) {
+        let p = format!("/v1/projects/{project}");
+        for name in names {
+            let name = name.as_ref();
+            self.call(
+                Method::DELETE,
+                &format!("{p}/boxes/{name}?force=true"),
+                Tok::Admin,
+                None,
+            )
+            .await;
+        }
+        for name in names {
+            let path = format!("{p}/boxes/{}", name.as_ref());
+            self.eventually(
+                Duration::from_secs(180),
+                &format!("{path} to go"),
+                || async {
+                    self.call(Method::GET, &path, Tok::Admin, None).await.0 == StatusCode::NOT_FOUND
+                },
+            )
+            .await;
+        }
+    }
+
     /// How many boxes the concurrency test runs at once.
     pub fn concurrency() -> usize {
         std::env::var("FORKR_E2E_CONCURRENCY")
@@ -114,28 +169,8 @@ impl Target {
     async fn reset(&self) {
         for project in PROJECTS {
             let p = format!("/v1/projects/{project}");
-            let (_, boxes) = self
-                .call(Method::GET, &format!("{p}/boxes"), Tok::Admin, None)
+            self.delete_boxes(project, &self.box_names(project).await)
                 .await;
-            for b in boxes.as_array().cloned().unwrap_or_default() {
-                let name = b["name"].as_str().unwrap_or_default().to_owned();
-                self.call(
-                    Method::DELETE,
-                    &format!("{p}/boxes/{name}?force=true"),
-                    Tok::Admin,
-                    None,
-                )
-                .await;
-                let path = format!("{p}/boxes/{name}");
-                self.eventually(Duration::from_secs(180), &format!("{path} to go"), || {
-                    let path = path.clone();
-                    async move {
-                        self.call(Method::GET, &path, Tok::Admin, None).await.0
-                            == StatusCode::NOT_FOUND
-                    }
-                })
-                .await;
-            }
             for kind in ["volumes", "users"] {
                 let (_, list) = self
                     .call(Method::GET, &format!("{p}/{kind}"), Tok::Admin, None)
@@ -604,4 +639,20 @@ pub fn named(project: &str, names: &[String]) -> Vec<(String, String)> {
         .iter()
         .map(|n| (project.to_owned(), n.clone()))
         .collect()
+}
+
+/// Percentiles and milliseconds for the benchmarks' tables.
+pub mod bench {
+    use std::time::Duration;
+
+    /// The `p` quantile (0 to 1) of `samples`, which it sorts.
+    pub fn pct(samples: &mut [Duration], p: f64) -> Duration {
+        samples.sort();
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i]
+    }
+
+    pub fn ms(d: Duration) -> String {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    }
 }

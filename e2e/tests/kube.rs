@@ -7,37 +7,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use forkr_e2e::{Target, Tok};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// Deletes `names` in `project` and waits until they are gone.
-async fn clear(t: &Target, project: &str, names: &[&str]) {
-    let p = format!("/v1/projects/{project}");
-    for name in names {
-        t.call(
-            Method::DELETE,
-            &format!("{p}/boxes/{name}?force=true"),
-            Tok::Admin,
-            None,
-        )
-        .await;
-    }
-    for name in names {
-        let until = Instant::now() + Duration::from_secs(180);
-        while t
-            .call(Method::GET, &format!("{p}/boxes/{name}"), Tok::Admin, None)
-            .await
-            .0
-            != StatusCode::NOT_FOUND
-        {
-            assert!(Instant::now() < until, "{project}/{name} never went");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
 
 /// An HTTP call with a raw body; the status and the body bytes.
 async fn raw(
@@ -57,20 +31,11 @@ async fn raw(
     (r.status(), r.bytes().await.unwrap().to_vec())
 }
 
-/// The same server with its token swapped for the fallback server's.
-fn fallback_target() -> Target {
-    let mut t = Target::start_external_only();
-    t.url = std::env::var("FORKR_E2E_FALLBACK_URL")
-        .expect("scripts/k8s-e2e.sh names the agentless server in FORKR_E2E_FALLBACK_URL");
-    t.admin = std::env::var("FORKR_E2E_FALLBACK_TOKEN").unwrap();
-    t
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_path_users_files_logs_ports_diff() {
     let t = Target::start_external_only();
     let p = "/v1/projects/kagent";
-    clear(&t, "kagent", &["tools"]).await;
+    t.delete_boxes("kagent", &["tools"]).await;
     for u in ["dev"] {
         t.call(Method::DELETE, &format!("{p}/users/{u}"), Tok::Admin, None)
             .await;
@@ -195,14 +160,14 @@ async fn the_agent_path_users_files_logs_ports_diff() {
             .any(|c| c["path"] == "/work/added" && c["change"] == "+"),
         "{d}"
     );
-    clear(&t, "kagent", &["tools"]).await;
+    t.delete_boxes("kagent", &["tools"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_agents_commands_fall_back_to_kubernetes_exec() {
-    let t = fallback_target();
+    let t = Target::fallback();
     let p = "/v1/projects/kfall";
-    clear(&t, "kfall", &["plain"]).await;
+    t.delete_boxes("kfall", &["plain"]).await;
     t.create_box("kfall", json!({"name": "plain", "env": {"GREETING": "hi"}}))
         .await;
     let v = t
@@ -332,13 +297,13 @@ async fn without_agents_commands_fall_back_to_kubernetes_exec() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    clear(&t, "kfall", &["plain"]).await;
+    t.delete_boxes("kfall", &["plain"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_box_applied_with_kubectl_is_reached_by_4kr_exec() {
     let t = Target::start_external_only();
-    clear(&t, "kapply", &["hello"]).await;
+    t.delete_boxes("kapply", &["hello"]).await;
     let manifest = r#"
 apiVersion: v1
 kind: Namespace
@@ -417,7 +382,7 @@ spec:
         )
         .await;
     assert_eq!(shown["url"], format!("https://hello.kapply.{}", t.domain));
-    clear(&t, "kapply", &["hello"]).await;
+    t.delete_boxes("kapply", &["hello"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -429,30 +394,7 @@ async fn boxes_through_the_kube_backend() {
     let t = Target::start_external_only();
     let p = "/v1/projects/kapi";
     // Leftovers of an earlier run go first.
-    for name in ["web", "api"] {
-        t.call(
-            Method::DELETE,
-            &format!("{p}/boxes/{name}?force=true"),
-            Tok::Admin,
-            None,
-        )
-        .await;
-    }
-    for name in ["web", "api"] {
-        let until = Instant::now() + Duration::from_secs(120);
-        while t
-            .call(Method::GET, &format!("{p}/boxes/{name}"), Tok::Admin, None)
-            .await
-            .0
-            != StatusCode::NOT_FOUND
-        {
-            assert!(
-                Instant::now() < until,
-                "{name} from an earlier run never went"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
+    t.delete_boxes("kapi", &["web", "api"]).await;
 
     let created = t
         .create_box(
@@ -627,15 +569,11 @@ async fn boxes_through_the_kube_backend() {
             "{s}"
         );
     }
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (s, _) = t
-            .call(Method::GET, &format!("{p}/boxes/web"), Tok::Admin, None)
-            .await;
-        if s == StatusCode::NOT_FOUND {
-            break;
-        }
-        assert!(Instant::now() < until, "the delete never finished");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    t.eventually(Duration::from_secs(120), "the delete to finish", || async {
+        t.call(Method::GET, &format!("{p}/boxes/web"), Tok::Admin, None)
+            .await
+            .0
+            == StatusCode::NOT_FOUND
+    })
+    .await;
 }
