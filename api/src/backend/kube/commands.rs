@@ -75,6 +75,24 @@ impl KubeBackend {
         Ok(b.status.and_then(|s| s.node))
     }
 
+    /// The box and the node that holds its root; 409 `box_not_ready` before it has one.
+    pub(super) async fn rooted(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> ApiResult<(forkr_crds::BoxResource, String)> {
+        v::validate_box_name(name)?;
+        let b = self.get(project, name).await?;
+        let node = b
+            .status
+            .as_ref()
+            .and_then(|s| s.node.clone())
+            .ok_or_else(|| {
+                ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
+            })?;
+        Ok((b, node))
+    }
+
     /// The agent's start message: env pairs checked, `--user` looked up in the project's users.
     async fn agent_start(
         &self,
@@ -121,9 +139,8 @@ impl KubeBackend {
 
     /// Kubernetes exec sees the box with its data volumes mounted, so it cannot reach the root
     /// under a mount: such a copy needs the agent rather than landing in the volume.
-    async fn refuse_data_mount(&self, project: &str, name: &str, path: &str) -> ApiResult<()> {
+    fn refuse_data_mount(b: &forkr_crds::BoxResource, path: &str) -> ApiResult<()> {
         let path = v::normalize_box_path(path)?;
-        let b = self.get(project, name).await?;
         match data_mount_of(&b.spec.data, &path) {
             Some(m) => Err(ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -327,16 +344,14 @@ impl KubeBackend {
     ) -> ApiResult<FileWritten> {
         let mode = parse_mode(q.mode.as_deref())?;
         v::normalize_box_path(&q.path)?;
-        let node = self.node_of(&project, &name).await?.ok_or_else(|| {
-            ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
-        })?;
+        let (b, node) = self.rooted(&project, &name).await?;
         let owner = q.uid.zip(q.gid);
         let mut client = match self.runtime(&node).await {
             Ok(c) => c,
             // No agent serves the node: the running box takes the file through Kubernetes exec.
             Err(s) => {
                 tracing::debug!(error = %s, "no node agent for cp; trying Kubernetes exec");
-                self.refuse_data_mount(&project, &name, &q.path).await?;
+                Self::refuse_data_mount(&b, &q.path)?;
                 let size = self
                     .kube_put_file(project, name, q.path.clone(), mode, owner, body)
                     .await?;
@@ -375,14 +390,12 @@ impl KubeBackend {
         path: String,
     ) -> ApiResult<FileDownload> {
         v::normalize_box_path(&path)?;
-        let node = self.node_of(&project, &name).await?.ok_or_else(|| {
-            ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
-        })?;
+        let (b, node) = self.rooted(&project, &name).await?;
         let mut client = match self.runtime(&node).await {
             Ok(c) => c,
             Err(s) => {
                 tracing::debug!(error = %s, "no node agent for cp; trying Kubernetes exec");
-                self.refuse_data_mount(&project, &name, &path).await?;
+                Self::refuse_data_mount(&b, &path)?;
                 let (mode, uid, gid, bytes) = self.kube_get_file(project, name, path).await?;
                 let mut file = tempfile_in_tmp()?;
                 file.write_all(&bytes)

@@ -36,15 +36,6 @@ fn change_symbol(kind: i32) -> String {
 }
 
 impl KubeBackend {
-    /// The node holding the box's root, which a diff reads.
-    async fn root_node(&self, project: &str, name: &str) -> ApiResult<String> {
-        v::validate_box_name(name)?;
-        let b = self.get(project, name).await?;
-        b.status.and_then(|s| s.node).ok_or_else(|| {
-            ApiError::conflict("box_not_ready", format!("box {name:?} has no root yet"))
-        })
-    }
-
     pub(super) async fn diff_status(
         &self,
         project: String,
@@ -54,7 +45,7 @@ impl KubeBackend {
         if let Some(a) = &against {
             v::validate_snapshot_name(a)?;
         }
-        let node = self.root_node(&project, &name).await?;
+        let node = self.rooted(&project, &name).await?.1;
         let req = agent::DiffStatusRequest {
             project,
             r#box: name,
@@ -91,7 +82,7 @@ impl KubeBackend {
         if let Some(a) = &against {
             v::validate_snapshot_name(a)?;
         }
-        let node = self.root_node(&project, &name).await?;
+        let node = self.rooted(&project, &name).await?.1;
         let req = agent::DiffFileRequest {
             project,
             r#box: name,
@@ -262,7 +253,7 @@ impl KubeBackend {
         box_name: String,
     ) -> ApiResult<BaseWritten> {
         v::validate_base_alias(&name)?;
-        self.root_node(&project, &box_name).await?;
+        self.rooted(&project, &box_name).await?;
         let request_id = format!("s{}", jiff::Timestamp::now().as_nanosecond().unsigned_abs());
         let mut base = Base::new(
             &name,
