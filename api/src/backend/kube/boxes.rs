@@ -94,30 +94,29 @@ impl KubeBackend {
         what: &str,
         seen: impl Fn(&BoxResource) -> Seen,
     ) -> ApiResult<BoxResource> {
-        let until = Instant::now() + self.wait;
-        loop {
-            let b = self.get(project, name).await?;
-            let fresh =
-                b.status.as_ref().and_then(|s| s.observed_generation) >= b.metadata.generation;
-            if fresh {
-                match seen(&b) {
-                    Seen::Done => return Ok(b),
-                    Seen::Failed(e) => return Err(e),
-                    Seen::Wait => {}
+        let seen = &seen;
+        self.poll(
+            || {
+                format!(
+                    "box {project}:{name} is not {what} after {}s; `4kr show` tells where it is",
+                    self.wait.as_secs()
+                )
+            },
+            || async move {
+                let b = self.get(project, name).await?;
+                let fresh =
+                    b.status.as_ref().and_then(|s| s.observed_generation) >= b.metadata.generation;
+                if !fresh {
+                    return Ok(None);
                 }
-            }
-            if Instant::now() >= until {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    format!(
-                        "box {project}:{name} is not {what} after {}s; `4kr show` tells where it is",
-                        self.wait.as_secs()
-                    ),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+                match seen(&b) {
+                    Seen::Done => Ok(Some(b)),
+                    Seen::Failed(e) => Err(e),
+                    Seen::Wait => Ok(None),
+                }
+            },
+        )
+        .await
     }
 
     /// The object a create asks for; a fork inherits as in local mode, and its data volumes
@@ -473,37 +472,31 @@ impl KubeBackend {
             }
             Err(e) => return Err(kube_error(e)),
         }
-        let until = Instant::now() + self.wait;
-        loop {
-            let s = api.get(&object).await.map_err(kube_error)?;
-            match s.status.as_ref().and_then(|st| st.phase) {
-                Some(forkr_crds::snapshot::SnapshotPhase::Ready) => return Ok(snapshot_view(&s)),
-                Some(forkr_crds::snapshot::SnapshotPhase::Failed) => {
-                    let message = s
-                        .status
-                        .as_ref()
-                        .and_then(|st| st.message.clone())
-                        .unwrap_or_else(|| "the snapshot failed".into());
-                    return Err(ApiError::new(
+        let (api, object) = (&api, object.as_str());
+        self.poll(
+            || {
+                format!(
+                    "snapshot {chosen:?} is not ready after {}s",
+                    self.wait.as_secs()
+                )
+            },
+            || async move {
+                let s = api.get(object).await.map_err(kube_error)?;
+                match s.status.as_ref().and_then(|st| st.phase) {
+                    Some(forkr_crds::snapshot::SnapshotPhase::Ready) => Ok(Some(snapshot_view(&s))),
+                    Some(forkr_crds::snapshot::SnapshotPhase::Failed) => Err(ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "snapshot_failed",
-                        message,
-                    ));
+                        s.status
+                            .as_ref()
+                            .and_then(|st| st.message.clone())
+                            .unwrap_or_else(|| "the snapshot failed".into()),
+                    )),
+                    _ => Ok(None),
                 }
-                _ => {}
-            }
-            if Instant::now() >= until {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    format!(
-                        "snapshot {chosen:?} is not ready after {}s",
-                        self.wait.as_secs()
-                    ),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            },
+        )
+        .await
     }
 
     /// A declarative restore: a new request id in `spec.restore`, then the operator's answer

@@ -87,6 +87,29 @@ impl KubeBackend {
         self
     }
 
+    /// Polls `step` every POLL until it answers, or gives up after the wait with 504 `timeout`
+    /// and `late()`'s words.
+    async fn poll<T, F, Fut>(&self, late: impl FnOnce() -> String, mut step: F) -> ApiResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<Option<T>>>,
+    {
+        let until = std::time::Instant::now() + self.wait;
+        loop {
+            if let Some(t) = step().await? {
+                return Ok(t);
+            }
+            if std::time::Instant::now() >= until {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    late(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Runs a store call on the blocking pool.
     async fn store<T, F>(&self, f: F) -> ApiResult<T>
     where

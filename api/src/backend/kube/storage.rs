@@ -4,9 +4,7 @@
 //! operator carries out on the box's node.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
-use axum::http::StatusCode;
 use forkr_crds::base::{BaseSource, SaveSource};
 use forkr_crds::validation as v;
 use forkr_crds::{Base, BaseSpec};
@@ -14,7 +12,7 @@ use forkr_node_agent::grpc::proto as agent;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::agent::{status_error, stream_upload};
-use super::{KubeBackend, POLL, kube_error};
+use super::{KubeBackend, kube_error};
 use crate::backend::Upload;
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{
@@ -279,33 +277,42 @@ impl KubeBackend {
         )
         .await
         .map_err(kube_error)?;
-        let until = Instant::now() + self.wait;
-        loop {
-            let b = api.get(&name).await.map_err(kube_error)?;
-            let st = b.status.unwrap_or_default();
-            if st.last_request_id.as_deref() == Some(request_id.as_str()) {
-                let parent = format!("{project}:{box_name}");
-                let version = st
-                    .versions
-                    .iter()
-                    .rev()
-                    .find(|v| v.parent.as_deref() == Some(parent.as_str()))
-                    .map(|v| v.name.clone())
-                    .ok_or_else(|| ApiError::internal("the saved version is not recorded"))?;
-                return Ok(BaseWritten { name, version });
-            }
-            if Instant::now() >= until {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
+        // The operator's last word, for the timeout's message.
+        let last = std::sync::Mutex::new(None::<String>);
+        let (api, name_ref, request_id, last_ref) =
+            (&api, name.as_str(), request_id.as_str(), &last);
+        let parent = format!("{project}:{box_name}");
+        let parent = parent.as_str();
+        let version = self
+            .poll(
+                || {
+                    let m = last.lock().unwrap_or_else(|e| e.into_inner()).take();
                     format!(
                         "base {name:?} is not saved after {}s{}",
                         self.wait.as_secs(),
-                        st.message.map(|m| format!(": {m}")).unwrap_or_default()
-                    ),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+                        m.map(|m| format!(": {m}")).unwrap_or_default()
+                    )
+                },
+                || async move {
+                    let st = api
+                        .get(name_ref)
+                        .await
+                        .map_err(kube_error)?
+                        .status
+                        .unwrap_or_default();
+                    if st.last_request_id.as_deref() != Some(request_id) {
+                        *last_ref.lock().unwrap_or_else(|e| e.into_inner()) = st.message;
+                        return Ok(None);
+                    }
+                    st.versions
+                        .iter()
+                        .rev()
+                        .find(|v| v.parent.as_deref() == Some(parent))
+                        .map(|v| Some(v.name.clone()))
+                        .ok_or_else(|| ApiError::internal("the saved version is not recorded"))
+                },
+            )
+            .await?;
+        Ok(BaseWritten { name, version })
     }
 }

@@ -3,9 +3,7 @@
 //! outlive the object, are taken and restored by forkr-api through the volume's node agent, as
 //! the operator expects.
 
-use std::time::Instant;
 
-use axum::http::StatusCode;
 use forkr_crds::data_volume::{
     DataVolumePhase, VolumeCheckpointSpec, VolumeCopyStatus, VolumeRestoreRequest,
 };
@@ -15,7 +13,7 @@ use forkr_node_agent::grpc::proto as agent;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::agent::status_error;
-use super::{KubeBackend, POLL, kube_error};
+use super::{KubeBackend, kube_error};
 use crate::backend::VolumeCopy;
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{CheckpointVolume, RestoreVolume, SnapshotView, VolumeView};
@@ -105,24 +103,17 @@ impl KubeBackend {
         what: &str,
         done: impl Fn(&DataVolume) -> ApiResult<Option<T>>,
     ) -> ApiResult<T> {
-        let until = Instant::now() + self.wait;
-        loop {
-            let v = self.volume(project, name).await?;
-            if let Some(t) = done(&v)? {
-                return Ok(t);
-            }
-            if Instant::now() >= until {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    format!(
-                        "data volume {project}:{name} is not {what} after {}s",
-                        self.wait.as_secs()
-                    ),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let done = &done;
+        self.poll(
+            || {
+                format!(
+                    "data volume {project}:{name} is not {what} after {}s",
+                    self.wait.as_secs()
+                )
+            },
+            || async move { done(&self.volume(project, name).await?) },
+        )
+        .await
     }
 
     /// Boxes of the project that mount the volume, with whether each should run.
@@ -224,24 +215,15 @@ impl KubeBackend {
             Err(e) => return Err(kube_error(e)),
         }
         // The finalizer removes the volume on its node; a create of the same name waits for it.
-        let until = Instant::now() + self.wait;
-        while self
-            .volumes(&project)
-            .get_opt(&name)
-            .await
-            .map_err(kube_error)?
-            .is_some()
-        {
-            if Instant::now() >= until {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    format!("data volume {project}:{name} is still being deleted"),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        Ok(())
+        let (api, name) = (&self.volumes(&project), name.as_str());
+        self.poll(
+            || format!("data volume {project}:{name} is still being deleted"),
+            || async move {
+                let gone = api.get_opt(name).await.map_err(kube_error)?.is_none();
+                Ok(gone.then_some(()))
+            },
+        )
+        .await
     }
 
     pub(super) async fn list_volume_copies(
