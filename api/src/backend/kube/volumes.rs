@@ -3,7 +3,6 @@
 //! outlive the object, are taken and restored by forkr-api through the volume's node agent, as
 //! the operator expects.
 
-
 use forkr_crds::data_volume::{
     DataVolumePhase, VolumeCheckpointSpec, VolumeCopyStatus, VolumeRestoreRequest,
 };
