@@ -99,7 +99,7 @@ kubectl get ns forkr-system >/dev/null 2>&1 || kubectl create ns forkr-system >/
 
 PIDS=()
 cleanup() {
-  [ -s "$E2E/api.pid" ] && PIDS+=("$(cat "$E2E/api.pid")")
+  [ -s "$E2E/api.pid" ] && PIDS+=("$(cat "$E2E/api.pid")") && rm -f "$E2E/api.pid"
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ "$DOWN" = 1 ] && [ "${FORKR_E2E_OWN_CLUSTER:-}" != 1 ]; then "$K8S/down.sh" || true; fi
@@ -149,17 +149,19 @@ FORKR_DOMAIN=e2e.forkr.test setsid "$BIN/forkr-api" --data-dir "$API_DATA" --lis
 echo \$! > "$E2E/api.pid"
 EOS
   chmod +x "$E2E/api-start.sh"
+  # A pid file left by a run that did not clean up names some other process by now.
+  rm -f "$E2E/api.pid"
   : > "$E2E/logs/api.log"
   "$E2E/api-start.sh"
   FORKR_DOMAIN=e2e.forkr.test "$BIN/forkr-api" --data-dir "$E2E/api-fallback" --listen "$FALLBACK_ADDR" \
     > "$E2E/logs/api-fallback.log" 2>&1 &
   PIDS+=($!)
   for addr in "$API_ADDR" "$FALLBACK_ADDR"; do
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 300); do
       curl -fsS "http://$addr/readyz" >/dev/null 2>&1 && break
       sleep 0.2
     done
-    curl -fsS "http://$addr/readyz" >/dev/null || { tail -20 "$E2E/logs/api.log" "$E2E/logs/api-fallback.log" >&2; die "forkr-api (kube backend) on $addr is not ready"; }
+    curl -fsS "http://$addr/readyz" >/dev/null || { tail -n 20 "$E2E/logs/api.log" "$E2E/logs/api-fallback.log" >&2; die "forkr-api (kube backend) on $addr is not ready"; }
   done
   api_failed() {
     say "forkr-api log tail:"; tail -30 "$E2E/logs/api.log" >&2
