@@ -31,8 +31,8 @@ where
 
 #[tokio::main]
 async fn main() {
-    let agent = Target::start_external_only();
-    let fallback = Target::fallback();
+    let agent = Target::start_external_only().await;
+    let fallback = Target::fallback().await;
     let project = "kbench";
     agent
         .delete_boxes(project, &agent.box_names(project).await)

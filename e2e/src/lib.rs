@@ -93,17 +93,22 @@ impl Target {
         }
     }
 
-    /// The external server of FORKR_E2E_URL as it is, for tests of that backend alone (the
-    /// suite's projects are not emptied).
-    pub fn start_external_only() -> Target {
+    /// The external server of FORKR_E2E_URL, for tests of that backend alone: the suite's
+    /// projects are not emptied, but `box-base` is imported if the server lacks it.
+    pub async fn start_external_only() -> Target {
         let url = std::env::var("FORKR_E2E_URL")
             .expect("FORKR_E2E_URL names the server (scripts/k8s-e2e.sh starts one)");
-        Target::external(url)
+        let t = Target::external(url);
+        t.ensure_box_base().await;
+        t
     }
 
     /// The agentless server scripts/k8s-e2e.sh starts next to the kube backend's:
-    /// FORKR_E2E_FALLBACK_URL with the admin token FORKR_E2E_FALLBACK_TOKEN.
-    pub fn fallback() -> Target {
+    /// FORKR_E2E_FALLBACK_URL with the admin token FORKR_E2E_FALLBACK_TOKEN. It cannot import
+    /// bases (that takes a node agent), so `box-base` is made sure of through the main server,
+    /// which shares the node's pool.
+    pub async fn fallback() -> Target {
+        Target::start_external_only().await;
         let var = |k: &str| {
             std::env::var(k)
                 .unwrap_or_else(|_| panic!("{k} names the agentless server (scripts/k8s-e2e.sh)"))
@@ -189,6 +194,13 @@ impl Target {
                 }
             }
         }
+        self.ensure_box_base().await;
+    }
+
+    /// Imports `box-base` unless the server has it. Every test that boots a box on an external
+    /// server calls this: on a fresh machine nothing else puts the base there, and tests of one
+    /// binary run in parallel, so a concurrent import by a sibling test is fine too.
+    pub async fn ensure_box_base(&self) {
         let (s, _) = self
             .call(
                 Method::GET,
@@ -314,7 +326,21 @@ impl Target {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED, "importing box-base");
+        let status = resp.status();
+        if status == StatusCode::CREATED {
+            return;
+        }
+        // A sibling test may have imported it at the same moment; what matters is that it is
+        // there now.
+        let (s, v) = self
+            .call(
+                Method::GET,
+                "/v1/projects/default/bases/box-base",
+                Tok::Admin,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "importing box-base answered {status}: {v}");
     }
 
     /// One call; the answer's status and its JSON (or text, or null when empty).

@@ -33,7 +33,7 @@ async fn raw(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_path_users_files_logs_ports_diff() {
-    let t = Target::start_external_only();
+    let t = Target::start_external_only().await;
     let p = "/v1/projects/kagent";
     t.delete_boxes("kagent", &["tools"]).await;
     for u in ["dev"] {
@@ -165,7 +165,7 @@ async fn the_agent_path_users_files_logs_ports_diff() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_agents_commands_fall_back_to_kubernetes_exec() {
-    let t = Target::fallback();
+    let t = Target::fallback().await;
     let p = "/v1/projects/kfall";
     t.delete_boxes("kfall", &["plain"]).await;
     t.create_box("kfall", json!({"name": "plain", "env": {"GREETING": "hi"}}))
@@ -302,7 +302,7 @@ async fn without_agents_commands_fall_back_to_kubernetes_exec() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_box_applied_with_kubectl_is_reached_by_4kr_exec() {
-    let t = Target::start_external_only();
+    let t = Target::start_external_only().await;
     t.delete_boxes("kapply", &["hello"]).await;
     let manifest = r#"
 apiVersion: v1
@@ -391,7 +391,7 @@ async fn boxes_through_the_kube_backend() {
         std::env::var("FORKR_E2E_URL").is_ok(),
         "run through scripts/k8s-e2e.sh, which starts forkr-api with the kube backend"
     );
-    let t = Target::start_external_only();
+    let t = Target::start_external_only().await;
     let p = "/v1/projects/kapi";
     // Leftovers of an earlier run go first.
     t.delete_boxes("kapi", &["web", "api"]).await;
