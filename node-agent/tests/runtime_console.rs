@@ -50,7 +50,13 @@ async fn console_resize_raw_bytes_and_reattach_with_replay() {
     let pid = rt.boot(&BoxSpec::new("p", "tty")).pid.unwrap();
     let sessions = Sessions::default();
     let s = sessions
-        .open(&Target::new(pid), &ExecRequest::default(), 24, 80)
+        .open(
+            ("p", "tty"),
+            &Target::new(pid),
+            &ExecRequest::default(),
+            24,
+            80,
+        )
         .unwrap();
     let (_, mut rx) = s.attach();
     let mut seen = Vec::new();
@@ -90,7 +96,7 @@ async fn console_resize_raw_bytes_and_reattach_with_replay() {
     s.detach();
     s.write(b"echo while-away-$((2*21))\n").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let reattached = sessions.get(&s.id).unwrap();
+    let reattached = sessions.get(&s.id, ("p", "tty")).unwrap();
     let (replay, mut rx) = reattached.attach();
     assert!(
         String::from_utf8_lossy(&replay).contains("while-away-42"),
@@ -106,7 +112,7 @@ async fn console_resize_raw_bytes_and_reattach_with_replay() {
         .unwrap();
     read_until(&mut rx, &mut seen, "big-2done\r\n").await;
     drop(rx);
-    let (replay, mut rx) = sessions.get(&s.id).unwrap().attach();
+    let (replay, mut rx) = sessions.get(&s.id, ("p", "tty")).unwrap().attach();
     assert_eq!(replay.len(), REPLAY_BYTES);
     assert!(String::from_utf8_lossy(&replay).contains("big-2done"));
     assert!(String::from_utf8_lossy(&replay).contains(&"a".repeat(60_000)));
@@ -125,10 +131,10 @@ async fn console_resize_raw_bytes_and_reattach_with_replay() {
     .await
     .unwrap();
     assert_eq!(code, 5);
-    let (_, mut rx) = sessions.get(&s.id).unwrap().attach();
+    let (_, mut rx) = sessions.get(&s.id, ("p", "tty")).unwrap().attach();
     assert_eq!(rx.recv().await, Some(Event::Exit(5)));
     assert!(
-        sessions.get(&s.id).is_err(),
+        sessions.get(&s.id, ("p", "tty")).is_err(),
         "exited session is dropped after the last look"
     );
 }
@@ -139,19 +145,25 @@ async fn consoles_without_a_client_are_hung_up_after_the_idle_limit() {
     let pid = rt.boot(&BoxSpec::new("p", "idle")).pid.unwrap();
     let sessions = Sessions::with_idle_limit(Duration::from_millis(300));
     let t = Target::new(pid);
-    let idle = sessions.open(&t, &ExecRequest::default(), 24, 80).unwrap();
+    let idle = sessions
+        .open(("p", "idle"), &t, &ExecRequest::default(), 24, 80)
+        .unwrap();
     let (_, rx) = idle.attach();
     idle.write(b"exec sleep 33\n").await.unwrap();
     wait_for_sleep(pid, "33").await;
     // The client goes away without saying so; a kept one stays attached.
     drop(rx);
-    let kept = sessions.open(&t, &ExecRequest::default(), 24, 80).unwrap();
+    let kept = sessions
+        .open(("p", "idle"), &t, &ExecRequest::default(), 24, 80)
+        .unwrap();
     let (_, _kept_rx) = kept.attach();
     tokio::time::sleep(Duration::from_millis(600)).await;
     // The next open reaps: the idle console is forgotten and its processes hung up.
-    let _third = sessions.open(&t, &ExecRequest::default(), 24, 80).unwrap();
-    assert!(sessions.get(&idle.id).is_err());
-    assert!(sessions.get(&kept.id).is_ok());
+    let _third = sessions
+        .open(("p", "idle"), &t, &ExecRequest::default(), 24, 80)
+        .unwrap();
+    assert!(sessions.get(&idle.id, ("p", "idle")).is_err());
+    assert!(sessions.get(&kept.id, ("p", "idle")).is_ok());
     let gone = tokio::task::spawn_blocking(move || {
         rtkit::wait_until(10, || {
             rtkit::sh(pid, "ps | grep -c '[s]leep 33'").stdout.trim() == "0"

@@ -273,6 +273,7 @@ async fn console_reattaches_with_replay() {
     let (tx, mut out) = exec(
         &mut c,
         ExecStart {
+            r#box: r("p", "con"),
             reattach: id.clone(),
             ..Default::default()
         },

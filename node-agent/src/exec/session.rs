@@ -1,10 +1,14 @@
 //! Console sessions: a login shell on a PTY that outlives its client. A client that drops can
 //! attach again and first receives the last 64 KiB of output (what Coder's reconnecting PTY
 //! does), then the live stream.
+//!
+//! A session id is a capability to read a terminal, so it is unguessable (128 bits from the
+//! kernel's CSPRNG), and each session is bound to the project and box it was opened in: a
+//! reattach names them too, and a session of another box is not found, exactly like an
+//! unknown id, so an id learned elsewhere neither works nor confirms that it exists.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,9 @@ struct Inner {
 /// One console: a process on a PTY, its replay buffer and its (at most one) attached client.
 pub struct PtySession {
     pub id: String,
+    /// The project and box it was opened in; a reattach must name the same.
+    project: String,
+    name: String,
     master: AsyncFd<OwnedFd>,
     inner: Mutex<Inner>,
     /// The host-side nsenter, to hang up the session's processes when it is reaped.
@@ -52,6 +59,7 @@ impl PtySession {
     /// called inside a tokio runtime.
     pub fn spawn(
         id: String,
+        (project, name): (&str, &str),
         target: &Target,
         req: &ExecRequest,
         rows: u16,
@@ -75,6 +83,8 @@ impl PtySession {
         drop(prepared);
         let session = Arc::new(PtySession {
             id,
+            project: project.to_owned(),
+            name: name.to_owned(),
             // SAFETY: the AsyncFd owns the fd, so it stays open and the same for its lifetime.
             master: unsafe { AsyncFd::register(master) }.map_err(|e| Error::Io {
                 context: "register pty".into(),
@@ -122,6 +132,11 @@ impl PtySession {
             inner.detached_since = Some(Instant::now());
         }
         inner.detached_since.map(|t| t.elapsed())
+    }
+
+    /// The project and box the session was opened in.
+    pub fn owner(&self) -> (&str, &str) {
+        (&self.project, &self.name)
     }
 
     /// The exit code, once the shell has exited.
@@ -242,10 +257,36 @@ async fn pump(s: Arc<PtySession>, mut child: tokio::process::Child) {
 /// How long a console may stay without a client before it is hung up.
 pub const DEFAULT_IDLE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
+/// Random bytes in a session id: 128 bits, so ids can be neither guessed nor enumerated.
+pub const ID_RANDOM_BYTES: usize = 16;
+
+/// A new session id: `pty-` and 32 hex digits from the kernel's CSPRNG.
+fn new_id() -> Result<String> {
+    let mut bytes = [0u8; ID_RANDOM_BYTES];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let rest = &mut bytes[filled..];
+        // SAFETY: the buffer is valid for `rest.len()` bytes. Flags 0: the urandom source,
+        // which blocks only until the pool is first seeded at boot.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let source = std::io::Error::last_os_error();
+            if source.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::Io {
+                context: "random console session id".into(),
+                source,
+            });
+        }
+        filled += n as usize;
+    }
+    Ok(format!("pty-{}", hex::encode(bytes)))
+}
+
 /// The node's console sessions, by id.
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<PtySession>>>,
-    next: AtomicU64,
     idle_limit: Duration,
 }
 
@@ -261,7 +302,6 @@ impl Sessions {
     pub fn with_idle_limit(idle_limit: Duration) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(0),
             idle_limit,
         }
     }
@@ -278,21 +318,19 @@ impl Sessions {
         });
     }
 
-    /// Starts a console and registers it.
+    /// Starts a console in box `name` of `project` (whose PID 1 is `target`) and registers it
+    /// under a new random id, bound to that box.
     pub fn open(
         &self,
+        (project, name): (&str, &str),
         target: &Target,
         req: &ExecRequest,
         rows: u16,
         cols: u16,
     ) -> Result<Arc<PtySession>> {
         self.reap();
-        let id = format!(
-            "pty-{}-{}",
-            std::process::id(),
-            self.next.fetch_add(1, Ordering::Relaxed)
-        );
-        let s = PtySession::spawn(id.clone(), target, req, rows, cols)?;
+        let id = new_id()?;
+        let s = PtySession::spawn(id.clone(), (project, name), target, req, rows, cols)?;
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -300,14 +338,17 @@ impl Sessions {
         Ok(s)
     }
 
-    /// A session to reattach to. Sessions whose shell has exited are dropped after this last
-    /// look, so a late reattach still learns the exit code once.
-    pub fn get(&self, id: &str) -> Result<Arc<PtySession>> {
+    /// A session of box `name` of `project` to reattach to. A session of another box or
+    /// project is not found, with the same error as an unknown id. Sessions whose shell has
+    /// exited are dropped after this last look, so a late reattach still learns the exit code
+    /// once.
+    pub fn get(&self, id: &str, (project, name): (&str, &str)) -> Result<Arc<PtySession>> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let s = map
             .get(id)
+            .filter(|s| s.owner() == (project, name))
             .cloned()
-            .ok_or_else(|| Error::NotFound(format!("no console session {id:?}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no console session {id:?} in this box")))?;
         if s.exit_code().is_some() {
             map.remove(id);
         }

@@ -53,9 +53,10 @@ pub(super) async fn exec(
     let heartbeat = spawn_heartbeat(tx.clone(), svc.heartbeat);
     if start.tty || !start.reattach.is_empty() {
         let sessions = svc.sessions.clone();
+        // A reattach names its box too: a session answers only in the box it was opened in.
+        let (p, n) = box_ref(start.r#box.clone())?;
         let session = if start.reattach.is_empty() {
-            let (p, n) = box_ref(start.r#box.clone())?;
-            let target = svc.target(p, n).await?;
+            let target = svc.target(p.clone(), n.clone()).await?;
             let rows = if start.rows == 0 {
                 24
             } else {
@@ -67,10 +68,10 @@ pub(super) async fn exec(
                 start.cols as u16
             };
             svc.sessions
-                .open(&target, &request(&start), rows, cols)
+                .open((&p, &n), &target, &request(&start), rows, cols)
                 .map_err(st)?
         } else {
-            svc.sessions.get(&start.reattach).map_err(st)?
+            svc.sessions.get(&start.reattach, (&p, &n)).map_err(st)?
         };
         tokio::spawn(async move {
             console(session, sessions, input, tx).await;
@@ -232,7 +233,8 @@ async fn console(
             Event::Output(b) => exec_output::Msg::Stdout(b),
             Event::Exit(c) => {
                 let _ = tx.send(out(exec_output::Msg::ExitCode(c))).await;
-                let _ = sessions.get(&session.id);
+                // The last look: forgets the exited session.
+                let _ = sessions.get(&session.id, session.owner());
                 break;
             }
         };

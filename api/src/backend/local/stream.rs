@@ -93,7 +93,8 @@ impl LocalBackend {
         start: ExecStart,
     ) -> ApiResult<ExecStream> {
         let session = match &start.session {
-            Some(id) => self.sessions.get(id)?,
+            // Bound to the box it was opened in: another box's session is not found.
+            Some(id) => self.sessions.get(id, (&project, &name))?,
             None => {
                 let cmd = ExecCommand {
                     command: start.command.clone(),
@@ -109,7 +110,8 @@ impl LocalBackend {
                 let pid1 = self.pid1(&project, &name).await?;
                 let rows = start.rows.unwrap_or(DEFAULT_ROWS);
                 let cols = start.cols.unwrap_or(DEFAULT_COLS);
-                self.sessions.open(&Target::new(pid1), &req, rows, cols)?
+                self.sessions
+                    .open((&project, &name), &Target::new(pid1), &req, rows, cols)?
             }
         };
         let (replay, mut events) = session.attach();
