@@ -10,3 +10,6 @@ pub const PUBLISHED: &str = "Published";
 pub const SCHEDULED: &str = "Scheduled";
 /// The last restore request succeeded.
 pub const RESTORED: &str = "Restored";
+/// The operator refuses to act on (part of) the object until something changes: a fork
+/// without a grant, a host another box owns, a field the namespace is not trusted with.
+pub const STALLED: &str = "Stalled";

@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::{Base, BoxResource, DataVolume, Snapshot};
+use crate::{Base, BoxResource, DataVolume, ForkGrant, Snapshot};
 
 /// Every CRD, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -14,6 +14,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Base::crd(),
         Snapshot::crd(),
         DataVolume::crd(),
+        ForkGrant::crd(),
     ]
 }
 

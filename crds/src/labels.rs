@@ -24,6 +24,10 @@ pub const MANAGER: &str = "forkr-operator";
 /// Set by 4kr on boxes it made for `-` refs, so that a crashed CLI's leftovers can be found.
 pub const ANNOTATION_EPHEMERAL: &str = "forkr.dev/ephemeral";
 
+/// On a Namespace, set by an admin: boxes there may use fields that widen what a box can do
+/// (`spec.runnerImage`). RBAC that confines a user to a namespace cannot label the Namespace.
+pub const LABEL_TRUSTED: &str = "forkr.dev/trusted";
+
 pub const FINALIZER_BOX: &str = "forkr.dev/box-root";
 pub const FINALIZER_SNAPSHOT: &str = "forkr.dev/snapshot";
 pub const FINALIZER_BASE: &str = "forkr.dev/base";

@@ -1,6 +1,6 @@
-//! Forkr's API model: the `Box`, `Base`, `Snapshot` and `DataVolume` custom resources (group
-//! `forkr.dev`, version `v1alpha1`, namespaced: a project is a namespace), and the validation
-//! that forkr-api, 4kr and the operator share.
+//! Forkr's API model: the `Box`, `Base`, `Snapshot`, `DataVolume` and `ForkGrant` custom
+//! resources (group `forkr.dev`, version `v1alpha1`, namespaced: a project is a namespace), and
+//! the validation that forkr-api, 4kr and the operator share.
 //!
 //! The kind is `Box`, but the Rust type is [`BoxResource`], so nothing shadows `std::boxed::Box`.
 
@@ -13,6 +13,7 @@ pub mod box_resource;
 pub mod conditions;
 pub mod crdgen;
 pub mod data_volume;
+pub mod fork_grant;
 pub mod labels;
 pub mod snapshot;
 pub mod validation;
@@ -24,6 +25,7 @@ pub use box_resource::{
     BoxPhase, BoxResource, BoxSpec, BoxStatus, DataMount, ForkSource, PublishedHost, RestoreRequest,
 };
 pub use data_volume::{DataVolume, DataVolumeSpec, DataVolumeStatus, fork_volume_name};
+pub use fork_grant::{ForkGrant, ForkGrantSpec, GrantFrom, GrantKind, GrantTo};
 pub use snapshot::{
     Snapshot, SnapshotSpec, SnapshotStatus, next_snapshot_name, parse_snapshot_object_name,
     snapshot_object_name,

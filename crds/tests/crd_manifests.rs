@@ -31,7 +31,8 @@ fn committed_yaml_matches_the_types() {
     );
     let files = std::fs::read_dir(chart_dir()).unwrap().count();
     assert_eq!(
-        files, 4,
+        files,
+        crdgen::crds().len(),
         "charts/forkr/crds holds a file that no type generates"
     );
 }
@@ -45,7 +46,16 @@ fn every_crd_has_the_promised_shape() {
         ("datavolumes.forkr.dev", "DataVolume", "dvol"),
     ];
     let crds = crdgen::crds();
-    assert_eq!(crds.len(), want.len());
+    // The four resources with a lifecycle, then ForkGrant, which is consent only: no status.
+    assert_eq!(crds.len(), want.len() + 1);
+    let grant = &crds[want.len()];
+    assert_eq!(grant.metadata.name.as_deref(), Some("forkgrants.forkr.dev"));
+    assert_eq!(grant.spec.scope, "Namespaced");
+    assert_eq!(grant.spec.names.kind, "ForkGrant");
+    assert_eq!(
+        grant.spec.names.short_names.as_deref(),
+        Some(&["fgrant".to_owned()][..])
+    );
     for (crd, (name, kind, short)) in crds.iter().zip(want) {
         assert_eq!(crd.metadata.name.as_deref(), Some(name));
         assert_eq!(crd.spec.group, "forkr.dev");
@@ -183,8 +193,8 @@ fn cel_rules_are_present_and_strippable() {
     let rules: Vec<usize> = crds.iter().map(|c| count_rules(schema(c))).collect();
     // Box: base xor fork, fork self, reserved env, mount path prefix, unique mount paths.
     // Base: one source, parent with import. Snapshot: box and name immutable.
-    // DataVolume: cloneFrom immutable, restore one of.
-    assert_eq!(rules, vec![5, 2, 2, 2]);
+    // DataVolume: cloneFrom immutable, restore one of. ForkGrant: none.
+    assert_eq!(rules, vec![5, 2, 2, 2, 0]);
     for crd in crds {
         let stripped = crdgen::without_cel(crd);
         assert_eq!(count_rules(schema(&stripped)), 0);

@@ -14,6 +14,7 @@ mod paths;
 mod quantity;
 mod refs;
 mod settings;
+mod tenancy;
 
 pub use env::{
     RESERVED_ENV, is_reserved_env, parse_env_assignment, validate_env, validate_env_key,
@@ -33,3 +34,4 @@ pub use paths::{BoxPath, CopyDirection, Location, normalize_box_path, parse_copy
 pub use quantity::{cpu_millis, memory_bytes};
 pub use refs::{BoxRef, BoxTarget, ResolvedBox, ResolvedTarget, parse_ref};
 pub use settings::{BoxUpdate, MAX_GRACE_SECONDS, parse_box_update, validate_grace, validate_port};
+pub use tenancy::host_namespace;
