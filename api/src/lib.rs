@@ -13,11 +13,15 @@ pub mod client;
 #[cfg(feature = "server")]
 pub mod auth;
 #[cfg(feature = "server")]
+pub mod authz;
+#[cfg(feature = "server")]
 pub mod backend;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
 pub mod extract;
+#[cfg(feature = "server")]
+pub mod ownership;
 #[cfg(feature = "server")]
 pub mod proxy;
 #[cfg(feature = "server")]

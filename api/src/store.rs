@@ -92,6 +92,12 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The connection, for the modules that keep their own tables in this database
+    /// (`crate::ownership`'s base owners).
+    pub(crate) fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.conn()
+    }
+
     /// Records a token by the sha256 of its secret; the secret itself is never stored.
     pub fn add_token(&self, hash: &str, name: &str, scope: &Scope) -> StoreResult<()> {
         let (admin, projects) = match scope {

@@ -2,6 +2,7 @@
 //! node agent's pool on this machine; a `kube` backend will write the same objects as custom
 //! resources. Routes and wire types do not change between the two.
 
+pub mod hostrules;
 pub mod kube;
 pub mod local;
 pub mod procnet;
@@ -130,6 +131,8 @@ pub trait Backend: Send + Sync + 'static {
     fn ready(&self) -> BoxFuture<'_, ApiResult<()>>;
     /// The scope of the token with this sha256, if it exists.
     fn token_scope(&self, hash: String) -> BoxFuture<'_, ApiResult<Option<Scope>>>;
+    /// The gateway's own SQLite (tokens, users, base owners), which both backends keep.
+    fn gateway_store(&self) -> std::sync::Arc<crate::store::Store>;
 
     fn list_users(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<UserView>>>;
     fn create_user(
@@ -218,13 +221,15 @@ pub trait Backend: Send + Sync + 'static {
         name: String,
         force: bool,
     ) -> BoxFuture<'_, ApiResult<Deletion>>;
-    /// Routes a public host to the box; 409 `host_in_use` when another box has it, unless
-    /// `force` takes it over.
+    /// Routes a public host to the box, within `hostrules`: 409 `host_in_use` when another box
+    /// has it, unless `force` takes it over (from another project only with `admin`, whether
+    /// the caller's token is an admin's).
     fn publish_box(
         &self,
         project: String,
         name: String,
         req: crate::wire::PublishBox,
+        admin: bool,
     ) -> BoxFuture<'_, ApiResult<crate::wire::Published>>;
     /// Removes one host (403 `host_not_owned` if the box does not have it) or all of them.
     fn unpublish_box(

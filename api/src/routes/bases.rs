@@ -1,4 +1,6 @@
-//! Bases: `4kr base list/show/delete`. Bases are shared by every project on a node.
+//! Bases: `4kr base list/show/import/save/delete`. Bases are shared by every project: every
+//! token lists them and boots from them. Writes follow `crate::authz::base_write`: `box-base`
+//! and unclaimed bases are an admin's, a claimed name its project's.
 
 use axum::Json;
 use axum::body::Body;
@@ -10,8 +12,9 @@ use forkr_crds::validation::{
 use futures::TryStreamExt;
 use serde::Deserialize;
 
+use crate::authz::{self, Checked, Who};
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{JsonBody, Named, Project};
+use crate::extract::{Named, Project};
 use crate::state::AppState;
 use crate::wire::{BaseDetailsView, BaseSummaryView, BaseWritten, ImportBase, SaveBase};
 
@@ -46,26 +49,35 @@ pub async fn show(
     Ok(Json(state.backend.show_base(named.name, q.tag).await?))
 }
 
-/// Deletes a base (every version) or one exact version. Refused while a box root depends on it.
+/// Deletes a base (every version) or one exact version. Refused while a box root depends on it,
+/// and (403) unless the token is an admin's or the base belongs to the token's project.
 #[utoipa::path(delete, path = "/v1/projects/{project}/bases/{name}", tag = "bases",
     params(("project" = String, Path), ("name" = String, Path)),
-    responses((status = 204), (status = 409, body = ErrorBody)))]
-pub async fn delete(State(state): State<AppState>, named: Named) -> ApiResult<StatusCode> {
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Who(caller): Who,
+    named: Named,
+) -> ApiResult<StatusCode> {
     validate_base_version(&named.name)?;
-    state.backend.delete_base(named.name).await?;
+    if authz::base_delete(&state, &caller, &named.name).await? {
+        state.backend.delete_base(named.name).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Imports a rootfs `.tar.gz` (the request body, streamed) as the next version of a base: the
 /// exact name the first time, `<name>-vYYYYMMDDhhmmss` after. With `parent`, it is extracted on
 /// top of a snapshot of that base. Entries that escape the root and non-amd64 userlands are
-/// refused and leave nothing behind.
+/// refused and leave nothing behind. Only an admin token writes `box-base` and bases no project
+/// owns; a project token's first import of a new name makes it that project's (403 otherwise).
 #[utoipa::path(post, path = "/v1/projects/{project}/bases/{name}/import", tag = "bases",
     params(("project" = String, Path), ("name" = String, Path), ImportBase),
     request_body(content = Vec<u8>, content_type = "application/gzip"),
-    responses((status = 201, body = BaseWritten), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 201, body = BaseWritten), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn import(
     State(state): State<AppState>,
+    Who(caller): Who,
     named: Named,
     Query(q): Query<ImportBase>,
     body: Body,
@@ -77,28 +89,44 @@ pub async fn import(
     if let Some(id) = &q.request_id {
         validate_request_id(id)?;
     }
+    let write = authz::base_write(&state, &caller, &named.project, &named.name).await?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let written = state
+    match state
         .backend
         .import_base(named.name, q, Box::pin(stream))
-        .await?;
-    Ok((StatusCode::CREATED, Json(written)))
+        .await
+    {
+        Ok(written) => Ok((StatusCode::CREATED, Json(written))),
+        Err(e) => {
+            write.failed(&state).await;
+            Err(e)
+        }
+    }
 }
 
 /// Saves a box's root, as it is on disk, as the next version of a base. The box need not run.
+/// The base is written under the same rule as an import (403 otherwise).
 #[utoipa::path(post, path = "/v1/projects/{project}/bases/{name}/save", tag = "bases",
     params(("project" = String, Path), ("name" = String, Path)), request_body = SaveBase,
-    responses((status = 201, body = BaseWritten), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = BaseWritten), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn save(
     State(state): State<AppState>,
+    Who(caller): Who,
     named: Named,
-    JsonBody(req): JsonBody<SaveBase>,
+    Checked(req): Checked<SaveBase>,
 ) -> ApiResult<(StatusCode, Json<BaseWritten>)> {
     validate_base_alias(&named.name)?;
     forkr_crds::validation::validate_box_name(&req.box_name)?;
-    let written = state
+    let write = authz::base_write(&state, &caller, &named.project, &named.name).await?;
+    match state
         .backend
         .save_base(named.project, named.name, req.box_name)
-        .await?;
-    Ok((StatusCode::CREATED, Json(written)))
+        .await
+    {
+        Ok(written) => Ok((StatusCode::CREATED, Json(written))),
+        Err(e) => {
+            write.failed(&state).await;
+            Err(e)
+        }
+    }
 }

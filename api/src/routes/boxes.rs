@@ -8,9 +8,10 @@ use forkr_crds::validation::{
 };
 use serde::Deserialize;
 
+use crate::authz::{Checked, Who};
 use crate::backend::Deletion;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, Named, Project};
+use crate::extract::{Named, Project};
 use crate::state::AppState;
 use crate::wire::{
     BackgroundExec, BoxView, CreateBox, CreateSnapshot, DiffFileView, DiffStatusView, ExecCommand,
@@ -24,13 +25,14 @@ fn box_of(named: Named) -> ApiResult<(String, String)> {
 }
 
 /// Creates a box from a base (default `box-base`) or as a fork of another box, and starts it.
+/// A fork of another project's box needs a token with access to that project (else 403).
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes", tag = "boxes",
     params(("project" = String, Path)), request_body = CreateBox,
-    responses((status = 201, body = BoxView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = BoxView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Project(project): Project,
-    JsonBody(req): JsonBody<CreateBox>,
+    Checked(req): Checked<CreateBox>,
 ) -> ApiResult<(StatusCode, Json<BoxView>)> {
     Ok((
         StatusCode::CREATED,
@@ -67,7 +69,7 @@ pub async fn show(State(state): State<AppState>, named: Named) -> ApiResult<Json
 pub async fn update(
     State(state): State<AppState>,
     named: Named,
-    JsonBody(req): JsonBody<UpdateBox>,
+    Checked(req): Checked<UpdateBox>,
 ) -> ApiResult<Json<BoxView>> {
     let (project, name) = box_of(named)?;
     let update = parse_box_update(&req.env, req.tags.as_ref())?;
@@ -104,18 +106,26 @@ pub async fn delete(
 }
 
 /// Routes a public hostname to the box's port: `host` wins, else `{subdomain}.{domain}` (`@` is
-/// the bare domain; the domain defaults to the server's publish domain).
+/// the bare domain; the domain defaults to the server's publish domain). `*.{project}.{domain}`
+/// is that project's, a single label under the domain goes to the first publish, and the bare
+/// domain and other domains need an admin token (403); `force` takes a host only from a box of
+/// the same project, unless the token is an admin's.
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/publish", tag = "boxes",
     params(("project" = String, Path), ("name" = String, Path)), request_body = PublishBox,
     responses((status = 200, body = Published), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,
+    Who(caller): Who,
     named: Named,
-    JsonBody(req): JsonBody<PublishBox>,
+    Checked(req): Checked<PublishBox>,
 ) -> ApiResult<Json<Published>> {
     let (project, name) = box_of(named)?;
-    Ok(Json(state.backend.publish_box(project, name, req).await?))
+    let admin = crate::authz::is_admin(&caller);
+    Ok(Json(
+        state.backend.publish_box(project, name, req, admin).await?,
+    ))
 }
 
 /// Removes one published host, or every host of the box when none is named.
@@ -126,7 +136,7 @@ pub async fn publish(
 pub async fn unpublish(
     State(state): State<AppState>,
     named: Named,
-    JsonBody(req): JsonBody<UnpublishBox>,
+    Checked(req): Checked<UnpublishBox>,
 ) -> ApiResult<Json<Unpublished>> {
     let (project, name) = box_of(named)?;
     Ok(Json(state.backend.unpublish_box(project, name, req).await?))
@@ -170,7 +180,7 @@ pub async fn list_snapshots(
 pub async fn create_snapshot(
     State(state): State<AppState>,
     named: Named,
-    JsonBody(req): JsonBody<CreateSnapshot>,
+    Checked(req): Checked<CreateSnapshot>,
 ) -> ApiResult<(StatusCode, Json<SnapshotView>)> {
     let (project, name) = box_of(named)?;
     let snap = state
@@ -271,7 +281,7 @@ pub async fn diff_file(
 pub async fn exec(
     State(state): State<AppState>,
     named: Named,
-    JsonBody(cmd): JsonBody<ExecCommand>,
+    Checked(cmd): Checked<ExecCommand>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let (project, name) = box_of(named)?;

@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use forkr_crds::validation::validate_user_name;
 
+use crate::authz::Checked;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, Named, Project};
+use crate::extract::{Named, Project};
 use crate::state::AppState;
 use crate::wire::{CreateUser, UpdateUser, UserView};
 
@@ -43,7 +44,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Project(project): Project,
-    JsonBody(req): JsonBody<CreateUser>,
+    Checked(req): Checked<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     validate_user_name(&req.name)?;
     let shell = req.shell.unwrap_or_else(|| DEFAULT_SHELL.to_owned());
@@ -59,7 +60,7 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     named: Named,
-    JsonBody(req): JsonBody<UpdateUser>,
+    Checked(req): Checked<UpdateUser>,
 ) -> ApiResult<Json<UserView>> {
     validate_user_name(&named.name)?;
     validate_shell(&req.shell)?;

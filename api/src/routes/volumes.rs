@@ -5,9 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use forkr_crds::validation::{memory_bytes, validate_volume_name};
 
+use crate::authz::Checked;
 use crate::backend::VolumeCopy;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, Named, Project};
+use crate::extract::{Named, Project};
 use crate::state::AppState;
 use crate::wire::{CheckpointVolume, CreateVolume, RestoreVolume, SnapshotView, VolumeView};
 
@@ -29,7 +30,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Project(project): Project,
-    JsonBody(req): JsonBody<CreateVolume>,
+    Checked(req): Checked<CreateVolume>,
 ) -> ApiResult<(StatusCode, Json<VolumeView>)> {
     validate_volume_name(&req.name)?;
     if let Some(size) = &req.size {
@@ -95,7 +96,7 @@ pub async fn list_checkpoints(
 pub async fn checkpoint(
     State(state): State<AppState>,
     named: Named,
-    JsonBody(req): JsonBody<CheckpointVolume>,
+    Checked(req): Checked<CheckpointVolume>,
 ) -> ApiResult<(StatusCode, Json<SnapshotView>)> {
     let made = state
         .backend
@@ -128,7 +129,7 @@ pub async fn list_backups(
 pub async fn backup(
     State(state): State<AppState>,
     named: Named,
-    JsonBody(req): JsonBody<CheckpointVolume>,
+    Checked(req): Checked<CheckpointVolume>,
 ) -> ApiResult<(StatusCode, Json<SnapshotView>)> {
     let made = state
         .backend
@@ -146,7 +147,7 @@ pub async fn backup(
 pub async fn restore(
     State(state): State<AppState>,
     named: Named,
-    JsonBody(req): JsonBody<RestoreVolume>,
+    Checked(req): Checked<RestoreVolume>,
 ) -> ApiResult<Json<VolumeView>> {
     let view = state
         .backend

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::http::StatusCode;
-use forkr_crds::base::VERSION_SUFFIX_LEN;
 use forkr_crds::validation as v;
 use forkr_crds::{
     BoxPhase, BoxResource, PublishedHost, RestoreRequest, Snapshot, SnapshotSpec, labels,
@@ -15,6 +14,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::{KubeBackend, POLL, kube_error};
+use crate::backend::hostrules::{self, Domains, Holder};
 use crate::backend::view::{box_url, box_view};
 use crate::backend::{Deletion, spec};
 use crate::error::{ApiError, ApiResult};
@@ -148,7 +148,8 @@ impl KubeBackend {
         }
         if req.fork.is_none() && self.has_agents() {
             let base = b.spec.effective_base().unwrap_or(labels::DEFAULT_BASE);
-            self.show_base(base_alias(base).to_owned(), None).await?;
+            self.show_base(crate::ownership::family(base).to_owned(), None)
+                .await?;
         }
         self.ensure_namespace(&project).await?;
         match self
@@ -172,7 +173,13 @@ impl KubeBackend {
                 _ => Seen::Wait,
             })
             .await?;
-        Ok(self.view(&project, &b))
+        let mut view = self.view(&project, &b);
+        if let Some(host) = hostrules::claimable_url_host(&project, &req.name, &self.domain)
+            && let Some((op, on)) = self.host_holder(&host, (&project, &req.name)).await?
+        {
+            view.message = Some(hostrules::url_taken(&host, &op, &on));
+        }
+        Ok(view)
     }
 
     pub(super) async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>> {
@@ -300,6 +307,7 @@ impl KubeBackend {
         project: String,
         name: String,
         req: PublishBox,
+        admin: bool,
     ) -> ApiResult<Published> {
         v::validate_box_name(&name)?;
         let host = spec::publish_target(
@@ -308,29 +316,25 @@ impl KubeBackend {
             req.domain.as_deref(),
             &self.publish_domain,
         )?;
+        hostrules::may_publish(&host, self.domains(), &project, admin)?;
+        if let Some((p, n)) = hostrules::box_of_url_host(&host, &self.domain)
+            && self.find(&p, &n).await?.is_some()
+        {
+            let holder = Holder::Url {
+                project: &p,
+                name: &n,
+            };
+            hostrules::take_over(&host, holder, (&project, &name), req.force, admin)?;
+        }
         let _publishing = self.publish_lock.lock().await;
         self.get(&project, &name).await?;
         // Host ownership is the API's to keep: the operator serves whatever specs say.
-        let all: Api<BoxResource> = Api::all(self.client.clone());
-        let boxes = all.list(&ListParams::default()).await.map_err(kube_error)?;
-        let owner = boxes.items.iter().find(|b| {
-            b.spec.publish.iter().any(|p| p.host == host)
-                && (b.metadata.namespace.as_deref(), b.metadata.name.as_deref())
-                    != (Some(project.as_str()), Some(name.as_str()))
-        });
-        if let Some(other) = owner {
-            let (op, on) = (
-                other.metadata.namespace.clone().unwrap_or_default(),
-                other.metadata.name.clone().unwrap_or_default(),
-            );
-            if !req.force {
-                return Err(ApiError::conflict(
-                    "host_in_use",
-                    format!(
-                        "host {host} is already published by box {op}:{on} (use --force to take it over)"
-                    ),
-                ));
-            }
+        if let Some((op, on)) = self.host_holder(&host, (&project, &name)).await? {
+            let holder = Holder::Published {
+                project: &op,
+                name: &on,
+            };
+            hostrules::take_over(&host, holder, (&project, &name), req.force, admin)?;
             let h = host.clone();
             self.change(&op, &on, move |b| {
                 b.spec.publish.retain(|p| p.host != h);
@@ -351,6 +355,38 @@ impl KubeBackend {
         })
         .await?;
         Ok(Published { host })
+    }
+
+    /// The server's domains, for the host rules.
+    fn domains(&self) -> Domains<'_> {
+        Domains {
+            domain: &self.domain,
+            publish: &self.publish_domain,
+        }
+    }
+
+    /// The box, other than `except`, whose spec publishes `host`, in any namespace.
+    async fn host_holder(
+        &self,
+        host: &str,
+        except: (&str, &str),
+    ) -> ApiResult<Option<(String, String)>> {
+        let all: Api<BoxResource> = Api::all(self.client.clone());
+        let boxes = all.list(&ListParams::default()).await.map_err(kube_error)?;
+        Ok(boxes
+            .items
+            .iter()
+            .find(|b| {
+                b.spec.publish.iter().any(|p| p.host == host)
+                    && (b.metadata.namespace.as_deref(), b.metadata.name.as_deref())
+                        != (Some(except.0), Some(except.1))
+            })
+            .map(|b| {
+                (
+                    b.metadata.namespace.clone().unwrap_or_default(),
+                    b.metadata.name.clone().unwrap_or_default(),
+                )
+            }))
     }
 
     pub(super) async fn unpublish_box(
@@ -545,19 +581,6 @@ impl KubeBackend {
     }
 }
 
-/// The alias of a base reference: `alias`, `alias:tag` or `alias-vYYYYMMDDhhmmss`.
-fn base_alias(reference: &str) -> &str {
-    let name = reference.split_once(':').map_or(reference, |(a, _)| a);
-    match name.len().checked_sub(VERSION_SUFFIX_LEN) {
-        Some(cut) if cut > 0 => {
-            let suffix = &name.as_bytes()[cut..];
-            let versioned = suffix.starts_with(b"-v") && suffix[2..].iter().all(u8::is_ascii_digit);
-            if versioned { &name[..cut] } else { name }
-        }
-        _ => name,
-    }
-}
-
 fn snapshot_view(s: &Snapshot) -> SnapshotView {
     let status = s.status.clone().unwrap_or_default();
     SnapshotView {
@@ -565,21 +588,5 @@ fn snapshot_view(s: &Snapshot) -> SnapshotView {
         size: status.size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
         created: status.created.unwrap_or_default(),
         description: s.spec.description.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base_alias;
-
-    #[test]
-    fn base_references_resolve_to_their_alias() {
-        assert_eq!(base_alias("box-base"), "box-base");
-        assert_eq!(base_alias("box-base:3fa9"), "box-base");
-        assert_eq!(base_alias("box-base-v20261123150000"), "box-base");
-        assert_eq!(
-            base_alias("my-very-long-base-name"),
-            "my-very-long-base-name"
-        );
     }
 }

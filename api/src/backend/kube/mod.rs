@@ -307,8 +307,13 @@ impl Backend for KubeBackend {
         project: String,
         name: String,
         req: PublishBox,
+        admin: bool,
     ) -> BoxFuture<'_, ApiResult<Published>> {
-        Box::pin(KubeBackend::publish_box(self, project, name, req))
+        Box::pin(KubeBackend::publish_box(self, project, name, req, admin))
+    }
+
+    fn gateway_store(&self) -> Arc<Store> {
+        self.store.clone()
     }
 
     fn unpublish_box(

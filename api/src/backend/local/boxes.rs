@@ -99,6 +99,21 @@ impl LocalBackend {
         crate::backend::view::box_url(&self.domain, project, name)
     }
 
+    /// What a new default-project box is told when another box published its URL host first
+    /// (the proxy keeps serving that box there, as `hostrules` says).
+    fn url_taken(&self, project: &str, name: &str) -> Option<String> {
+        let host = crate::backend::hostrules::claimable_url_host(project, name, &self.domain)?;
+        let owner = self
+            .hosts
+            .owner(&host)
+            .filter(|o| (o.project.as_str(), o.name.as_str()) != (project, name))?;
+        Some(crate::backend::hostrules::url_taken(
+            &host,
+            &owner.project,
+            &owner.name,
+        ))
+    }
+
     pub(super) async fn find_box(
         &self,
         project: &str,
@@ -281,7 +296,9 @@ impl LocalBackend {
         match self.build_and_start(&project, &mut b, fork, base).await {
             Ok(()) => {
                 self.put_box(&project, &b).await?;
-                self.view(&project, b).await
+                let mut view = self.view(&project, b).await?;
+                view.message = self.url_taken(&project, &req.name).or(view.message);
+                Ok(view)
             }
             Err(e) => {
                 set_phase(&mut b, BoxPhase::Failed, Some(e.message.clone()));

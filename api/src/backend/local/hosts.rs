@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use forkr_crds::BoxResource;
-use forkr_crds::validation::{validate_box_name, validate_project_name};
 
 use super::BOX;
+pub use crate::backend::hostrules::box_of_url_host;
 use crate::store::{Store, StoreResult};
 
 /// The box a host belongs to, and the port a published host was bound to, if any.
@@ -31,19 +31,6 @@ pub fn bare_host(host: &str) -> String {
         _ => host,
     };
     host.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// The box a URL host names: `{box}.{domain}` in the default project, `{box}.{project}.{domain}`
-/// elsewhere. Names hold no dots, so the form is unambiguous.
-pub fn box_of_url_host(host: &str, domain: &str) -> Option<(String, String)> {
-    let prefix = host.strip_suffix(domain)?.strip_suffix('.')?;
-    let (name, project) = match prefix.split_once('.') {
-        None => (prefix, "default"),
-        Some((name, project)) => (name, project),
-    };
-    validate_box_name(name).ok()?;
-    validate_project_name(project).ok()?;
-    Some((project.to_owned(), name.to_owned()))
 }
 
 impl HostIndex {
@@ -107,24 +94,6 @@ impl HostIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_hosts_name_boxes() {
-        let d = "forkr.test";
-        assert_eq!(
-            box_of_url_host("web.forkr.test", d),
-            Some(("default".into(), "web".into()))
-        );
-        assert_eq!(
-            box_of_url_host("web.shop.forkr.test", d),
-            Some(("shop".into(), "web".into()))
-        );
-        assert_eq!(box_of_url_host("forkr.test", d), None);
-        assert_eq!(box_of_url_host("a.b.c.forkr.test", d), None);
-        assert_eq!(box_of_url_host("webforkr.test", d), None);
-        assert_eq!(box_of_url_host("web.example.com", d), None);
-        assert_eq!(box_of_url_host("Bad_Name.forkr.test", d), None);
-    }
 
     #[test]
     fn bare_hosts_drop_ports_and_case() {

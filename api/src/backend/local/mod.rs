@@ -16,8 +16,8 @@ mod publish;
 mod stream;
 mod volumes;
 
+pub use crate::backend::hostrules::api_host;
 pub use hosts::{HostIndex, HostOwner};
-pub use publish::api_host;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -457,8 +457,13 @@ impl Backend for LocalBackend {
         project: String,
         name: String,
         req: PublishBox,
+        admin: bool,
     ) -> BoxFuture<'_, ApiResult<Published>> {
-        Box::pin(LocalBackend::publish_box(self, project, name, req))
+        Box::pin(LocalBackend::publish_box(self, project, name, req, admin))
+    }
+
+    fn gateway_store(&self) -> Arc<Store> {
+        self.store.clone()
     }
 
     fn unpublish_box(

@@ -1,19 +1,16 @@
 //! `4kr publish` and `unpublish` in local mode: hosts live in the Box object's `spec.publish`,
 //! as they do in the CRD, and the in-memory [`HostIndex`](super::hosts::HostIndex) routes them.
+//! Who may have which host is `hostrules`', shared with the kube backend.
 
 use forkr_crds::PublishedHost;
 use forkr_crds::validation as v;
 
 use super::LocalBackend;
 use super::hosts::box_of_url_host;
+use crate::backend::hostrules::{self, Domains, Holder};
 use crate::backend::spec;
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{PublishBox, Published, UnpublishBox, Unpublished};
-
-/// The `forks.<domain>` host is the API's own.
-pub fn api_host(domain: &str) -> String {
-    format!("forks.{domain}")
-}
 
 fn no_such_host(host: &str) -> ApiError {
     ApiError::new(
@@ -31,7 +28,13 @@ impl LocalBackend {
     /// the box's), or the box a URL host names. 404 when no box has the host, 503 when its box
     /// is not running.
     pub async fn upstream(&self, host: &str) -> ApiResult<std::net::SocketAddr> {
-        let (project, name, port) = match self.hosts.owner(host) {
+        // A published host wins over a URL host (the first publish takes a default-project
+        // URL), but never one the publish rules would refuse its box today.
+        let published = self
+            .hosts
+            .owner(host)
+            .filter(|o| hostrules::may_route(host, self.domains(), &o.project));
+        let (project, name, port) = match published {
             Some(o) => (o.project, o.name, o.port),
             None => match box_of_url_host(host, &self.domain) {
                 Some((p, n)) => (p, n, None),
@@ -66,11 +69,20 @@ impl LocalBackend {
         }
     }
 
+    /// The server's domains, for the host rules.
+    pub(super) fn domains(&self) -> Domains<'_> {
+        Domains {
+            domain: &self.domain,
+            publish: &self.publish_domain,
+        }
+    }
+
     pub(super) async fn publish_box(
         &self,
         project: String,
         name: String,
         req: PublishBox,
+        admin: bool,
     ) -> ApiResult<Published> {
         v::validate_box_name(&name)?;
         let host = spec::publish_target(
@@ -79,20 +91,15 @@ impl LocalBackend {
             req.domain.as_deref(),
             &self.publish_domain,
         )?;
-        if host == api_host(&self.domain) {
-            return Err(ApiError::conflict(
-                "host_in_use",
-                format!("host {host} is the API's own"),
-            ));
-        }
+        hostrules::may_publish(&host, self.domains(), &project, admin)?;
         if let Some((p, n)) = box_of_url_host(&host, &self.domain)
-            && (p.as_str(), n.as_str()) != (project.as_str(), name.as_str())
             && self.find_box(&p, &n).await?.is_some()
         {
-            return Err(ApiError::conflict(
-                "host_in_use",
-                format!("host {host} is the URL of box {p}:{n}"),
-            ));
+            let holder = Holder::Url {
+                project: &p,
+                name: &n,
+            };
+            hostrules::take_over(&host, holder, (&project, &name), req.force, admin)?;
         }
         // Ownership changes one at a time, so two publishes of one host cannot both win.
         let _publishing = self.publish_lock.lock().await;
@@ -103,15 +110,11 @@ impl LocalBackend {
             return Ok(Published { host });
         }
         if let Some(owner) = self.hosts.owner(&host) {
-            if !req.force {
-                return Err(ApiError::conflict(
-                    "host_in_use",
-                    format!(
-                        "host {host} is already published by box {}:{} (use --force to take it over)",
-                        owner.project, owner.name
-                    ),
-                ));
-            }
+            let holder = Holder::Published {
+                project: &owner.project,
+                name: &owner.name,
+            };
+            hostrules::take_over(&host, holder, (&project, &name), req.force, admin)?;
             // Take it over: the other box gives it up first, under its own lock.
             let other_lock = self.box_lock(&owner.project, &owner.name);
             let _og = other_lock.lock().await;
