@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
@@ -20,7 +19,7 @@ const BASH: &str = "/usr/bin/bash";
 const TINI: &str = "/usr/bin/tini-static";
 
 fn libs_of(bin: &str) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
+    let out = crate::sys::host_command(crate::sys::HostBin::Ldd)?
         .arg(bin)
         .output()
         .ctx("run ldd on", Path::new(bin))?;
@@ -158,7 +157,7 @@ fn build(out: &Path, libs: &[PathBuf]) -> Result<()> {
     t.file("usr/bin/busybox", &read(Path::new(BUSYBOX))?, 0o755)?;
     t.file("usr/bin/bash", &read(Path::new(BASH))?, 0o755)?;
     t.file("usr/bin/tini", &read(Path::new(TINI))?, 0o755)?;
-    let list = Command::new(BUSYBOX)
+    let list = crate::sys::host_command(crate::sys::HostBin::Busybox)?
         .arg("--list")
         .output()
         .ctx("run", Path::new(BUSYBOX))?;

@@ -5,12 +5,18 @@
 //! Entering is done by `nsenter` (util-linux): joining a PID namespace takes a fork after
 //! setns, which nsenter does for us, and it keeps this crate free of fork-after-setns code in a
 //! multi-threaded process. The child runs `bash -lc` so /etc/profile.d applies.
+//!
+//! nsenter is a host process running as root, so it runs by absolute path with the fixed host
+//! environment (`sys::host_command`). The box's and the request's variables never touch it:
+//! they travel in an anonymous memory file that the first process inside the box, a bare bash
+//! (`ENTER_PRELUDE`), reads, exports and closes before it execs the real `bash -l`. A PATH,
+//! LD_PRELOAD or LD_DEBUG of a box or a request therefore reaches only programs in the box.
 
 pub mod logs;
 pub mod session;
 pub mod users;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,6 +24,7 @@ use std::process::{Command, Stdio};
 use crate::error::{Error, Result};
 use crate::oskit;
 use crate::runner::env::{BASE_PATH, single_quote};
+use crate::sys::{HostBin, host_command};
 
 /// Where background execs write their output inside the box.
 pub const EXEC_LOG_DIR: &str = "/tmp/boxes/exec";
@@ -87,13 +94,14 @@ impl Target {
     }
 
     /// PID 1's environment: the injected variables and the user's, as the runner set them.
+    /// Only names a shell can export are kept (the runner writes no others).
     pub fn box_env(&self) -> Vec<(String, String)> {
         let raw = std::fs::read(format!("/proc/{}/environ", self.pid1)).unwrap_or_default();
         raw.split(|b| *b == 0)
             .filter_map(|kv| {
                 let s = String::from_utf8_lossy(kv);
                 let (k, v) = s.split_once('=')?;
-                Some((k.to_string(), v.to_string()))
+                is_env_name(k).then(|| (k.to_string(), v.to_string()))
             })
             .collect()
     }
@@ -186,9 +194,9 @@ fn parent_of(pid: i32) -> i32 {
 
 fn check_request(req: &ExecRequest) -> Result<()> {
     for (k, _) in &req.env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
+        if !is_env_name(k) {
             return Err(Error::InvalidArgument(format!(
-                "invalid environment variable name {k:?}"
+                "invalid environment variable name {k:?}: use letters, digits and '_', not starting with a digit"
             )));
         }
     }
@@ -255,6 +263,40 @@ pub struct Prepared {
     _cgroups: Vec<std::fs::File>,
 }
 
+/// A name a shell can `export` (crds' env-key rule without the reserved list: an exec may set
+/// TERM). Anything else could not reach the box's bash, so it is refused up front.
+fn is_env_name(k: &str) -> bool {
+    let b = k.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// The first program inside the box: a bash without profile or rc files, started by nsenter
+/// with the fixed host environment. It drops that environment, exports the NUL-separated
+/// KEY=VALUE pairs of the descriptor named by `$1`, closes it and execs the rest of its
+/// arguments (the real `/bin/bash -l...`). Its variable name is prefixed so that no box
+/// variable can collide with it.
+const ENTER_PRELUDE: &str = "unset PATH LC_ALL SHLVL PWD OLDPWD\n\
+__forkr_fd=$1; shift\n\
+while IFS= read -r -d '' __forkr_kv <&\"$__forkr_fd\"; do export -- \"$__forkr_kv\" 2>/dev/null; done\n\
+exec {__forkr_fd}<&-\n\
+unset __forkr_fd __forkr_kv\n\
+exec \"$@\"";
+
+/// The environment as the prelude reads it: `KEY=VALUE\0` per variable.
+fn env_blob(env: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in env {
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
 /// Builds the host command that runs `req` inside the box. Synthesizes the user's passwd and
 /// group lines first when `--user` is given.
 pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prepared> {
@@ -264,7 +306,7 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
         ("HOME".into(), "/root".into()),
     ];
     env.extend(target.box_env());
-    let mut cmd = Command::new("nsenter");
+    let mut cmd = host_command(HostBin::Nsenter)?;
     cmd.arg("-t").arg(target.pid1.to_string());
     cmd.args(["-m", "-u", "-i", "-n", "-p", "-r", "-w"]);
     if let Some(u) = &req.user {
@@ -276,7 +318,13 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
         env.push(("LOGNAME".into(), u.name.clone()));
     }
     env.extend(req.env.iter().cloned());
-    cmd.arg("--").arg("/bin/bash");
+    let env_fd = oskit::memfd_with(c"forkr-exec-env", &env_blob(&dedup_env(env)))?;
+    let env_raw: RawFd = env_fd.as_raw_fd();
+    cmd.arg("--")
+        .args(["/bin/bash", "--noprofile", "--norc", "-c", ENTER_PRELUDE])
+        .arg("forkr-enter")
+        .arg(env_raw.to_string());
+    cmd.arg("/bin/bash");
     if req.args.is_empty() && !req.sh {
         // Console: an interactive login shell (its .bashrc takes it to /work).
         cmd.arg("-l");
@@ -286,10 +334,6 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
         }
     } else {
         cmd.arg("-lc").arg(script(req));
-    }
-    cmd.env_clear();
-    for (k, v) in dedup_env(env) {
-        cmd.env(k, v);
     }
     let cgroups = target.cgroup_procs();
     let fds: Vec<i32> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
@@ -302,6 +346,7 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
             unsafe {
                 cmd.pre_exec(move || {
                     let _ = oskit::child_join_cgroups(&fds);
+                    oskit::child_keep_fd(env_fd.as_raw_fd())?;
                     oskit::child_detach()
                 });
             }
@@ -322,6 +367,7 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
             unsafe {
                 cmd.pre_exec(move || {
                     let _ = oskit::child_join_cgroups(&fds);
+                    oskit::child_keep_fd(env_fd.as_raw_fd())?;
                     oskit::child_take_tty(0)
                 });
             }
@@ -334,6 +380,7 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
             unsafe {
                 cmd.pre_exec(move || {
                     let _ = oskit::child_join_cgroups(&fds);
+                    oskit::child_keep_fd(env_fd.as_raw_fd())?;
                     oskit::child_detach()
                 });
             }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
 use crate::oskit::netlink;
+use crate::sys::{HostBin, host_command};
 
 /// The bridge and its /24.
 #[derive(Debug, Clone)]
@@ -98,7 +99,7 @@ fn run(cmd: &mut Command, input: Option<&str>) -> Result<()> {
 }
 
 fn iptables_ensure(table: &str, rule: &[&str]) -> Result<()> {
-    let exists = Command::new("iptables")
+    let exists = host_command(HostBin::Iptables)?
         .args(["-w", "-t", table, "-C"])
         .args(rule)
         .stdout(Stdio::null())
@@ -109,7 +110,7 @@ fn iptables_ensure(table: &str, rule: &[&str]) -> Result<()> {
         return Ok(());
     }
     run(
-        Command::new("iptables")
+        host_command(HostBin::Iptables)?
             .args(["-w", "-t", table, "-A"])
             .args(rule),
         None,
@@ -117,12 +118,14 @@ fn iptables_ensure(table: &str, rule: &[&str]) -> Result<()> {
 }
 
 fn iptables_remove(table: &str, rule: &[&str]) {
-    let _ = Command::new("iptables")
-        .args(["-w", "-t", table, "-D"])
-        .args(rule)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if let Ok(mut cmd) = host_command(HostBin::Iptables) {
+        let _ = cmd
+            .args(["-w", "-t", table, "-D"])
+            .args(rule)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 impl Network {
@@ -153,7 +156,10 @@ impl Network {
                 "link add name {br} type bridge\naddr add {}/24 dev {br}\nlink set {br} up\n",
                 self.cfg.gateway()
             );
-            run(Command::new("ip").args(["-batch", "-"]), Some(&batch))?;
+            run(
+                host_command(HostBin::Ip)?.args(["-batch", "-"]),
+                Some(&batch),
+            )?;
         }
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .ctx("enable", Path::new("/proc/sys/net/ipv4/ip_forward"))?;
@@ -182,10 +188,9 @@ impl Network {
         for rule in self.rules(&cidr) {
             iptables_remove(rule.0, &rule.1);
         }
-        let _ = run(
-            Command::new("ip").args(["link", "del", &self.cfg.bridge]),
-            None,
-        );
+        if let Ok(mut ip) = host_command(HostBin::Ip) {
+            let _ = run(ip.args(["link", "del", &self.cfg.bridge]), None);
+        }
     }
 
     /// The bridge's address, which boxes use as their gateway.

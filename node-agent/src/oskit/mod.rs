@@ -409,3 +409,40 @@ pub fn foreground_group(master: &OwnedFd) -> Result<i32> {
     }
     Ok(pgrp)
 }
+
+/// An anonymous in-memory file (close-on-exec) holding `data`, positioned at its start: how
+/// the exec engine hands an environment to a process inside a box without putting it in any
+/// host process's environment.
+pub fn memfd_with(name: &CStr, data: &[u8]) -> Result<OwnedFd> {
+    // SAFETY: name is a valid C string; flags are plain constants.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(os_err("memfd_create", Path::new("memfd")));
+    }
+    // SAFETY: memfd_create returned a fresh descriptor that nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(fd);
+    io::Write::write_all(&mut file, data).map_err(|source| Error::Io {
+        context: "write memfd".into(),
+        source,
+    })?;
+    Ok(OwnedFd::from(file))
+}
+
+/// In a freshly forked child: keeps `fd` open across exec, under the same number, read from
+/// its start. The number is kept rather than moved to a fixed one, because a fixed target may
+/// be a descriptor the spawn itself still needs (std's exec-error pipe). Only async-signal-safe
+/// calls.
+pub fn child_keep_fd(fd: i32) -> io::Result<()> {
+    // SAFETY: plain syscalls on a descriptor the child owns.
+    unsafe {
+        if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The offset is shared with the parent's descriptor; rewind for this child.
+        if libc::lseek(fd, 0, libc::SEEK_SET) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

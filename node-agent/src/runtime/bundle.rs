@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -225,7 +224,7 @@ pub fn ensure_runner_rootfs(state_dir: &Path, runner_bin: &Path) -> Result<PathB
 
 /// The absolute paths of the shared libraries (and loader) `bin` needs, from `ldd`.
 fn shared_libraries(bin: &Path) -> Result<BTreeSet<PathBuf>> {
-    let out = Command::new("ldd")
+    let out = crate::sys::host_command(crate::sys::HostBin::Ldd)?
         .arg(bin)
         .output()
         .ctx("run ldd on", bin)?;

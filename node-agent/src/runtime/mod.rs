@@ -334,7 +334,13 @@ impl LocalRuntime {
         let config = bundle::config_json(&BundleSpec {
             rootfs: self.rootfs.clone(),
             cgroups_path: format!("/{}/{}", self.cgroup_prefix, Self::id(p, n)),
-            env: rc.process_env(),
+            // The runner reads the box's variables from runner.json and gives them to PID 1
+            // alone; its own process gets the fixed host environment, so a box's LD_PRELOAD or
+            // PATH never steers the privileged runner.
+            env: crate::sys::HOST_ENV
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             binds,
             memory_bytes: spec.memory_bytes,
             cpu_shares: spec.cpu_millis.map(bundle::cpu_shares),

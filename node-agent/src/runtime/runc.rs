@@ -30,15 +30,17 @@ impl Runc {
         }
     }
 
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("runc");
+    /// runc by absolute path with the fixed host environment: it runs as root on the host, so
+    /// nothing of a box or a request may steer which binary runs or how it loads.
+    fn cmd(&self) -> Result<Command> {
+        let mut c = crate::sys::host_command(crate::sys::HostBin::Runc)?;
         c.arg("--root").arg(&self.root);
-        c
+        Ok(c)
     }
 
     fn run(&self, args: &[&str]) -> Result<Vec<u8>> {
         let out = self
-            .cmd()
+            .cmd()?
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -65,7 +67,7 @@ impl Runc {
             source,
         })?;
         let out = self
-            .cmd()
+            .cmd()?
             .arg("run")
             .arg("--detach")
             .arg("--bundle")
@@ -124,7 +126,7 @@ impl Runc {
             return Ok(None);
         }
         let out = self
-            .cmd()
+            .cmd()?
             .args(["state", id])
             .stdin(Stdio::null())
             .output()
