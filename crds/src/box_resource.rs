@@ -208,7 +208,7 @@ pub enum BoxPhase {
 pub struct BoxStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<BoxPhase>,
-    /// Standard conditions: Ready, RootReady, Published, Scheduled and Restored.
+    /// Standard conditions: Ready, RootReady, Published, Scheduled, Restored and Stalled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -228,6 +228,10 @@ pub struct BoxStatus {
     /// Hosts the ingress serves right now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published_hosts: Vec<String>,
+    /// Hosts this box claims (its URL, `spec.publish`) that another box owns or that belong to
+    /// another namespace; the ingress does not serve them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken_hosts: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -147,12 +147,13 @@ pub fn granted<'a>(
         .any(|g| g.metadata.namespace.as_deref() == Some(source_ns) && g.permits(from, kind, name))
 }
 
-/// The grant forkr-api writes before a cross-project fork: namespace `to_ns` may copy box
-/// `source_box` of `source_ns`, and nothing else. Its name is derived from both, so applying it
-/// again for the next fork of the same pair is a no-op.
-pub fn fork_grant_for(source_ns: &str, source_box: &str, to_ns: &str) -> ForkGrant {
+/// The grant forkr-api writes before a cross-project fork of `source_box` (in `source_ns`) into
+/// box `to_box` of `to_ns`: namespace `to_ns` may copy that one box, and nothing else. One grant
+/// per fork, named after both ends, so applying it again is a no-op and removing it once its
+/// fork is made never pulls the rug from under another fork of the same pair.
+pub fn fork_grant_for(source_ns: &str, source_box: &str, to_ns: &str, to_box: &str) -> ForkGrant {
     let mut g = ForkGrant::new(
-        &grant_name(source_box, to_ns),
+        &grant_name(source_box, to_ns, to_box),
         ForkGrantSpec {
             from: vec![GrantFrom {
                 namespace: to_ns.to_owned(),
@@ -167,10 +168,10 @@ pub fn fork_grant_for(source_ns: &str, source_box: &str, to_ns: &str) -> ForkGra
     g
 }
 
-/// `fork-<box>-to-<ns>` when it fits in a DNS subdomain (253), which it always does for valid
-/// names (63 + 63 + 9); the names hold no dots, so distinct pairs never share a grant.
-pub fn grant_name(source_box: &str, to_ns: &str) -> String {
-    format!("fork-{source_box}.to-{to_ns}")
+/// `fork-<box>.to-<ns>.<box>`: at most 199 characters for valid names, within a DNS subdomain;
+/// box and namespace names hold no dots, so distinct forks never share a grant.
+pub fn grant_name(source_box: &str, to_ns: &str, to_box: &str) -> String {
+    format!("fork-{source_box}.to-{to_ns}.{to_box}")
 }
 
 #[cfg(test)]
@@ -240,9 +241,12 @@ mod tests {
 
     #[test]
     fn the_api_grant_names_one_box_for_one_namespace() {
-        let g = fork_grant_for("shop", "api", "shop-dev");
+        let g = fork_grant_for("shop", "api", "shop-dev", "api2");
         assert!(g.validate().is_ok());
-        assert_eq!(g.metadata.name.as_deref(), Some("fork-api.to-shop-dev"));
+        assert_eq!(
+            g.metadata.name.as_deref(),
+            Some("fork-api.to-shop-dev.api2")
+        );
         assert!(g.permits("shop-dev", GrantKind::Box, "api"));
         assert!(!g.permits("shop-dev", GrantKind::Box, "web"));
         assert!(!g.permits("other", GrantKind::Box, "api"));

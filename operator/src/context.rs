@@ -1,11 +1,14 @@
 //! What every reconcile shares: the client, settings, agents, metrics, events and the caches of
-//! the children (so unchanged children cost no API call at all).
+//! the children (so unchanged children cost no API call at all), of every Box, ForkGrant and
+//! Namespace (so the tenancy rules cost none either).
 
 use std::sync::Arc;
 
+use forkr_crds::{BoxResource, ForkGrant};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -21,6 +24,12 @@ pub struct Stores {
     pub services: Store<Service>,
     pub ingresses: Store<Ingress>,
     pub pods: Store<Pod>,
+    /// Every Box in the cluster: hosts are owned cluster-wide (`tenancy`).
+    pub boxes: Store<DeserializeGuard<BoxResource>>,
+    /// Every ForkGrant: consent for copies across namespaces.
+    pub grants: Store<DeserializeGuard<ForkGrant>>,
+    /// Every Namespace, for the admin's `forkr.dev/trusted` label.
+    pub namespaces: Store<Namespace>,
 }
 
 pub struct Context {

@@ -8,6 +8,14 @@ pub enum Error {
     /// The object breaks a rule of the shared validation (or could not be read at all).
     #[error("invalid {kind}: {message}")]
     Invalid { kind: &'static str, message: String },
+    /// A tenancy rule forbids acting on the object (see `tenancy`); it waits for the object,
+    /// a grant or a namespace label to change.
+    #[error("refused {kind} ({reason}): {message}")]
+    Refused {
+        kind: &'static str,
+        reason: &'static str,
+        message: String,
+    },
     #[error("Kubernetes API: {0}")]
     Kube(#[source] kube::Error),
     #[error(transparent)]
@@ -38,6 +46,7 @@ impl Error {
     pub fn label(&self) -> &'static str {
         match self {
             Error::Invalid { .. } => "invalid",
+            Error::Refused { .. } => "refused",
             Error::Kube(_) => "kube_api",
             Error::Agent(a) if a.code == tonic::Code::Unavailable => "agent_unavailable",
             Error::Agent(a) if a.code == tonic::Code::NotFound => "agent_not_found",

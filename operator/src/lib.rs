@@ -12,13 +12,14 @@ pub mod metrics;
 pub mod reconcile;
 pub mod server;
 pub mod status;
+pub mod tenancy;
 
 use std::sync::Arc;
 
-use forkr_crds::{Base, BoxResource, DataVolume, Snapshot, labels};
+use forkr_crds::{Base, BoxResource, DataVolume, ForkGrant, Snapshot, labels};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -31,8 +32,8 @@ use serde::de::DeserializeOwned;
 use crate::context::{Context, Stores};
 use crate::error::Error;
 
-/// A cache of every `K` the operator labels as managed, kept current by a background watch.
-/// Managed fields are dropped to keep memory flat with thousands of boxes.
+/// A cache of every `K` that matches `selector` (everything when it is empty), kept current by
+/// a background watch. Managed fields are dropped to keep memory flat with thousands of boxes.
 pub fn cache<K>(client: &kube::Client, selector: &str) -> Store<K>
 where
     K: Resource<DynamicType = ()>
@@ -45,14 +46,15 @@ where
 {
     let (reader, writer) = reflector::store();
     let api: Api<K> = Api::all(client.clone());
+    let mut config = watcher::Config::default().any_semantic();
+    if !selector.is_empty() {
+        config = config.labels(selector);
+    }
     let stream = reflector::reflector(
         writer,
-        watcher(
-            api,
-            watcher::Config::default().labels(selector).any_semantic(),
-        )
-        .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear()),
+        watcher(api, config)
+            .default_backoff()
+            .modify(|o: &mut K| o.managed_fields_mut().clear()),
     )
     .applied_objects();
     tokio::spawn(async move {
@@ -74,12 +76,18 @@ pub async fn stores(client: &kube::Client) -> Stores {
         services: cache(client, &managed),
         ingresses: cache(client, &managed),
         pods: cache(client, labels::LABEL_BOX),
+        boxes: cache(client, ""),
+        grants: cache(client, ""),
+        namespaces: cache(client, ""),
     };
     for ready in [
         s.deployments.wait_until_ready().await.is_ok(),
         s.services.wait_until_ready().await.is_ok(),
         s.ingresses.wait_until_ready().await.is_ok(),
         s.pods.wait_until_ready().await.is_ok(),
+        s.boxes.wait_until_ready().await.is_ok(),
+        s.grants.wait_until_ready().await.is_ok(),
+        s.namespaces.wait_until_ready().await.is_ok(),
     ] {
         if !ready {
             tracing::warn!("a cache stopped before it was ready");
@@ -132,6 +140,31 @@ pub async fn run(
             .any_semantic(),
         |p| reconcile::boxes::owner_of(&p),
     )
+    // The tenancy rules read other objects: a host's owner letting go, a grant appearing, an
+    // admin trusting a namespace each wake the boxes they decide.
+    .watches(
+        Api::<DeserializeGuard<BoxResource>>::all(client.clone()),
+        wc.clone(),
+        {
+            let (boxes, settings) = (cx.stores.boxes.clone(), cx.settings.clone());
+            move |g| match &g.0 {
+                Ok(b) => tenancy::boxes_sharing_hosts(b, &boxes, &settings),
+                Err(_) => Vec::new(),
+            }
+        },
+    )
+    .watches(
+        Api::<DeserializeGuard<ForkGrant>>::all(client.clone()),
+        wc.clone(),
+        {
+            let boxes = cx.stores.boxes.clone();
+            move |g| tenancy::boxes_forking_from(&g.namespace().unwrap_or_default(), &boxes)
+        },
+    )
+    .watches(Api::<Namespace>::all(client.clone()), wc.clone(), {
+        let boxes = cx.stores.boxes.clone();
+        move |n| tenancy::boxes_needing_trust(&n.name_any(), &boxes)
+    })
     .graceful_shutdown_on(shutdown.clone())
     .run(reconcile::boxes::reconcile, error_policy, cx.clone())
     .for_each(|_| async {});

@@ -375,6 +375,11 @@ pub fn service(b: &BoxResource) -> Service {
 /// Hosts the ingress serves, with the port each routes to: the box URL (when the box has a
 /// port) and every published host that has one.
 pub fn routes(b: &BoxResource, s: &Settings) -> Vec<(String, i32)> {
+    routes_except(b, s, &[])
+}
+
+/// [`routes`] without the hosts in `taken`: hosts another box owns (`tenancy::taken_hosts`).
+pub fn routes_except(b: &BoxResource, s: &Settings, taken: &[String]) -> Vec<(String, i32)> {
     let (project, name) = names(b);
     let mut out = Vec::new();
     if let Some(port) = b.spec.port {
@@ -385,6 +390,7 @@ pub fn routes(b: &BoxResource, s: &Settings) -> Vec<(String, i32)> {
             out.push((p.host.clone(), port));
         }
     }
+    out.retain(|(h, _)| !taken.contains(h));
     out
 }
 
@@ -397,8 +403,13 @@ fn under_wildcard(host: &str, domain: &str) -> bool {
 
 /// The Ingress of the box's URL and published hosts; `None` when nothing routes (no port).
 pub fn ingress(b: &BoxResource, s: &Settings) -> Option<Ingress> {
+    ingress_except(b, s, &[])
+}
+
+/// [`ingress`] serving none of the hosts in `taken`; `None` when no host is left.
+pub fn ingress_except(b: &BoxResource, s: &Settings, taken: &[String]) -> Option<Ingress> {
     let (project, name) = names(b);
-    let routes = routes(b, s);
+    let routes = routes_except(b, s, taken);
     if routes.is_empty() {
         return None;
     }

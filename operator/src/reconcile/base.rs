@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use forkr_crds::base::BasePhase;
-use forkr_crds::{Base, BaseVersion, BaseVersionKind, BoxResource, conditions};
+use forkr_crds::{Base, BaseVersion, BaseVersionKind, BoxResource, GrantKind, conditions};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -17,6 +17,7 @@ use super::{measured, patch_status, unguard};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status::{condition, is_true};
+use crate::tenancy;
 
 pub const CONTROLLER: &str = "base";
 
@@ -56,6 +57,17 @@ async fn apply(base: &Base, cx: &Context) -> Result<Action> {
             .project
             .clone()
             .unwrap_or_else(|| base.namespace().unwrap_or_default());
+        // Saving another namespace's box copies its root: its owner must have said yes.
+        if let Some(r) = tenancy::copy_refusal(
+            &cx.stores.grants,
+            "box to save",
+            &base.namespace().unwrap_or_default(),
+            &project,
+            GrantKind::Box,
+            &save.box_name,
+        ) {
+            return refuse(base, cx, &st, r).await;
+        }
         let boxes: Api<BoxResource> = Api::namespaced(cx.client.clone(), &project);
         let b = boxes
             .get_opt(&save.box_name)
@@ -109,21 +121,67 @@ async fn apply(base: &Base, cx: &Context) -> Result<Action> {
     });
     st.message = None;
     st.observed_generation = generation;
-    st.conditions = vec![condition(
-        &prev.conditions,
-        conditions::READY,
-        !st.versions.is_empty(),
-        if st.versions.is_empty() {
-            "NoVersion"
-        } else {
-            "Ready"
-        },
-        String::new(),
-        generation,
-        Timestamp::now(),
-    )];
+    st.conditions = vec![
+        condition(
+            &prev.conditions,
+            conditions::READY,
+            !st.versions.is_empty(),
+            if st.versions.is_empty() {
+                "NoVersion"
+            } else {
+                "Ready"
+            },
+            String::new(),
+            generation,
+            Timestamp::now(),
+        ),
+        condition(
+            &prev.conditions,
+            conditions::STALLED,
+            false,
+            "Progressing",
+            String::new(),
+            generation,
+            Timestamp::now(),
+        ),
+    ];
     if base.status.as_ref() != Some(&st) {
         patch_status(cx, CONTROLLER, base, &st).await?;
     }
     Ok(Action::await_change())
+}
+
+/// A save the tenancy rules forbid: `Stalled` with the reason, the message, one Warning event
+/// per change; the request id stays unhandled, so a grant made later lets it run.
+async fn refuse(
+    base: &Base,
+    cx: &Context,
+    st: &forkr_crds::BaseStatus,
+    r: tenancy::Refusal,
+) -> Result<Action> {
+    let mut st = st.clone();
+    let now = Timestamp::now();
+    let prev = st.conditions.clone();
+    st.conditions.retain(|c| c.type_ != conditions::STALLED);
+    st.conditions.push(condition(
+        &prev,
+        conditions::STALLED,
+        true,
+        r.reason,
+        r.message.clone(),
+        base.metadata.generation,
+        now,
+    ));
+    st.message = Some(r.message.clone());
+    st.observed_generation = base.metadata.generation;
+    if base.status.as_ref() != Some(&st) {
+        patch_status(cx, CONTROLLER, base, &st).await?;
+        cx.event(CONTROLLER, base, true, r.reason, r.message.clone())
+            .await;
+    }
+    Err(Error::Refused {
+        kind: "Base",
+        reason: r.reason,
+        message: r.message,
+    })
 }

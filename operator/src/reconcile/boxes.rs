@@ -25,6 +25,7 @@ use crate::config::Settings;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status::{condition, is_true};
+use crate::tenancy;
 
 pub const CONTROLLER: &str = "box";
 
@@ -68,6 +69,19 @@ async fn apply(b: &BoxResource, cx: &Context) -> Result<Action> {
     }
     let (project, name) = names(b);
     let previous = b.status.clone().unwrap_or_default();
+    let root_ready = is_true(&previous.conditions, conditions::ROOT_READY);
+
+    // Tenancy: a field this namespace may not use stops everything; a fork from another
+    // namespace needs its grant until the copy is made (a grant revoked later changes nothing
+    // for a root already copied).
+    let refusal = tenancy::privilege_refusal(b, &cx.stores.namespaces).or_else(|| {
+        (!root_ready)
+            .then(|| tenancy::fork_refusal(b, &cx.stores.grants))
+            .flatten()
+    });
+    if let Some(r) = refusal {
+        return refuse(b, cx, r).await;
+    }
 
     // Dereference: the node that holds (or will hold) the root.
     let node = match &previous.node {
@@ -93,7 +107,6 @@ async fn apply(b: &BoxResource, cx: &Context) -> Result<Action> {
 
     // The root, through the node's agent.
     let mut base_version = previous.base_version.clone();
-    let root_ready = is_true(&previous.conditions, conditions::ROOT_READY);
     if !root_ready {
         base_version = Some(ensure_root(b, cx, &node).await?);
         cx.event(
@@ -118,13 +131,15 @@ async fn apply(b: &BoxResource, cx: &Context) -> Result<Action> {
         None => false,
     };
     let env = existing_env(b, cx);
+    // Hosts are owned cluster-wide: the ingress serves only the ones this box owns.
+    let taken = tenancy::taken_hosts(b, &cx.stores.boxes, &cx.settings);
     let build_cx = BoxContext {
         settings: &cx.settings,
         node: &node,
         run: b.spec.running && !restoring,
         env: &env,
     };
-    apply_children(b, cx, &build_cx).await?;
+    apply_children(b, cx, &build_cx, &taken).await?;
     if restoring && let Some(req) = &b.spec.restore {
         let pods = pods_of(cx, project, name);
         if !pods.is_empty() {
@@ -150,7 +165,7 @@ async fn apply(b: &BoxResource, cx: &Context) -> Result<Action> {
             run: b.spec.running,
             ..build_cx.clone()
         };
-        apply_children(b, cx, &run_cx).await?;
+        apply_children(b, cx, &run_cx, &taken).await?;
     }
 
     // Status.
@@ -163,11 +178,17 @@ async fn apply(b: &BoxResource, cx: &Context) -> Result<Action> {
             base_version,
             pod: pod.as_deref(),
             restore,
+            taken: taken.clone(),
         },
         Timestamp::now(),
     );
     if b.status.as_ref() != Some(&status) {
         patch_status(cx, CONTROLLER, b, &status).await?;
+        if previous.taken_hosts != taken
+            && let Some(r) = tenancy::host_refusal(&taken)
+        {
+            cx.event(CONTROLLER, b, true, r.reason, r.message).await;
+        }
     }
     // The pod cache is a watch of its own and can lag the event that woke this reconcile (a
     // pod's deletion, say): while the box is between states, look again soon. Steady boxes are
@@ -193,7 +214,12 @@ fn existing_env(b: &BoxResource, cx: &Context) -> BTreeMap<String, String> {
         .unwrap_or_else(|| b.spec.env.clone())
 }
 
-async fn apply_children(b: &BoxResource, cx: &Context, bcx: &BoxContext<'_>) -> Result<()> {
+async fn apply_children(
+    b: &BoxResource,
+    cx: &Context,
+    bcx: &BoxContext<'_>,
+    taken: &[String],
+) -> Result<()> {
     let (project, name) = names(b);
     apply_child(
         cx,
@@ -203,7 +229,7 @@ async fn apply_children(b: &BoxResource, cx: &Context, bcx: &BoxContext<'_>) -> 
     )
     .await?;
     apply_child(cx, CONTROLLER, &cx.stores.services, build::service(b)).await?;
-    match build::ingress(b, &cx.settings) {
+    match build::ingress_except(b, &cx.settings, taken) {
         Some(ing) => {
             apply_child(cx, CONTROLLER, &cx.stores.ingresses, ing).await?;
         }
@@ -448,6 +474,8 @@ pub struct Observed<'a> {
     pub base_version: Option<String>,
     pub pod: Option<&'a Pod>,
     pub restore: Option<RestoreStatus>,
+    /// Hosts the box claims that another box owns (see `tenancy::taken_hosts`).
+    pub taken: Vec<String>,
 }
 
 /// The runner container's state: (running, ready, started at, waiting reason).
@@ -504,9 +532,9 @@ pub fn box_status(b: &BoxResource, s: &Settings, o: &Observed<'_>, now: Timestam
     };
     let message = match (&phase, &waiting) {
         (BoxPhase::Creating | BoxPhase::Failed, Some(w)) => Some(format!("runner container: {w}")),
-        _ => None,
+        _ => tenancy::host_refusal(&o.taken).map(|r| r.message),
     };
-    let routes = build::routes(b, s);
+    let routes = build::routes_except(b, s, &o.taken);
     let published: Vec<String> = b
         .spec
         .publish
@@ -546,16 +574,21 @@ pub fn box_status(b: &BoxResource, s: &Settings, o: &Observed<'_>, now: Timestam
         condition(
             c,
             conditions::PUBLISHED,
-            published.len() == b.spec.publish.len(),
-            "Ingress",
-            if published.len() == b.spec.publish.len() {
-                String::new()
+            published.len() == b.spec.publish.len() && o.taken.is_empty(),
+            if o.taken.is_empty() {
+                "Ingress"
             } else {
-                "a published host has no port to route to".into()
+                tenancy::REASON_HOST_TAKEN
+            },
+            match tenancy::host_refusal(&o.taken) {
+                Some(r) => r.message,
+                None if published.len() == b.spec.publish.len() => String::new(),
+                None => "a published host has no port to route to".into(),
             },
             generation,
             now,
         ),
+        stalled(c, tenancy::host_refusal(&o.taken).as_ref(), generation, now),
     ];
     if let Some(r) = &o.restore {
         conds.push(condition(
@@ -584,11 +617,86 @@ pub fn box_status(b: &BoxResource, s: &Settings, o: &Observed<'_>, now: Timestam
         url: Some(format!("https://{}", s.box_host(project, name))),
         base_version: o.base_version.clone(),
         published_hosts: published,
+        taken_hosts: o.taken.clone(),
         started_at: started_at.filter(|_| phase == BoxPhase::Running),
         stopped_at,
         restore: o.restore.clone(),
         message,
     }
+}
+
+/// The `Stalled` condition: True with the refusal's reason, else False.
+fn stalled(
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    refusal: Option<&tenancy::Refusal>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    match refusal {
+        Some(r) => condition(
+            previous,
+            conditions::STALLED,
+            true,
+            r.reason,
+            r.message.clone(),
+            generation,
+            now,
+        ),
+        None => condition(
+            previous,
+            conditions::STALLED,
+            false,
+            "Progressing",
+            String::new(),
+            generation,
+            now,
+        ),
+    }
+}
+
+/// The status of a box the operator refuses to act on: `Stalled` with the reason, the reason
+/// in `message`, and a Warning event once per change. A box whose root is not made yet stays
+/// `Pending` (a grant or a label may still come); one that was further along is `Failed`. No
+/// child is applied, no root made, nothing copied.
+pub fn refused_status(b: &BoxResource, r: &tenancy::Refusal, now: Timestamp) -> BoxStatus {
+    let mut st = b.status.clone().unwrap_or_default();
+    let root_ready = is_true(&st.conditions, conditions::ROOT_READY);
+    st.phase = Some(if root_ready {
+        BoxPhase::Failed
+    } else {
+        BoxPhase::Pending
+    });
+    st.message = Some(r.message.clone());
+    st.observed_generation = b.metadata.generation;
+    let prev = st.conditions.clone();
+    st.conditions
+        .retain(|c| c.type_ != conditions::STALLED && c.type_ != conditions::READY);
+    st.conditions.push(condition(
+        &prev,
+        conditions::READY,
+        false,
+        r.reason,
+        r.message.clone(),
+        b.metadata.generation,
+        now,
+    ));
+    st.conditions
+        .push(stalled(&prev, Some(r), b.metadata.generation, now));
+    st
+}
+
+async fn refuse(b: &BoxResource, cx: &Context, r: tenancy::Refusal) -> Result<Action> {
+    let st = refused_status(b, &r, Timestamp::now());
+    if b.status.as_ref() != Some(&st) {
+        patch_status(cx, CONTROLLER, b, &st).await?;
+        cx.event(CONTROLLER, b, true, r.reason, r.message.clone())
+            .await;
+    }
+    Err(Error::Refused {
+        kind: "Box",
+        reason: r.reason,
+        message: r.message,
+    })
 }
 
 /// Finalizer cleanup: the pod goes first (its mounts pin the root), then the root and its
@@ -690,6 +798,7 @@ mod tests {
                 base_version: None,
                 pod,
                 restore: None,
+                taken: Vec::new(),
             };
             box_status(b, &s, &o, now)
         };

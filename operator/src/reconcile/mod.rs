@@ -156,6 +156,10 @@ where
 pub fn error_action(e: &Error) -> Action {
     if e.is_permanent() {
         Action::await_change()
+    } else if e.label() == "refused" {
+        // Boxes are woken by the grant, namespace and box watches; Bases and DataVolumes that
+        // wait for a grant look again now and then. A look costs no API call (the caches).
+        Action::requeue(Duration::from_secs(60))
     } else if e.label() == "waiting" {
         Action::requeue(Duration::from_secs(1))
     } else {

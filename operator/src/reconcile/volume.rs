@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use forkr_crds::data_volume::{DataVolumePhase, VolumeCopyStatus};
-use forkr_crds::{DataVolume, DataVolumeStatus, conditions, labels};
+use forkr_crds::{DataVolume, DataVolumeStatus, GrantKind, conditions, labels};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
@@ -15,6 +15,7 @@ use crate::agent::Subject;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status::condition;
+use crate::tenancy;
 
 pub const CONTROLLER: &str = "datavolume";
 
@@ -64,6 +65,22 @@ async fn apply(v: &DataVolume, cx: &Context) -> Result<Action> {
         });
     }
     let project = v.namespace().unwrap_or_default();
+    // A clone of another namespace's volume copies its data: its owner must have said yes,
+    // until the volume is made (a grant revoked later does not touch a made copy).
+    if prev.phase != Some(DataVolumePhase::Ready)
+        && prev.phase != Some(DataVolumePhase::Restoring)
+        && let Some(src) = &v.spec.clone_from
+        && let Some(r) = tenancy::copy_refusal(
+            &cx.stores.grants,
+            "clone source volume",
+            &project,
+            src.project.as_deref().unwrap_or(&project),
+            GrantKind::DataVolume,
+            &src.volume,
+        )
+    {
+        return refuse(v, cx, &prev, r).await;
+    }
     let node = match &prev.node {
         Some(n) => n.clone(),
         None => place(v, cx, &project).await?,
@@ -121,6 +138,10 @@ async fn apply(v: &DataVolume, cx: &Context) -> Result<Action> {
         }
     }
     st.checkpoints = keep;
+    if crate::status::is_true(&prev.conditions, conditions::STALLED) {
+        // The refusal's message; the volume is past it now.
+        st.message = None;
+    }
     if let Some(r) = &v.spec.restore
         && st.last_restore_request_id.as_deref() != Some(r.request_id.as_str())
     {
@@ -136,15 +157,26 @@ async fn apply(v: &DataVolume, cx: &Context) -> Result<Action> {
         st.last_restore_request_id = Some(r.request_id.clone());
     }
     st.observed_generation = generation;
-    st.conditions = vec![condition(
-        &prev.conditions,
-        conditions::READY,
-        true,
-        "Created",
-        format!("on node {node}"),
-        generation,
-        Timestamp::now(),
-    )];
+    st.conditions = vec![
+        condition(
+            &prev.conditions,
+            conditions::READY,
+            true,
+            "Created",
+            format!("on node {node}"),
+            generation,
+            Timestamp::now(),
+        ),
+        condition(
+            &prev.conditions,
+            conditions::STALLED,
+            false,
+            "Progressing",
+            String::new(),
+            generation,
+            Timestamp::now(),
+        ),
+    ];
     if v.status.as_ref() != Some(&st) {
         patch_status(cx, CONTROLLER, v, &st).await?;
     }
@@ -184,4 +216,47 @@ async fn cleanup(v: &DataVolume, cx: &Context) -> Result<Action> {
             .await?;
     }
     Ok(Action::await_change())
+}
+
+/// A clone the tenancy rules forbid: `Pending` and `Stalled` with the reason, one Warning event
+/// per change, nothing placed or created.
+async fn refuse(
+    v: &DataVolume,
+    cx: &Context,
+    prev: &DataVolumeStatus,
+    r: tenancy::Refusal,
+) -> Result<Action> {
+    let now = Timestamp::now();
+    let mut conds: Vec<_> = prev
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != conditions::STALLED)
+        .cloned()
+        .collect();
+    conds.push(condition(
+        &prev.conditions,
+        conditions::STALLED,
+        true,
+        r.reason,
+        r.message.clone(),
+        v.metadata.generation,
+        now,
+    ));
+    let st = DataVolumeStatus {
+        phase: Some(DataVolumePhase::Pending),
+        message: Some(r.message.clone()),
+        observed_generation: v.metadata.generation,
+        conditions: conds,
+        ..prev.clone()
+    };
+    if v.status.as_ref() != Some(&st) {
+        patch_status(cx, CONTROLLER, v, &st).await?;
+        cx.event(CONTROLLER, v, true, r.reason, r.message.clone())
+            .await;
+    }
+    Err(Error::Refused {
+        kind: "DataVolume",
+        reason: r.reason,
+        message: r.message,
+    })
 }

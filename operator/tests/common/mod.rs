@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use forkr_crds::{BoxResource, ForkGrant};
 use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::metrics::Metrics as AgentMetrics;
 use forkr_node_agent::{Pool, import::ImportOptions};
@@ -15,9 +16,10 @@ use forkr_operator::context::{Context, Stores};
 use forkr_operator::metrics::Metrics;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::client::Body;
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
@@ -136,6 +138,7 @@ impl FakeApi {
                         "snapshots",
                         "datavolumes",
                         "bases",
+                        "forkgrants",
                         "deployments",
                         "nodes",
                     ]
@@ -289,6 +292,9 @@ pub struct Caches {
     pub services: Writer<Service>,
     pub ingresses: Writer<Ingress>,
     pub pods: Writer<Pod>,
+    pub boxes: Writer<DeserializeGuard<BoxResource>>,
+    pub grants: Writer<DeserializeGuard<ForkGrant>>,
+    pub namespaces: Writer<Namespace>,
 }
 
 impl Caches {
@@ -297,18 +303,27 @@ impl Caches {
         let (s, sw) = reflector::store();
         let (i, iw) = reflector::store();
         let (p, pw) = reflector::store();
+        let (b, bw) = reflector::store();
+        let (g, gw) = reflector::store();
+        let (n, nw) = reflector::store();
         (
             Caches {
                 deployments: dw,
                 services: sw,
                 ingresses: iw,
                 pods: pw,
+                boxes: bw,
+                grants: gw,
+                namespaces: nw,
             },
             Stores {
                 deployments: d,
                 services: s,
                 ingresses: i,
                 pods: p,
+                boxes: b,
+                grants: g,
+                namespaces: n,
             },
         )
     }
@@ -338,6 +353,9 @@ impl Caches {
         fill(&mut self.services, api, "services");
         fill(&mut self.ingresses, api, "ingresses");
         fill(&mut self.pods, api, "pods");
+        fill(&mut self.boxes, api, "boxes");
+        fill(&mut self.grants, api, "forkgrants");
+        fill(&mut self.namespaces, api, "namespaces");
     }
 }
 
