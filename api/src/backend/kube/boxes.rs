@@ -152,6 +152,7 @@ impl KubeBackend {
                 .await?;
         }
         self.ensure_namespace(&project).await?;
+        self.grant_fork(&project, &b).await?;
         match self
             .boxes(&project)
             .create(&PostParams::default(), &b)

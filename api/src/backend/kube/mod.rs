@@ -10,6 +10,7 @@ mod agent;
 mod boxes;
 mod commands;
 mod exec;
+mod grants;
 mod storage;
 mod volumes;
 
