@@ -105,6 +105,7 @@ impl From<forkr_node_agent::Error> for ApiError {
             E::FailedPrecondition(m) => {
                 ApiError::new(StatusCode::CONFLICT, "failed_precondition", m.clone())
             }
+            E::PermissionDenied(m) => ApiError::forbidden(m.clone()),
             _ => ApiError::internal(e.to_string()),
         }
     }

@@ -20,6 +20,9 @@ pub enum Error {
     /// The request is well formed but the pool's state forbids it now.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not do this (e.g. a project writing a volume shared by every project).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A filesystem call failed.
     #[error("{context}: {source}")]
     Io {
@@ -47,6 +50,7 @@ impl Error {
             Error::AlreadyExists(_) => "already_exists",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::FailedPrecondition(_) => "failed_precondition",
+            Error::PermissionDenied(_) => "permission_denied",
             Error::Io { .. } => "io",
             Error::Btrfs { .. } => "btrfs",
             Error::Fault { .. } => "fault",

@@ -36,6 +36,7 @@ pub fn to_status(e: Error) -> Status {
         Error::AlreadyExists(_) => Status::already_exists(msg),
         Error::InvalidArgument(_) => Status::invalid_argument(msg),
         Error::FailedPrecondition(_) => Status::failed_precondition(msg),
+        Error::PermissionDenied(_) => Status::permission_denied(msg),
         Error::Io { .. } | Error::Btrfs { .. } | Error::Fault { .. } => Status::internal(msg),
     }
 }

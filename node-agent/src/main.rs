@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use forkr_node_agent::exec::NodeBoxes;
 use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::metrics::{self, Metrics};
 use forkr_node_agent::net::NetConfig;
@@ -65,6 +66,15 @@ struct Args {
     /// The node IP boxes see as FORKR_NODE_IP and FORKR_API_IP.
     #[arg(long, env = "FORKR_NODE_IP", default_value = "10.88.0.1")]
     node_ip: String,
+    /// Kubernetes mode: containerd's state directory (`state` in its config.toml). A box's
+    /// PID 1 is the init of its runner container there, never a process that merely looks
+    /// like one.
+    #[arg(
+        long,
+        env = "FORKR_CONTAINERD_STATE",
+        default_value = forkr_node_agent::exec::pid1::DEFAULT_CONTAINERD_STATE
+    )]
+    containerd_state: PathBuf,
 }
 
 /// The local runtime, when `--runtime-dir` asks for one; it adopts boxes still running.
@@ -147,20 +157,23 @@ async fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tokio::spawn(metrics::serve(metrics.clone(), listener, shutdown.clone()));
     }
-    let unix = grpc::serve_unix(
+    let node_boxes = Arc::new(NodeBoxes::new(&args.containerd_state));
+    let unix = grpc::serve_unix_on_node(
         pool.clone(),
         metrics.clone(),
         runtime.clone(),
+        node_boxes.clone(),
         &token,
         &args.socket,
         shutdown.clone(),
     );
     match args.listen {
         Some(addr) => {
-            let tcp = grpc::serve_tcp(
+            let tcp = grpc::serve_tcp_on_node(
                 pool.clone(),
                 metrics.clone(),
                 runtime.clone(),
+                node_boxes,
                 &token,
                 addr,
                 shutdown.clone(),

@@ -302,29 +302,4 @@ fn ps_lists_the_box_processes() {
     );
 }
 
-#[test]
-fn pid1_is_found_on_the_node_like_in_kubernetes() {
-    let rt = Rt::new();
-    // Other tests' boxes run on this node too: use names of our own.
-    let (p, q) = (rtkit::unique("kp"), rtkit::unique("kq"));
-    let pid = rt.boot(&BoxSpec::new(&p, "kube")).pid.unwrap();
-    rt.boot(&BoxSpec::new(&q, "kube"));
-    assert_eq!(Target::find_on_node(&p, "kube").unwrap(), Target::new(pid));
-    assert!(Target::find_on_node(&p, "absent").is_err());
-}
-
-#[test]
-fn the_node_cache_follows_a_box_whose_pid_1_changes() {
-    let rt = Rt::new();
-    let p = rtkit::unique("kc");
-    let first = rt.boot(&BoxSpec::new(&p, "kube")).pid.unwrap();
-    let boxes = exec::NodeBoxes::default();
-    assert_eq!(boxes.find(&p, "kube").unwrap(), Target::new(first));
-    // A hit is checked, not trusted: after a stop and resume PID 1 is another process.
-    rt.rt.stop(&p, "kube").unwrap();
-    assert!(boxes.find(&p, "kube").is_err());
-    let second = rt.rt.resume(&p, "kube").unwrap().pid.unwrap();
-    assert_ne!(first, second);
-    assert_eq!(boxes.find(&p, "kube").unwrap(), Target::new(second));
-    assert_eq!(boxes.find(&p, "kube").unwrap(), Target::new(second));
-}
+// Finding PID 1 in Kubernetes mode (containerd's records, not a process's look): tests/pid1.rs.

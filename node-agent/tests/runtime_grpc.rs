@@ -317,6 +317,7 @@ async fn files_background_logs_and_ps() {
             mode: 0o640,
             uid: Some(20000),
             gid: Some(20000),
+            shared_writes: false,
         })),
     }];
     for chunk in data.chunks(300_000) {

@@ -7,18 +7,29 @@ mod rtkit;
 
 use std::process::{Child, Command, Stdio};
 
-use forkr_node_agent::exec::Target;
+use forkr_node_agent::exec::{NodeBoxes, Target};
+use rtkit::containerd::{Cgroup, Containerd, children};
 use rtkit::{Rt, runner_bin, sh, unique, wait_until};
 
-/// Kills the pod-like process tree even when the test fails.
+/// Kills the pod-like process tree even when the test fails. Like the kubelet's containerd,
+/// it records the runner container (`containerd`), in a cgroup of its own.
 struct Pod {
     child: Child,
     project: String,
+    containerd: Containerd,
+    _cgroup: Cgroup,
+}
+
+impl Pod {
+    /// The box's PID 1, as the agent finds it in Kubernetes mode.
+    fn find(&self) -> forkr_node_agent::Result<Target> {
+        NodeBoxes::new(self.containerd.path()).find(&self.project, "pod")
+    }
 }
 
 impl Drop for Pod {
     fn drop(&mut self) {
-        if let Ok(t) = Target::find_on_node(&self.project, "pod") {
+        if let Ok(t) = self.find() {
             let _ = forkr_node_agent::oskit::kill(t.pid1, libc::SIGKILL);
         }
         let _ = self.child.kill();
@@ -43,7 +54,10 @@ fn start_pod(rt: &Rt) -> (Pod, Target, std::path::PathBuf, tempfile::TempDir) {
         "system_volumes": {"home": home},
         "env": {"QUOTED": "a \"b\" $c"},
     });
-    let child = Command::new("unshare")
+    let cgroup = Cgroup::new();
+    let mut cmd = Command::new("unshare");
+    cgroup.join_on_spawn(&mut cmd);
+    let child = cmd
         .args([
             "--mount",
             "--uts",
@@ -59,12 +73,24 @@ fn start_pod(rt: &Rt) -> (Pod, Target, std::path::PathBuf, tempfile::TempDir) {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    // The container's init: unshare's child, the runner, which becomes tini.
+    let unshare = child.id() as i32;
+    let mut init = 0;
+    assert!(wait_until(10, || {
+        init = children(unshare).first().copied().unwrap_or(0);
+        init > 0
+    }));
+    let containerd = Containerd::new();
+    containerd.runner("f0rk", &project, "pod", &cgroup.path, init);
     let pod = Pod {
         child,
         project: project.clone(),
+        containerd,
+        _cgroup: cgroup,
     };
-    assert!(wait_until(10, || Target::find_on_node(&project, "pod").is_ok()));
-    let t = Target::find_on_node(&project, "pod").unwrap();
+    assert!(wait_until(10, || pod.find().is_ok()));
+    let t = pod.find().unwrap();
+    assert_eq!(t, Target::new(init));
     (pod, t, home, scratch)
 }
 
@@ -107,11 +133,12 @@ async fn agent_without_local_runtime_serves_exec_and_files_for_pods() {
     let (pod, _t, _home, _scratch) = tokio::task::block_in_place(|| start_pod(&rt));
     let project = pod.project.clone();
     let sock = rt.state.path().join("kube.sock");
-    let svc = forkr_node_agent::rpc::service(
+    let svc = forkr_node_agent::rpc::service_on_node(
         rt.pool.clone(),
         None,
         rtkit::TOKEN,
         std::time::Duration::from_secs(15),
+        std::sync::Arc::new(NodeBoxes::new(pod.containerd.path())),
     );
     let path = sock.clone();
     tokio::spawn(async move {

@@ -288,12 +288,15 @@ pub trait Backend: Send + Sync + 'static {
         cmd: ExecCommand,
     ) -> BoxFuture<'_, ApiResult<BackgroundExec>>;
     /// Writes one file into the box's root or system volumes, streamed; mode and owner kept.
+    /// A path that lands in `/box/bin` or `/box/all` (after the box's symlinks) is refused with
+    /// 403 `forbidden` unless `shared_writes` (the caller holds an admin token).
     fn put_file(
         &self,
         project: String,
         name: String,
         q: crate::wire::FileQuery,
         body: Upload,
+        shared_writes: bool,
     ) -> BoxFuture<'_, ApiResult<crate::wire::FileWritten>>;
     /// Opens one file of the box for download.
     fn get_file(

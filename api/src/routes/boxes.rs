@@ -318,24 +318,28 @@ pub async fn logs(
 /// Writes one file into the box (the body, streamed), creating missing parent directories. The
 /// path resolves inside the box and cannot escape it; a directory is refused with
 /// "only files are supported (directories require -r, not yet supported)". Paths under a data
-/// volume land in the root, shadowed by the live mount.
+/// volume land in the root, shadowed by the live mount. `/box/bin` and `/box/all`, shared by
+/// every project and read-only inside boxes, take writes from an admin token only: a path that
+/// lands there (after the box's symlinks) is 403 `forbidden` for a project token.
 #[utoipa::path(put, path = "/v1/projects/{project}/boxes/{name}/files", tag = "files",
     params(("project" = String, Path), ("name" = String, Path), crate::wire::FileQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = crate::wire::FileWritten), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = crate::wire::FileWritten), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put_file(
     State(state): State<AppState>,
     named: Named,
+    Who(caller): Who,
     Query(q): Query<crate::wire::FileQuery>,
     body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<crate::wire::FileWritten>)> {
     use futures::TryStreamExt;
     let (project, name) = box_of(named)?;
     forkr_crds::validation::normalize_box_path(&q.path)?;
+    let shared_writes = crate::authz::is_admin(&caller);
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let written = state
         .backend
-        .put_file(project, name, q, Box::pin(stream))
+        .put_file(project, name, q, Box::pin(stream), shared_writes)
         .await?;
     Ok((StatusCode::CREATED, Json(written)))
 }

@@ -13,8 +13,11 @@
 //! LD_PRELOAD or LD_DEBUG of a box or a request therefore reaches only programs in the box.
 
 pub mod logs;
+pub mod pid1;
 pub mod session;
 pub mod users;
+
+pub use pid1::NodeBoxes;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -63,30 +66,6 @@ impl Target {
         Target { pid1 }
     }
 
-    /// Kubernetes mode: finds the box's PID 1 among the node's processes. The runner puts
-    /// BOX_NAME and FORKR_PROJECT into PID 1's environment; every process of the box inherits
-    /// them, so PID 1 is the one whose parent does not carry them.
-    pub fn find_on_node(project: &str, name: &str) -> Result<Target> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if is_box_pid1(pid, project, name) {
-                found.push(pid);
-            }
-        }
-        match found.as_slice() {
-            [pid] => Ok(Target::new(*pid)),
-            [] => Err(Error::NotFound(format!(
-                "box {project}/{name} is not running on this node"
-            ))),
-            _ => Err(Error::FailedPrecondition(format!(
-                "box {project}/{name} has several PID 1 candidates on this node: {found:?}"
-            ))),
-        }
-    }
-
     /// The box's root directory as its PID 1 sees it (mounts included).
     pub fn root(&self) -> Result<OwnedFd> {
         oskit::open_dir(Path::new(&format!("/proc/{}/root", self.pid1)))
@@ -132,64 +111,6 @@ impl Target {
         }
         out
     }
-}
-
-/// Whether `pid` carries the box's name and project in its environment.
-fn carries(pid: i32, project: &str, name: &str) -> bool {
-    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    let want = [
-        format!("BOX_NAME={name}").into_bytes(),
-        format!("FORKR_PROJECT={project}").into_bytes(),
-    ];
-    want.iter()
-        .all(|w| env.split(|b| *b == 0).any(|kv| kv == w.as_slice()))
-}
-
-/// Whether `pid` is the box's PID 1: tini with the box's environment under a parent without it.
-fn is_box_pid1(pid: i32, project: &str, name: &str) -> bool {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    comm.trim() == "tini" && carries(pid, project, name) && !carries(parent_of(pid), project, name)
-}
-
-/// Where each box's PID 1 was last found on this node, so that an exec does not scan every
-/// process of the node. A hit is checked against the process it names, so a pid the kernel
-/// has reused is never trusted.
-#[derive(Debug, Default)]
-pub struct NodeBoxes {
-    seen: std::sync::Mutex<std::collections::HashMap<(String, String), i32>>,
-}
-
-impl NodeBoxes {
-    pub fn find(&self, project: &str, name: &str) -> Result<Target> {
-        let key = (project.to_owned(), name.to_owned());
-        let cached = self
-            .seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied();
-        if let Some(pid) = cached
-            && is_box_pid1(pid, project, name)
-        {
-            return Ok(Target::new(pid));
-        }
-        let found = Target::find_on_node(project, name);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        match &found {
-            Ok(t) => seen.insert(key, t.pid1),
-            Err(_) => seen.remove(&key),
-        };
-        found
-    }
-}
-
-fn parent_of(pid: i32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ")
-        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn check_request(req: &ExecRequest) -> Result<()> {

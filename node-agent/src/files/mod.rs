@@ -6,6 +6,14 @@
 //! subvolume and its system volumes on the host, not through the running box's mounts: that is
 //! why a path under a data-volume mount lands in the root, shadowed by the live mount (001's
 //! gotcha), and why copying works whether the box runs or not.
+//!
+//! A path is walked the way the box would see it: symlinks are followed component by component,
+//! each resolved in the root or in the system volume its mount point covers, so a link to
+//! `/box/bin` leads into the box-bin volume. That walk is what decides which volume a write
+//! lands in, and so where the shared volumes (`/box/bin`, `/box/all`) are refused to a caller
+//! without [`BoxFiles::allow_shared_writes`]. Each step still opens with RESOLVE_IN_ROOT, so a
+//! symlink swapped during the walk lands in the root at worst, never outside or in a shared
+//! volume the walk did not choose.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -16,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::{Error, IoContext, Result};
 use crate::oskit;
 use crate::pool::Pool;
-use crate::runner::SYSTEM_MOUNTS;
+use crate::runner::{SHARED_MOUNTS, SYSTEM_MOUNTS};
 
 /// The documented refusal for anything but a regular file.
 pub const ONLY_FILES: &str = "only files are supported (directories require -r, not yet supported)";
@@ -27,6 +35,19 @@ pub struct BoxFiles {
     root: PathBuf,
     /// (mount point inside the box, host directory), e.g. ("/home", .../home).
     system: Vec<(String, PathBuf)>,
+    /// Whether `put` may write the volumes shared by every project (admin callers only).
+    shared_writes: bool,
+}
+
+/// How many symlinks one path may pass through, as Linux allows (ELOOP beyond).
+const MAX_SYMLINKS: usize = 40;
+
+/// Where a box path lands after the walk.
+struct Located {
+    dir: OwnedFd,
+    rel: PathBuf,
+    /// The mount point of the system volume it lands in, `None` for the root.
+    volume: Option<String>,
 }
 
 /// A file opened for reading, with what `get` reports about it.
@@ -60,29 +81,95 @@ impl BoxFiles {
 
     /// A tree from explicit parts (Kubernetes mode passes the hostPath directories).
     pub fn new(root: PathBuf, system: Vec<(String, PathBuf)>) -> BoxFiles {
-        BoxFiles { root, system }
+        BoxFiles {
+            root,
+            system,
+            shared_writes: false,
+        }
     }
 
-    /// The directory to resolve in and the path inside it: the system volume whose mount point
-    /// contains `path`, else the root.
-    fn locate(&self, path: &str) -> Result<(OwnedFd, PathBuf)> {
-        let norm = forkr_crds::validation::normalize_box_path(path)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    /// Lets `put` write `/box/bin` and `/box/all`, which every box of every project sees.
+    /// forkr-api sets it for admin tokens only; a box itself has them read-only.
+    pub fn allow_shared_writes(mut self, yes: bool) -> BoxFiles {
+        self.shared_writes = yes;
+        self
+    }
+
+    /// The directory to resolve in and the path inside it, for a normalized box path with no
+    /// symlink left in it: the system volume whose mount point contains it, else the root.
+    fn place(&self, parts: &[String]) -> Result<Located> {
+        let norm = format!("/{}", parts.join("/"));
         for (at, dir) in &self.system {
             if let Some(rest) = norm.strip_prefix(at.as_str())
                 && (rest.is_empty() || rest.starts_with('/'))
             {
                 let rest = if rest.is_empty() { "/" } else { rest };
-                return Ok((oskit::open_dir(dir)?, PathBuf::from(rest)));
+                return Ok(Located {
+                    dir: oskit::open_dir(dir)?,
+                    rel: PathBuf::from(rest),
+                    volume: Some(at.clone()),
+                });
             }
         }
-        Ok((oskit::open_dir(&self.root)?, PathBuf::from(norm)))
+        Ok(Located {
+            dir: oskit::open_dir(&self.root)?,
+            rel: PathBuf::from(norm),
+            volume: None,
+        })
+    }
+
+    /// Walks `path` as the box sees it: every symlink among its components (the last one too
+    /// when `follow_last`) is read and followed, an absolute target from the box's `/`, across
+    /// the system volumes' mount points. Missing components end the following; the rest is
+    /// taken as written.
+    fn locate(&self, path: &str, follow_last: bool) -> Result<Located> {
+        let norm = forkr_crds::validation::normalize_box_path(path)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let mut pending: std::collections::VecDeque<String> = norm
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = pending.pop_front() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    done.pop();
+                    continue;
+                }
+                _ => done.push(c),
+            }
+            if pending.is_empty() && !follow_last {
+                break;
+            }
+            let here = self.place(&done)?;
+            let Some(target) = oskit::symlink_in_root(&here.dir, &here.rel)? else {
+                continue;
+            };
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(Error::InvalidArgument(format!(
+                    "{path}: too many levels of symbolic links"
+                )));
+            }
+            done.pop();
+            let target = target.to_string_lossy().into_owned();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            for part in target.split('/').rev() {
+                pending.push_front(part.to_owned());
+            }
+        }
+        self.place(&done)
     }
 
     /// Opens a regular file for reading. Directories get the documented error; devices, FIFOs
     /// and sockets are refused without being opened.
     pub fn get(&self, path: &str) -> Result<FileRead> {
-        let (dir, rel) = self.locate(path)?;
+        let Located { dir, rel, .. } = self.locate(path, true)?;
         let probe =
             oskit::open_in_root(&dir, &rel, libc::O_PATH, 0).map_err(|e| missing(e, path))?;
         let md = std::fs::metadata(oskit::fd_path(&probe)).ctx("stat", Path::new(path))?;
@@ -107,8 +194,19 @@ impl BoxFiles {
     /// Starts writing `path`: the data goes to a temporary file next to it, which `commit`
     /// renames into place (so readers never see half a file). Missing parent directories are
     /// created. `owner` is applied only when given (callers pass it when the user is root).
+    ///
+    /// Intermediate symlinks are followed as the box would; a symlink at the last component is
+    /// replaced by the file, not written through. A path that lands in `/box/bin` or `/box/all`
+    /// is refused unless [`BoxFiles::allow_shared_writes`] was given.
     pub fn put(&self, path: &str, mode: u32, owner: Option<(u32, u32)>) -> Result<PendingPut> {
-        let (dir, rel) = self.locate(path)?;
+        let Located { dir, rel, volume } = self.locate(path, false)?;
+        if let Some(at) = volume.as_deref().filter(|at| SHARED_MOUNTS.contains(at))
+            && !self.shared_writes
+        {
+            return Err(Error::PermissionDenied(format!(
+                "{path}: {at} is shared by every project and read-only in boxes; only an admin token may write it (4kr cp with an admin token)"
+            )));
+        }
         let name = rel
             .file_name()
             .ok_or_else(|| Error::InvalidArgument(ONLY_FILES.into()))?

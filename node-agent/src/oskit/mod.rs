@@ -446,3 +446,40 @@ pub fn child_keep_fd(fd: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The target of the symlink `path` inside `root` (its last component is not followed), or
+/// `None` when it is not a symlink or does not exist. Used to walk a box path the way the box
+/// would, across its system volumes.
+pub fn symlink_in_root(root: &OwnedFd, path: &Path) -> Result<Option<PathBuf>> {
+    let fd = match open_in_root(root, path, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        Ok(fd) => fd,
+        Err(e) if is_enoent(&e) => return Ok(None),
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: fd is an O_PATH descriptor; an empty path reads the link it names, into buf.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        // EINVAL: not a symlink.
+        if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(None);
+        }
+        return Err(Error::Io {
+            context: format!("readlink {} in box root", path.display()),
+            source: e,
+        });
+    }
+    buf.truncate(n as usize);
+    Ok(Some(PathBuf::from(OsStr::from_bytes(&buf))))
+}

@@ -27,8 +27,13 @@ pub(super) async fn put(
     };
     let pool = svc.pool.clone();
     let path = h.path.clone();
-    let mut pending =
-        blocking(move || BoxFiles::for_box(&pool, &p, &n)?.put(&path, h.mode, owner)).await?;
+    let shared = h.shared_writes;
+    let mut pending = blocking(move || {
+        BoxFiles::for_box(&pool, &p, &n)?
+            .allow_shared_writes(shared)
+            .put(&path, h.mode, owner)
+    })
+    .await?;
     // Data is written on the blocking pool, chunk by chunk, as it arrives.
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
     let writer = tokio::task::spawn_blocking(move || {

@@ -43,12 +43,25 @@ pub struct RuntimeService {
     pub(crate) node_boxes: Arc<crate::exec::NodeBoxes>,
 }
 
-/// The authenticated service, ready to add to a tonic server next to `Storage`.
+/// The authenticated service, ready to add to a tonic server next to `Storage`. In Kubernetes
+/// mode it finds boxes through containerd's default state directory.
 pub fn service(
     pool: Arc<Pool>,
     runtime: Option<Arc<LocalRuntime>>,
     token: &str,
     heartbeat: Duration,
+) -> tonic::service::interceptor::InterceptedService<RuntimeServer<RuntimeService>, TokenAuth> {
+    service_on_node(pool, runtime, token, heartbeat, Arc::default())
+}
+
+/// The service, finding Kubernetes-mode boxes with `node_boxes` (containerd's state directory
+/// of this node).
+pub fn service_on_node(
+    pool: Arc<Pool>,
+    runtime: Option<Arc<LocalRuntime>>,
+    token: &str,
+    heartbeat: Duration,
+    node_boxes: Arc<crate::exec::NodeBoxes>,
 ) -> tonic::service::interceptor::InterceptedService<RuntimeServer<RuntimeService>, TokenAuth> {
     RuntimeServer::with_interceptor(
         RuntimeService {
@@ -56,7 +69,7 @@ pub fn service(
             runtime,
             sessions: Arc::default(),
             heartbeat,
-            node_boxes: Arc::default(),
+            node_boxes,
         },
         TokenAuth::new(token),
     )

@@ -32,6 +32,12 @@ pub const SYSTEM_MOUNTS: [(&str, &str); 4] = [
     ("home", "/home"),
 ];
 
+/// The system volumes every box of every project sees (`box-bin`, `box-all`). A box mounts them
+/// read-only: what one tenant could write there would run in every other tenant's box
+/// (`/box/bin` is on the login PATH before /usr/bin). An admin changes them from outside the
+/// boxes, with `4kr cp` and an admin token (`files::BoxFiles::allow_shared_writes`).
+pub const SHARED_MOUNTS: [&str; 2] = ["/box/bin", "/box/all"];
+
 /// A data volume mount: `source` as the runner sees it, at `target` inside the box.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataMount {
@@ -246,6 +252,9 @@ fn mount_volumes(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
                 &oskit::mkdir_all_in_root(root, Path::new(target))?,
                 false,
             )?;
+            if SHARED_MOUNTS.contains(&target) {
+                oskit::remount_read_only(root, Path::new(target))?;
+            }
         }
     }
     let mut data: Vec<&DataMount> = cfg.data_volumes.iter().collect();

@@ -3,6 +3,8 @@
 //! boxes, removes its bridge and unmounts even when a test fails.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod containerd;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;

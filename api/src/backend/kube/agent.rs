@@ -29,6 +29,7 @@ pub(super) fn status_error(s: Status) -> ApiError {
         Code::AlreadyExists => ApiError::conflict("already_exists", msg),
         Code::InvalidArgument => ApiError::bad_request("invalid_argument", msg),
         Code::FailedPrecondition => ApiError::conflict("failed_precondition", msg),
+        Code::PermissionDenied => ApiError::forbidden(msg),
         Code::Unavailable | Code::Unauthenticated | Code::DeadlineExceeded => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "agent_unavailable",

@@ -139,6 +139,32 @@ impl KubeBackend {
 
     /// Kubernetes exec sees the box with its data volumes mounted, so it cannot reach the root
     /// under a mount: such a copy needs the agent rather than landing in the volume.
+    /// Kubernetes exec writes through the box's own mounts, where `/box/bin` and `/box/all`
+    /// are read-only: a project token is refused as the agent would refuse it, and an admin is
+    /// told that only the node agent writes them. (A symlink into them fails on the read-only
+    /// mount inside the box.)
+    fn refuse_shared_volume(path: &str, shared_writes: bool) -> ApiResult<()> {
+        let path = v::normalize_box_path(path)?;
+        let Some(at) = forkr_node_agent::runner::SHARED_MOUNTS
+            .into_iter()
+            .find(|at| path == *at || path.starts_with(&format!("{at}/")))
+        else {
+            return Ok(());
+        };
+        if !shared_writes {
+            return Err(ApiError::forbidden(format!(
+                "{path}: {at} is shared by every project and read-only in boxes; only an admin token may write it (4kr cp with an admin token)"
+            )));
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "agent_unavailable",
+            format!(
+                "{path}: {at} is written by the node agent only, and it does not answer"
+            ),
+        ))
+    }
+
     fn refuse_data_mount(b: &forkr_crds::BoxResource, path: &str) -> ApiResult<()> {
         let path = v::normalize_box_path(path)?;
         match data_mount_of(&b.spec.data, &path) {
@@ -335,12 +361,15 @@ impl KubeBackend {
     }
 
     /// `4kr cp` in: streamed to the agent, which writes inside the root (the box may be stopped).
+    /// The agent decides whether the path lands in a shared volume; `shared_writes` says the
+    /// caller is an admin.
     pub(super) async fn put_file(
         &self,
         project: String,
         name: String,
         q: FileQuery,
         body: Upload,
+        shared_writes: bool,
     ) -> ApiResult<FileWritten> {
         let mode = parse_mode(q.mode.as_deref())?;
         v::normalize_box_path(&q.path)?;
@@ -352,6 +381,7 @@ impl KubeBackend {
             Err(s) => {
                 tracing::debug!(error = %s, "no node agent for cp; trying Kubernetes exec");
                 Self::refuse_data_mount(&b, &q.path)?;
+                Self::refuse_shared_volume(&q.path, shared_writes)?;
                 let size = self
                     .kube_put_file(project, name, q.path.clone(), mode, owner, body)
                     .await?;
@@ -367,6 +397,7 @@ impl KubeBackend {
             mode,
             uid: owner.map(|o| o.0),
             gid: owner.map(|o| o.1),
+            shared_writes,
         };
         let first = rt::PutFileChunk {
             msg: Some(rt::put_file_chunk::Msg::Header(header)),

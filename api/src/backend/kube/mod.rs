@@ -410,8 +410,16 @@ impl Backend for KubeBackend {
         name: String,
         q: crate::wire::FileQuery,
         body: Upload,
+        shared_writes: bool,
     ) -> BoxFuture<'_, ApiResult<crate::wire::FileWritten>> {
-        Box::pin(KubeBackend::put_file(self, project, name, q, body))
+        Box::pin(KubeBackend::put_file(
+            self,
+            project,
+            name,
+            q,
+            body,
+            shared_writes,
+        ))
     }
 
     fn get_file(

@@ -599,8 +599,16 @@ impl Backend for LocalBackend {
         name: String,
         q: crate::wire::FileQuery,
         body: Upload,
+        shared_writes: bool,
     ) -> BoxFuture<'_, ApiResult<crate::wire::FileWritten>> {
-        Box::pin(LocalBackend::put_file(self, project, name, q, body))
+        Box::pin(LocalBackend::put_file(
+            self,
+            project,
+            name,
+            q,
+            body,
+            shared_writes,
+        ))
     }
 
     fn get_file(
