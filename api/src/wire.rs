@@ -119,6 +119,7 @@ pub struct SaveBase {
 /// Query of `POST /v1/projects/{project}/bases/{name}/import`; the body is the `.tar.gz`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[cfg_attr(feature = "server", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "server", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ImportBase {
     /// A base (alias or exact version) to snapshot and extract on top of.
@@ -311,6 +312,7 @@ pub struct BackgroundExec {
 /// Query of `PUT`/`GET .../boxes/{name}/files`: the body is the file's bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[cfg_attr(feature = "server", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "server", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct FileQuery {
     /// Absolute path inside the box.
