@@ -340,7 +340,11 @@ impl Target {
                 None,
             )
             .await;
-        assert_eq!(s, StatusCode::OK, "importing box-base answered {status}: {v}");
+        assert_eq!(
+            s,
+            StatusCode::OK,
+            "importing box-base answered {status}: {v}"
+        );
     }
 
     /// One call; the answer's status and its JSON (or text, or null when empty).
@@ -370,6 +374,45 @@ impl Target {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         (status, value)
+    }
+
+    /// One call with any bearer token (one a test minted); the answer as [`Target::call`]'s.
+    pub async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    /// A POST of raw bytes (a base tarball) with a bearer token; the answer's status and JSON.
+    pub async fn upload(&self, path: &str, token: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/gzip")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await
+    }
+
+    /// The tiny base's `.tar.gz`, as `base import` uploads it.
+    pub fn tiny_base() -> Vec<u8> {
+        let tarball = forkr_node_agent::minibase::tarball(Path::new("/var/cache/forkr/testbase"))
+            .expect("the tiny base");
+        std::fs::read(tarball).unwrap()
     }
 
     /// An admin call that must answer `want`; its JSON.
@@ -552,6 +595,18 @@ impl Target {
     pub fn data_dir(&self) -> Option<&Path> {
         self.local.as_ref().map(|s| s.data.path())
     }
+}
+
+/// A response's status and its JSON (or text, or null when empty).
+async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
 }
 
 async fn wait_healthy(http: &reqwest::Client, url: &str, within: Duration) {
