@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::checkpoint::{Shelf, Subject};
 use crate::diff::{Change, Strategy};
 use crate::error::Error;
+use crate::exec::NodeBoxes;
 use crate::import::ImportOptions;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
@@ -146,8 +147,33 @@ pub async fn serve_tcp(
     addr: SocketAddr,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_tcp_on_node(
+        pool,
+        metrics,
+        runtime,
+        Arc::default(),
+        token,
+        addr,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_tcp`], finding Kubernetes-mode boxes with `node_boxes`.
+pub async fn serve_tcp_on_node(
+    pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
+    runtime: Option<Arc<LocalRuntime>>,
+    node_boxes: Arc<NodeBoxes>,
+    token: &str,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_tcp_listener(pool, metrics, runtime, token, listener, shutdown).await
+    serve_listener(
+        pool, metrics, runtime, node_boxes, token, listener, shutdown,
+    )
+    .await
 }
 
 /// Serves on an already bound TCP listener (lets callers pick port 0).
@@ -159,13 +185,35 @@ pub async fn serve_tcp_listener(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_listener(
+        pool,
+        metrics,
+        runtime,
+        Arc::default(),
+        token,
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+async fn serve_listener(
+    pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
+    runtime: Option<Arc<LocalRuntime>>,
+    node_boxes: Arc<NodeBoxes>,
+    token: &str,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     crate::rpc::server_builder()
         .add_service(service_with_metrics(pool.clone(), token, metrics)?)
-        .add_service(crate::rpc::service(
+        .add_service(crate::rpc::service_on_node(
             pool,
             runtime,
             token,
             crate::rpc::HEARTBEAT,
+            node_boxes,
         ))
         // Without TCP_NODELAY, the small frames of an exec stream wait on delayed ACKs: about
         // 40 ms per exec. tonic sets it only on listeners it binds itself.
@@ -188,6 +236,28 @@ pub async fn serve_unix(
     path: &Path,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_unix_on_node(
+        pool,
+        metrics,
+        runtime,
+        Arc::default(),
+        token,
+        path,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_unix`], finding Kubernetes-mode boxes with `node_boxes`.
+pub async fn serve_unix_on_node(
+    pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
+    runtime: Option<Arc<LocalRuntime>>,
+    node_boxes: Arc<NodeBoxes>,
+    token: &str,
+    path: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -199,11 +269,12 @@ pub async fn serve_unix(
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     crate::rpc::server_builder()
         .add_service(service_with_metrics(pool.clone(), token, metrics)?)
-        .add_service(crate::rpc::service(
+        .add_service(crate::rpc::service_on_node(
             pool,
             runtime,
             token,
             crate::rpc::HEARTBEAT,
+            node_boxes,
         ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
