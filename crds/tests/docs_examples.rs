@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use forkr_crds::{Base, BoxResource, DataVolume, Snapshot};
+use forkr_crds::{Base, BoxResource, DataVolume, ForkGrant, Snapshot};
 
 fn yaml_blocks(markdown: &str) -> Vec<String> {
     let mut blocks = Vec::new();
@@ -41,10 +41,13 @@ fn every_manifest_in_the_crd_reference_is_valid() {
             "DataVolume" => serde_json::from_value::<DataVolume>(value)
                 .unwrap()
                 .validate(),
+            "ForkGrant" => serde_json::from_value::<ForkGrant>(value)
+                .unwrap()
+                .validate(),
             other => panic!("unexpected kind {other} in docs/crds.md"),
         };
         assert!(result.is_ok(), "{kind} example in docs/crds.md: {result:?}");
         kinds.push(kind);
     }
-    assert_eq!(kinds, ["Box", "Snapshot", "Base", "DataVolume"]);
+    assert_eq!(kinds, ["Box", "Snapshot", "Base", "DataVolume", "ForkGrant"]);
 }
