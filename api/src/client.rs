@@ -718,6 +718,21 @@ impl Client {
     }
 }
 
+/// Tokens (admin only).
+impl Client {
+    pub async fn list_tokens(&self) -> ClientResult<Vec<TokenView>> {
+        self.get("/v1/tokens").await
+    }
+
+    pub async fn create_token(&self, req: &CreateToken) -> ClientResult<CreatedToken> {
+        self.send(Method::POST, "/v1/tokens", Some(req)).await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> ClientResult<()> {
+        self.delete(&format!("/v1/tokens/{}", seg(id))).await
+    }
+}
+
 /// The error a failed response carries, in the API's shape or, failing that, as received.
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(bytes) {

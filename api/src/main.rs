@@ -11,7 +11,7 @@ use forkr_api::backend::local::LocalBackend;
 use forkr_api::proxy::Proxy;
 use forkr_api::routes;
 use forkr_api::state::{AppState, Config};
-use forkr_api::store::{Scope, Store};
+use forkr_api::store::Store;
 use forkr_node_agent::Pool;
 use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::net::NetConfig;
@@ -77,8 +77,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Mint a bearer token and print it once; only its hash is stored.
+    /// Mint a bearer token and print it once (only its hash is stored); or, with a
+    /// subcommand, list or revoke the tokens of this data directory's database.
+    #[command(args_conflicts_with_subcommands = true)]
     Token {
+        #[command(subcommand)]
+        action: Option<TokenCommand>,
         /// Name to remember the token by.
         #[arg(long, default_value = "cli")]
         name: String,
@@ -88,7 +92,107 @@ enum Command {
         /// Allow this project (repeatable).
         #[arg(long)]
         project: Vec<String>,
+        /// When the token stops working: a lifetime (30d, 12h, 90m, 3600) or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// List the tokens: id, name, scope, created, expires, last used (never a secret).
+    List,
+    /// Revoke a token by its id: from the next request on it is refused.
+    Revoke { id: String },
+}
+
+/// `--expires`: a lifetime when it reads as one, else an RFC 3339 time.
+fn expiry_fields(expires: Option<String>) -> (Option<forkr_api::wire::ExpiresIn>, Option<String>) {
+    match expires {
+        None => (None, None),
+        Some(e) if forkr_api::wire::parse_lifetime(&e).is_ok() => {
+            (Some(forkr_api::wire::ExpiresIn::Text(e)), None)
+        }
+        Some(e) => (None, Some(e)),
+    }
+}
+
+/// Columns padded to their widest cell, two spaces apart, as 4kr prints tables.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `forkr-api token ...` on the local database.
+fn token_command(
+    data: &Path,
+    action: Option<TokenCommand>,
+    req: forkr_api::wire::CreateToken,
+) -> anyhow::Result<String> {
+    let store = open_store(data)?;
+    match action {
+        Some(TokenCommand::List) => {
+            let rows: Vec<[String; 6]> = store
+                .list_tokens()?
+                .into_iter()
+                .map(forkr_api::auth::token_view)
+                .map(|t| {
+                    let scope = if t.admin {
+                        "admin".to_owned()
+                    } else {
+                        t.projects.join(",")
+                    };
+                    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                    [
+                        t.id,
+                        t.name,
+                        scope,
+                        t.created,
+                        or_dash(t.expires),
+                        or_dash(t.last_used),
+                    ]
+                })
+                .collect();
+            Ok(table(
+                ["ID", "NAME", "SCOPE", "CREATED", "EXPIRES", "LAST USED"],
+                &rows,
+            ))
+        }
+        Some(TokenCommand::Revoke { id }) => {
+            let t = store.revoke_token(&id)?;
+            tracing::info!(target: forkr_api::auth::AUDIT_TARGET, token_id = %t.id, token_name = ?t.name, by = "forkr-api token revoke", "token revoked");
+            Ok(format!("{}: revoked\n", t.id))
+        }
+        None => {
+            if !req.admin && req.projects.is_empty() {
+                bail!("give --admin or at least one --project");
+            }
+            let (scope, expires) = forkr_api::auth::token_request(&req, jiff::Timestamp::now())
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let issued = forkr_api::auth::mint(&store, &req.name, &scope, expires)?;
+            Ok(format!("{}\n", issued.secret))
+        }
+    }
 }
 
 /// Opens the pool at `<data>/pool`, mounting a loopback btrfs image there first when the
@@ -161,37 +265,40 @@ fn is_localhost(domain: &str) -> bool {
     domain == "localhost" || domain.ends_with(".localhost")
 }
 
+/// Opens `<data>/forkr.db`, making the data directory 0700 first (and the database 0600).
 fn open_store(data: &Path) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    forkr_api::store::private_dir(data).with_context(|| format!("creating {}", data.display()))?;
     Ok(Store::open(&data.join("forkr.db"))?)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Logs on stderr: stdout is for what a command prints (`forkr-api token` prints a secret
+    // that scripts capture).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();
     if let Some(Command::Token {
+        action,
         name,
         admin,
         project,
+        expires,
     }) = cli.command
     {
-        let store = open_store(&cli.data_dir)?;
-        let scope = if admin {
-            Scope::Admin
-        } else if project.is_empty() {
-            bail!("give --admin or at least one --project");
-        } else {
-            for p in &project {
-                forkr_crds::validation::validate_project_name(p)?;
-            }
-            Scope::Projects(project)
+        let (expires_in, expires) = expiry_fields(expires);
+        let req = forkr_api::wire::CreateToken {
+            name,
+            admin,
+            projects: project,
+            expires_in,
+            expires,
         };
-        println!("{}", forkr_api::auth::issue_token(&store, &name, &scope)?);
+        print!("{}", token_command(&cli.data_dir, action, req)?);
         return Ok(());
     }
     if !cli.local {

@@ -458,3 +458,87 @@ pub struct RestoreVolume {
     #[serde(default)]
     pub backup: Option<String>,
 }
+
+/// A token's lifetime as `POST /v1/tokens` takes it: seconds, or a number with a unit
+/// (`90s`, `30m`, `12h`, `30d`, `2w`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ExpiresIn {
+    Seconds(u64),
+    Text(String),
+}
+
+impl ExpiresIn {
+    /// The lifetime in seconds; an error names what is wrong.
+    pub fn seconds(&self) -> Result<u64, String> {
+        match self {
+            ExpiresIn::Seconds(s) => Ok(*s),
+            ExpiresIn::Text(t) => parse_lifetime(t),
+        }
+    }
+}
+
+/// `30d`, `12h`, `45m`, `90s`, `2w` or a bare number of seconds.
+pub fn parse_lifetime(text: &str) -> Result<u64, String> {
+    let bad = || format!("invalid lifetime {text:?}: a number with s, m, h, d or w (e.g. 30d)");
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_lowercase()),
+        _ => (t, 's'),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit).ok_or_else(bad)
+}
+
+/// `POST /v1/tokens` (admin only): a name, and either `admin` or one or more `projects`;
+/// optionally a lifetime (`expires_in`) or an end (`expires`, RFC 3339), not both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<ExpiresIn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// One token, as `GET /v1/tokens` lists it: never its secret or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    /// Stable and not secret: what `DELETE /v1/tokens/{id}` and the audit log name.
+    pub id: String,
+    pub name: String,
+    /// Every project.
+    pub admin: bool,
+    /// The projects of a non-admin token.
+    pub projects: Vec<String>,
+    /// RFC 3339.
+    pub created: String,
+    /// RFC 3339; null: never.
+    pub expires: Option<String>,
+    /// RFC 3339, updated at most once a minute; null: never used.
+    pub last_used: Option<String>,
+}
+
+/// `POST /v1/tokens`' answer: the token's secret, shown this once, and its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenView,
+}

@@ -453,6 +453,7 @@ async fn the_openapi_document_and_the_routes_agree() {
             "delete /v1/projects/{project}/boxes/{name}",
             "delete /v1/projects/{project}/users/{name}",
             "delete /v1/projects/{project}/volumes/{name}",
+            "delete /v1/tokens/{id}",
             "get /healthz",
             "get /readyz",
             "get /v1/projects/{project}/bases",
@@ -472,6 +473,7 @@ async fn the_openapi_document_and_the_routes_agree() {
             "get /v1/projects/{project}/volumes/{name}",
             "get /v1/projects/{project}/volumes/{name}/backups",
             "get /v1/projects/{project}/volumes/{name}/checkpoints",
+            "get /v1/tokens",
             "patch /v1/projects/{project}/boxes/{name}",
             "patch /v1/projects/{project}/users/{name}",
             "post /v1/projects/{project}/bases/{name}/import",
@@ -490,6 +492,7 @@ async fn the_openapi_document_and_the_routes_agree() {
             "post /v1/projects/{project}/volumes/{name}/backups",
             "post /v1/projects/{project}/volumes/{name}/checkpoints",
             "post /v1/projects/{project}/volumes/{name}/restore",
+            "post /v1/tokens",
             "put /v1/projects/{project}/boxes/{name}/files",
         ]
     );
@@ -708,4 +711,336 @@ async fn uploads_over_the_cap_are_cut_off() {
         .map(|b| b.name)
         .collect();
     assert_eq!(names, ["box-base"]);
+}
+
+/// Everything the server logs while it lives, as text: the audit lines are checked in it.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_listed_minted_revoked_and_expire() {
+    // The test's runtime has one thread, and the server runs on it: a subscriber set for this
+    // thread sees every line the server logs.
+    let log = LogBuffer::default();
+    let writer = log.clone();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let s = Server::start().await;
+    let (status, listed) = s.admin(Method::GET, "/v1/tokens", None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let listed = listed.as_array().unwrap().clone();
+    let names: Vec<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["admin", "shop"]);
+    let mut keys: Vec<&String> = listed[1].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "admin",
+            "created",
+            "expires",
+            "id",
+            "last_used",
+            "name",
+            "projects"
+        ]
+    );
+    assert_eq!(
+        (&listed[1]["admin"], &listed[1]["projects"]),
+        (&json!(false), &json!(["shop"]))
+    );
+    let admin_id = listed[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(admin_id.len(), 12);
+    // The admin token has been used: by this very request, or the one before it.
+    assert!(listed[0]["last_used"].is_string(), "{listed:?}");
+    assert!(!serde_json::to_string(&listed).unwrap().contains(&s.admin));
+
+    // A project token cannot list, mint or revoke, not even with a bad body; no token is 401.
+    let forbidden = (
+        StatusCode::FORBIDDEN,
+        error("forbidden", "only an admin token manages tokens"),
+    );
+    assert_eq!(
+        s.call(Method::GET, "/v1/tokens", Some(&s.shop), None).await,
+        forbidden
+    );
+    let wider = json!({"name": "mine", "admin": true});
+    assert_eq!(
+        s.call(Method::POST, "/v1/tokens", Some(&s.shop), Some(wider))
+            .await,
+        forbidden
+    );
+    assert_eq!(
+        s.call(Method::POST, "/v1/tokens", Some(&s.shop), Some(json!([])))
+            .await,
+        forbidden
+    );
+    let path = format!("/v1/tokens/{admin_id}");
+    assert_eq!(
+        s.call(Method::DELETE, &path, Some(&s.shop), None).await,
+        forbidden
+    );
+    assert_eq!(
+        s.call(Method::GET, "/v1/tokens", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.admin(Method::GET, "/v1/tokens", None).await.0,
+        StatusCode::OK
+    );
+
+    // Bad requests change nothing.
+    for (body, message) in [
+        (json!({"name": "x"}), "give admin or at least one project"),
+        (
+            json!({"name": "x", "admin": true, "projects": ["shop"]}),
+            "give admin or projects, not both",
+        ),
+        (
+            json!({"name": "x", "admin": true, "expires_in": "1h", "expires": "2999-01-01T00:00:00Z"}),
+            "give expires_in or expires, not both",
+        ),
+        (
+            json!({"name": "x", "admin": true, "expires": "2001-01-01T00:00:00Z"}),
+            "expires 2001-01-01T00:00:00Z is not in the future",
+        ),
+        (
+            json!({"name": "x", "admin": true, "expires_in": "soon"}),
+            "invalid lifetime \"soon\": a number with s, m, h, d or w (e.g. 30d)",
+        ),
+        (
+            json!({"name": "x", "admin": true, "expires_in": 0}),
+            "invalid lifetime 0: at least 1 second",
+        ),
+        (
+            json!({"name": "", "admin": true}),
+            "invalid token name \"\": 1-64 characters, no control characters",
+        ),
+    ] {
+        let (status, got) = s.admin(Method::POST, "/v1/tokens", Some(body)).await;
+        assert_eq!(
+            (status, &got["message"]),
+            (StatusCode::BAD_REQUEST, &json!(message))
+        );
+    }
+    let (status, got) = s
+        .admin(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "x", "projects": ["Bad_Project"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{got}");
+    let (_, listed) = s.admin(Method::GET, "/v1/tokens", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // Mint a project token: it works in its project only, and is listed, without its secret.
+    let (status, made) = s
+        .admin(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "ci", "projects": ["shop"], "expires_in": "30d"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let ci = made["token"].as_str().unwrap().to_owned();
+    let ci_id = made["id"].as_str().unwrap().to_owned();
+    assert!(ci.starts_with("fkr_"), "{made}");
+    assert!(made["expires"].is_string(), "{made}");
+    assert_eq!(
+        s.call(Method::GET, "/v1/projects/shop/users", Some(&ci), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.call(Method::GET, "/v1/projects/other/users", Some(&ci), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, listed) = s.admin(Method::GET, "/v1/tokens", None).await;
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == json!(ci_id))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&row["name"], &row["expires"]),
+        (&json!("ci"), &made["expires"])
+    );
+    assert!(row["last_used"].is_string(), "{row}");
+    assert!(!listed.to_string().contains(&ci));
+
+    // Every authenticated request left one audit line: id and name, never the secret.
+    let text = log.text();
+    let audit: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("forkr_api::audit: request "))
+        .filter(|l| l.contains(&format!("token_id={ci_id}")))
+        .collect();
+    assert_eq!(audit.len(), 2, "{text}");
+    for (line, project, status) in [(audit[0], "shop", 200), (audit[1], "other", 403)] {
+        for part in [
+            "token_name=\"ci\"".to_owned(),
+            "method=GET".to_owned(),
+            format!("path=/v1/projects/{project}/users"),
+            format!("project={project}"),
+            format!("status={status}"),
+        ] {
+            assert!(line.contains(&part), "{part} not in {line}");
+        }
+    }
+    assert!(!text.contains(&ci) && !text.contains(&s.admin), "{text}");
+
+    // Revoked: 401 from the next request on; revoking again is 404.
+    let path = format!("/v1/tokens/{ci_id}");
+    assert_eq!(
+        s.admin(Method::DELETE, &path, None).await,
+        (StatusCode::NO_CONTENT, Value::Null)
+    );
+    assert_eq!(
+        s.call(Method::GET, "/v1/projects/shop/users", Some(&ci), None)
+            .await,
+        (
+            StatusCode::UNAUTHORIZED,
+            error("unauthorized", "missing or invalid bearer token")
+        )
+    );
+    assert_eq!(
+        s.admin(Method::DELETE, &path, None).await,
+        (
+            StatusCode::NOT_FOUND,
+            error("not_found", &format!("token {ci_id:?} not found"))
+        )
+    );
+
+    // Expired: 401 saying so. The token lives one second; the test waits until it is over.
+    let (status, short) = s
+        .admin(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "short", "admin": true, "expires_in": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{short}");
+    let expires: jiff::Timestamp = short["expires"].as_str().unwrap().parse().unwrap();
+    while jiff::Timestamp::now() <= expires {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let secret = short["token"].as_str().unwrap();
+    assert_eq!(
+        s.call(Method::GET, "/v1/tokens", Some(secret), None).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            error(
+                "unauthorized",
+                &format!(
+                    "this token expired at {}",
+                    short["expires"].as_str().unwrap()
+                )
+            )
+        )
+    );
+}
+
+/// `forkr-api token` on a data directory: mint (with an expiry), list, revoke; and the data
+/// directory and database end up private, whatever an older install left.
+#[test]
+fn forkr_api_token_lists_and_revokes_and_keeps_the_data_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forkr-api"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("RUST_LOG", "info")
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    // As scripts call it: one line on stdout, the secret.
+    let (code, out, err) = run(&["token", "--admin", "--name", "local"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("fkr_") && out.lines().count() == 1, "{out}");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("forkr.db")), 0o600);
+    let (code, _, err) = run(&[
+        "token",
+        "--project",
+        "shop",
+        "--name",
+        "ci",
+        "--expires",
+        "30d",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&["token", "--name", "nothing"]);
+    assert_eq!(
+        (code, err.trim_end()),
+        (1, "Error: give --admin or at least one --project")
+    );
+    let (code, list, _) = run(&["token", "list"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(lines[0].starts_with("ID  "), "{list}");
+    let ci: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!((ci[1], ci[2]), ("ci", "shop"), "{list}");
+    assert_ne!(ci[4], "-", "an expiry: {list}");
+    let (code, out, _) = run(&["token", "revoke", ci[0]]);
+    assert_eq!((code, out), (0, format!("{}: revoked\n", ci[0])));
+    let (code, _, err) = run(&["token", "revoke", ci[0]]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("token \"{}\" not found", ci[0])),
+        "{err}"
+    );
+    assert_eq!(run(&["token", "list"]).1.lines().count(), 2);
+
+    // An older install: everything readable by everyone. The next start tightens it and says so.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        data.join("forkr.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["token", "list"]);
+    assert_eq!(code, 0);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("forkr.db")), 0o600);
+    assert!(err.contains("made the data directory 0700"), "{err}");
+    assert!(err.contains("made the database file 0600"), "{err}");
 }

@@ -4,6 +4,7 @@
 mod bases;
 mod boxes;
 mod health;
+mod tokens;
 mod users;
 mod volumes;
 mod ws;
@@ -73,6 +74,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(boxes::wait_port))
         .routes(routes!(ws::exec_ws))
         .routes(routes!(ws::console))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
