@@ -293,6 +293,53 @@ pub enum Command {
     /// Forkr on this machine, without a cluster.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// The server's bearer tokens: list, create, revoke (admin tokens only).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// List the tokens: ID NAME SCOPE CREATED EXPIRES LAST-USED (never a secret).
+    #[command(visible_alias = "ls")]
+    List {
+        #[command(flatten)]
+        json: NoJson,
+    },
+    /// Mint a token and print its secret, once.
+    Create {
+        /// Name to remember the token by.
+        name: String,
+        /// Allow every project.
+        #[arg(long, conflicts_with = "project")]
+        admin: bool,
+        /// Allow this project (repeatable).
+        #[arg(short = 'p', long)]
+        project: Vec<String>,
+        /// When it stops working: a lifetime (30d, 12h, 90m, 3600) or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        json: NoJson,
+    },
+    /// Revoke tokens by id: refused from their next request on.
+    #[command(visible_alias = "rm")]
+    Revoke {
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        json: NoJson,
+    },
+}
+
+impl TokenCommand {
+    fn json_flag(&self) -> (&'static str, &NoJson) {
+        match self {
+            TokenCommand::List { json } => ("token list", json),
+            TokenCommand::Create { json, .. } => ("token create", json),
+            TokenCommand::Revoke { json, .. } => ("token revoke", json),
+        }
+    }
 }
 
 /// `4kr exec`.
@@ -724,6 +771,7 @@ impl Command {
             Command::Base(c) => c.json_flag(),
             Command::Config(c) => c.json_flag(),
             Command::Local(c) => c.json_flag(),
+            Command::Token(c) => c.json_flag(),
             _ => return None,
         };
         flag.json.then_some(name)

@@ -208,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Snapshot(cmd) => commands::snapshots::snapshot(&ctx, cmd).await?,
         Command::Diff(cmd) => commands::snapshots::diff(&ctx, cmd).await?,
         Command::User(cmd) => commands::users::run(&ctx, cmd).await?,
+        Command::Token(cmd) => commands::tokens::run(&ctx, cmd).await?,
         Command::Volume(cmd) => commands::volumes::run(&ctx, cmd).await?,
         Command::Base(cmd) => commands::bases::run(&ctx, cmd).await?,
         Command::Config(cmd) => commands::config::run(&ctx, cmd)?,

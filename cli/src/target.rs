@@ -4,6 +4,10 @@
 //! else FORKR_PROFILE, else the config's `profile`. A profile's settings are the variables
 //! `FORKR_PROFILE_<NAME>_{URL,TOKEN,SSH_HOST,INSECURE,IP}`; when the profile is the one the config
 //! file was written for (its `profile` or `env` key), missing ones derive from the config.
+//!
+//! Token: a profile's token (and its INSECURE, SSH_HOST and IP) goes only to that profile's own
+//! URL. When the URL comes from elsewhere (`--url` naming another server) only FORKR_TOKEN is
+//! sent; with no FORKR_TOKEN, 4kr refuses rather than hand an admin token to a stranger.
 
 use crate::config::Config;
 
@@ -26,6 +30,34 @@ pub enum TargetError {
         "no API URL: pass --url, select a profile (--profile or FORKR_PROFILE), or set FORKR_URL"
     )]
     NoUrl,
+    #[error(
+        "{url} is not the URL of profile \"{profile}\" ({profile_url}), and a profile's token is sent only to its own URL: set FORKR_TOKEN to a token for {url}, or use a profile whose URL it is"
+    )]
+    TokenForAnotherUrl {
+        url: String,
+        profile: String,
+        profile_url: String,
+    },
+}
+
+/// Whether two API URLs name the same server: scheme and host compared without case, the
+/// default port made explicit, trailing slashes ignored. URLs that do not parse must be equal
+/// as strings.
+pub fn same_server(a: &str, b: &str) -> bool {
+    fn key(u: &str) -> Option<(String, String, Option<u16>, String, String)> {
+        let url = reqwest::Url::parse(u.trim()).ok()?;
+        Some((
+            url.scheme().to_owned(),
+            url.host_str()?.to_ascii_lowercase(),
+            url.port_or_known_default(),
+            url.path().trim_end_matches('/').to_owned(),
+            url.username().to_owned(),
+        ))
+    }
+    match (key(a), key(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/'),
+    }
 }
 
 /// `FORKR_PROFILE_<NAME>_<SUFFIX>`: the name uppercased, every non-alphanumeric character `_`.
@@ -97,19 +129,39 @@ pub fn resolve(
     let url = flags
         .url
         .clone()
-        .or(profile_url)
+        .or_else(|| profile_url.clone())
         .or_else(|| get("FORKR_URL"))
         .or_else(|| get("FORKR_API_URL"))
         .ok_or(TargetError::NoUrl)?;
-    let token = from_profile("TOKEN")
-        .or_else(|| derived.and_then(|c| c.get("token").map(str::to_owned)))
-        .or_else(|| get("FORKR_TOKEN"));
-    let insecure = from_profile("INSECURE")
-        .or_else(|| derived.and_then(|c| c.get("insecure").map(str::to_owned)))
+    // The profile's own settings apply only when the request goes to the profile's server.
+    let to_profile = profile_url.as_deref().is_some_and(|p| same_server(p, &url));
+    let profile_setting = |suffix: &str, key: &str| {
+        from_profile(suffix).or_else(|| derived.and_then(|c| c.get(key).map(str::to_owned)))
+    };
+    let token = if to_profile {
+        profile_setting("TOKEN", "token").or_else(|| get("FORKR_TOKEN"))
+    } else {
+        match (get("FORKR_TOKEN"), profile.as_deref()) {
+            (Some(t), _) => Some(t),
+            (None, Some(p)) if profile_setting("TOKEN", "token").is_some() => {
+                return Err(TargetError::TokenForAnotherUrl {
+                    url,
+                    profile: p.to_owned(),
+                    profile_url: profile_url.unwrap_or_else(|| "no URL".to_owned()),
+                });
+            }
+            (None, _) => None,
+        }
+    };
+    let insecure = to_profile
+        .then(|| profile_setting("INSECURE", "insecure"))
+        .flatten()
         .or_else(|| get("FORKR_INSECURE"))
         .is_some_and(|v| truthy(&v));
-    let ssh_host = from_profile("SSH_HOST").or_else(|| derived.and_then(Config::derived_ssh_host));
-    let ip = from_profile("IP").or_else(|| derived.and_then(|c| c.get("ip").map(str::to_owned)));
+    let ssh_host = to_profile
+        .then(|| from_profile("SSH_HOST").or_else(|| derived.and_then(Config::derived_ssh_host)))
+        .flatten();
+    let ip = to_profile.then(|| profile_setting("IP", "ip")).flatten();
     Ok(Target {
         url,
         token,
@@ -310,5 +362,103 @@ mod tests {
                 profile: Some("dev".into()),
             }
         );
+    }
+
+    #[test]
+    fn urls_compare_by_server() {
+        for (a, b) in [
+            ("http://127.0.0.1:7070", "http://127.0.0.1:7070/"),
+            ("HTTPS://API.Example.com", "https://api.example.com:443/"),
+            ("http://h", "http://h:80"),
+            ("https://h/api/", "https://h/api"),
+        ] {
+            assert!(same_server(a, b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("http://h", "https://h"),
+            ("http://h:7070", "http://h:7071"),
+            ("http://h", "http://h.evil"),
+            ("https://h/api", "https://h/other"),
+            ("http://user@h", "http://h"),
+        ] {
+            assert!(!same_server(a, b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn a_profile_token_goes_only_to_the_profile_url() {
+        let profile = [
+            ("FORKR_PROFILE", "prod"),
+            ("FORKR_PROFILE_PROD_URL", "https://api.example.com"),
+            ("FORKR_PROFILE_PROD_TOKEN", "fkr_admin"),
+            ("FORKR_PROFILE_PROD_INSECURE", "1"),
+            ("FORKR_PROFILE_PROD_SSH_HOST", "ssh.example.com"),
+        ];
+        // --url naming another server: refused, nothing to send.
+        let err = resolve(
+            &flag_url("http://elsewhere"),
+            &env(&profile),
+            &Config::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "http://elsewhere is not the URL of profile \"prod\" (https://api.example.com), and a profile's token is sent only to its own URL: set FORKR_TOKEN to a token for http://elsewhere, or use a profile whose URL it is"
+        );
+        // ... unless FORKR_TOKEN says what to send there; the profile's other settings stay home.
+        let mut with_plain = profile.to_vec();
+        with_plain.push(("FORKR_TOKEN", "fkr_plain"));
+        let t = resolve(
+            &flag_url("http://elsewhere"),
+            &env(&with_plain),
+            &Config::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.token.as_deref(), t.insecure, t.ssh_host),
+            ("http://elsewhere", Some("fkr_plain"), false, None)
+        );
+        // --url spelling the profile's own server keeps the profile's token.
+        let t = resolve(
+            &flag_url("HTTPS://api.example.com:443/"),
+            &env(&with_plain),
+            &Config::default(),
+        )
+        .unwrap();
+        assert_eq!(t.token.as_deref(), Some("fkr_admin"));
+        assert!(t.insecure);
+        // A profile with a token and no URL sends it nowhere.
+        let err = resolve(
+            &flag_url("http://elsewhere"),
+            &env(&[("FORKR_PROFILE", "x"), ("FORKR_PROFILE_X_TOKEN", "fkr_x")]),
+            &Config::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, TargetError::TokenForAnotherUrl { .. }),
+            "{err}"
+        );
+        // The config `4kr local up` writes: its token stays with its api_url.
+        let c = config(&[
+            ("profile", "local"),
+            ("env", "local"),
+            ("api_url", "http://127.0.0.1:7070"),
+            ("token", "fkr_local"),
+        ]);
+        let err = resolve(&flag_url("http://elsewhere:7070"), &env(&[]), &c).unwrap_err();
+        assert!(
+            matches!(err, TargetError::TokenForAnotherUrl { .. }),
+            "{err}"
+        );
+        let t = resolve(&flag_url("http://127.0.0.1:7070/"), &env(&[]), &c).unwrap();
+        assert_eq!(t.token.as_deref(), Some("fkr_local"));
+        // No profile: FORKR_URL goes with FORKR_TOKEN, as before.
+        let t = resolve(
+            &TargetFlags::default(),
+            &env(&[("FORKR_URL", "http://x"), ("FORKR_TOKEN", "fkr_t")]),
+            &Config::default(),
+        )
+        .unwrap();
+        assert_eq!(t.token.as_deref(), Some("fkr_t"));
     }
 }

@@ -1648,3 +1648,210 @@ async fn json_on_every_documented_command() {
         serde_json::json!([{"name": "j1", "deleted": true}])
     );
 }
+
+/// A server that answers every request `200 []` and records the Authorization header of each
+/// (None when absent): it stands for "some other server" that must never see a profile token.
+async fn recording_server() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let auth = text.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("authorization")
+                        .then(|| v.trim().to_owned())
+                });
+                record.lock().unwrap().push(auth);
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]",
+                    )
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_token_goes_only_to_the_profile_url() {
+    let e = server().await;
+    let (elsewhere, seen) = recording_server().await;
+    // What `4kr local up` writes: the `local` profile, its URL and its admin token.
+    std::fs::write(
+        e.setup.path().join("config.yaml"),
+        format!(
+            "profile: local\nenv: local\napi_url: {}\ntoken: {}\n",
+            e.url, e.token
+        ),
+    )
+    .unwrap();
+    // --url naming another server, no FORKR_TOKEN: refused, and nothing is sent.
+    let out = e.run_with(&["--url", &elsewhere, "list"], &[], false).await;
+    assert_eq!(
+        (out.code, out.stderr),
+        (
+            1,
+            format!(
+                "Error: {elsewhere} is not the URL of profile \"local\" ({}), and a profile's token is sent only to its own URL: set FORKR_TOKEN to a token for {elsewhere}, or use a profile whose URL it is\n",
+                e.url
+            )
+        )
+    );
+    assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+    // With FORKR_TOKEN, that token and only that one goes there.
+    let out = e
+        .run_with(
+            &["--url", &elsewhere, "list"],
+            &[("FORKR_TOKEN", "fkr_for_elsewhere")],
+            false,
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some("Bearer fkr_for_elsewhere".to_owned())]
+    );
+    // --url spelling the profile's own server (trailing slash, upper-case host): its token.
+    let same = format!("{}/", e.url);
+    let out = e.run_with(&["--url", &same, "list"], &[], false).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let upper = e.url.replace("http://", "HTTP://");
+    let out = e
+        .run_with(&["--url", &upper, "user", "list"], &[], false)
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // A profile from variables: the same rule.
+    let vars = [
+        ("FORKR_PROFILE_PROD_URL", e.url.as_str()),
+        ("FORKR_PROFILE_PROD_TOKEN", e.token.as_str()),
+    ];
+    let out = e
+        .run_with(
+            &["--profile", "prod", "--url", &elsewhere, "list"],
+            &vars,
+            false,
+        )
+        .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("is not the URL of profile \"prod\""),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing more was sent");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|a| a.as_deref() != Some(&format!("Bearer {}", e.token))),
+        "the admin token never left for another server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_list_create_and_revoke() {
+    let e = server().await;
+    let listed = e.ok(&["token", "list"]).await;
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(
+        lines[0].starts_with("ID            NAME   SCOPE  CREATED"),
+        "{listed}"
+    );
+    assert!(lines[0].ends_with("EXPIRES  LAST-USED"), "{listed}");
+    assert_eq!(lines.len(), 3, "{listed}");
+    // Create prints the secret alone on stdout; what it is goes to stderr.
+    let out = e
+        .run(&["token", "create", "ci", "-p", "shop", "--expires", "30d"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let secret = out.stdout.trim().to_owned();
+    assert!(secret.starts_with("fkr_") && out.stdout.lines().count() == 1);
+    assert!(
+        out.stderr.starts_with("token ") && out.stderr.contains("(ci, shop, expires "),
+        "{}",
+        out.stderr
+    );
+    let id = out.stderr.split_whitespace().nth(1).unwrap().to_owned();
+    // The new token works for its project.
+    let as_ci = e
+        .run_with(
+            &["user", "list", "-p", "shop"],
+            &[("FORKR_URL", &e.url), ("FORKR_TOKEN", &secret)],
+            false,
+        )
+        .await;
+    assert_eq!(as_ci.code, 0, "{}", as_ci.stderr);
+    let listed = e.ok(&["token", "ls"]).await;
+    let row = listed.lines().find(|l| l.starts_with(&id)).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!((cells[1], cells[2]), ("ci", "shop"), "{listed}");
+    assert_ne!(cells[4], "-", "an expiry: {listed}");
+    assert!(!listed.contains(&secret));
+    // A project token may not manage tokens.
+    let ci_env = [
+        ("FORKR_URL", e.url.as_str()),
+        ("FORKR_TOKEN", secret.as_str()),
+    ];
+    let out = e.run_with(&["token", "list"], &ci_env, false).await;
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "Error: only an admin token manages tokens\n")
+    );
+    // Bad input is refused by the server's words; -j is refused by name.
+    let out = e.run(&["token", "create", "x"]).await;
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "Error: give --admin or at least one --project\n")
+    );
+    let out = e
+        .run(&[
+            "token",
+            "create",
+            "x",
+            "--admin",
+            "--expires",
+            "2001-01-01T00:00:00Z",
+        ])
+        .await;
+    assert_eq!(
+        out.stderr,
+        "Error: expires 2001-01-01T00:00:00Z is not in the future\n"
+    );
+    let out = e.run(&["token", "list", "-j"]).await;
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "Error: --json is not supported for token list\n")
+    );
+    // Revoke: one line per id, a failure exits 1; the revoked token is refused.
+    let out = e.run(&["token", "revoke", &id, "000000000000"]).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stdout,
+        format!("{id}: revoked\n000000000000: error: token \"000000000000\" not found\n")
+    );
+    let out = e
+        .run_with(&["user", "list", "-p", "shop"], &ci_env, false)
+        .await;
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "Error: missing or invalid bearer token\n")
+    );
+}

@@ -123,8 +123,19 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn up_create_exec_restart_and_down() {
+    use std::os::unix::fs::PermissionsExt;
     let l = Local::new();
+    // As an older install left it: readable by every user of the host.
+    std::fs::set_permissions(l.data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let up = l.up();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(l.data.path()), 0o700, "the data directory is private");
+    for f in ["forkr.db", "forkr-api.log", "forkr.db-wal", "forkr.db-shm"] {
+        let p = l.data.path().join(f);
+        if f == "forkr.db" || f == "forkr-api.log" || p.exists() {
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
     assert!(up.starts_with("forkr is up\n"), "{up}");
     assert!(
         up.contains(&format!("api:     http://{}", l.listen)),

@@ -98,13 +98,45 @@ async fn wait_ready(url: &str, data: &Path, pid: u32) -> anyhow::Result<()> {
     }
 }
 
+/// Makes the data directory, or tightens an older one, to mode 0700: it holds the database
+/// (token hashes, box environments), the pool and the log, none of it for other users.
+/// forkr-api does the same at startup; doing it here first leaves no moment when it is open.
+pub fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    if std::fs::metadata(dir)?.permissions().mode() & 0o7777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// A command that carries no API token into the processes it starts: the server needs none,
+/// and it outlives the shell that had them.
+fn tokenless(bin: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("FORKR_") && k.ends_with("TOKEN") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 fn start_server(ctx: &Context, a: &LocalArgs) -> anyhow::Result<u32> {
+    use std::os::unix::fs::OpenOptionsExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(log_file(&a.data_dir))
         .with_context(|| format!("opening {}", log_file(&a.data_dir).display()))?;
-    let mut cmd = std::process::Command::new(api_bin(ctx));
+    let mut cmd = tokenless(&api_bin(ctx));
     cmd.args(["--local", "--data-dir"])
         .arg(&a.data_dir)
         .args(["--listen", &a.listen, "--domain", &a.domain])
@@ -126,7 +158,7 @@ fn start_server(ctx: &Context, a: &LocalArgs) -> anyhow::Result<u32> {
 }
 
 fn mint_token(ctx: &Context, data: &Path) -> anyhow::Result<String> {
-    let out = std::process::Command::new(api_bin(ctx))
+    let out = tokenless(&api_bin(ctx))
         .args(["token", "--admin", "--name", PROFILE, "--data-dir"])
         .arg(data)
         .output()
@@ -144,8 +176,7 @@ pub async fn up(ctx: &Context, a: LocalArgs) -> anyhow::Result<String> {
     if std::fs::metadata("/proc/self")?.uid() != 0 {
         bail!("4kr local up must run as root: it mounts a btrfs pool and runs boxes with runc");
     }
-    std::fs::create_dir_all(&a.data_dir)
-        .with_context(|| format!("creating {}", a.data_dir.display()))?;
+    private_data_dir(&a.data_dir)?;
     let url = format!("http://{}", a.listen);
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}")

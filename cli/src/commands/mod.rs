@@ -12,6 +12,7 @@ pub mod local;
 pub mod localbase;
 pub mod snapshots;
 pub mod stream;
+pub mod tokens;
 pub mod users;
 pub mod volumes;
 
