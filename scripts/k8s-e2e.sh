@@ -92,7 +92,7 @@ fi
 say "CRDs (forkr-crdgen --without-cel: no CEL rules and no null in enums, as 1.20 needs)"
 "$BIN/forkr-crdgen" --without-cel --stdout > "$E2E/crds.yaml" || die "rendering the CRDs failed"
 kubectl apply -f "$E2E/crds.yaml" >/dev/null || die "installing the CRDs failed"
-for crd in boxes bases snapshots datavolumes; do
+for crd in boxes bases snapshots datavolumes forkgrants; do
   kubectl wait --for condition=established --timeout=60s "crd/$crd.forkr.dev" >/dev/null || die "CRD $crd not established"
 done
 kubectl get ns forkr-system >/dev/null 2>&1 || kubectl create ns forkr-system >/dev/null
@@ -197,7 +197,11 @@ if [ "$BENCH" = 1 ]; then
   cargo run --locked -p forkr-operator --features e2e --example k8s_bench || status=$?
 else
   say "running operator/tests/cluster.rs"
-  cargo nextest run --locked -p forkr-operator --features e2e --test cluster --no-capture || status=$?
+  # The tenancy test first, on its own: the other one ends by stopping the leader operator.
+  cargo nextest run --locked -p forkr-operator --features e2e --test cluster --no-capture \
+    -E 'test(tenancy)' || status=$?
+  [ "$status" = 0 ] && { cargo nextest run --locked -p forkr-operator --features e2e --test cluster \
+    --no-capture -E 'not test(tenancy)' || status=$?; }
 fi
 if [ "$status" != 0 ]; then
   say "operator log tail:"; tail -40 "$E2E/logs/operator.log" >&2

@@ -679,3 +679,393 @@ async fn http_get(base: &str, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A namespace of its own, deleted (with everything in it) when the test ends, pass or fail.
+struct OwnNamespace {
+    client: kube::Client,
+    name: String,
+}
+
+impl OwnNamespace {
+    async fn create(client: &kube::Client, name: String) -> OwnNamespace {
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+        OwnNamespace {
+            client: client.clone(),
+            name,
+        }
+    }
+}
+
+impl Drop for OwnNamespace {
+    fn drop(&mut self) {
+        let (ns, client) = (self.name.clone(), self.client.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let api: Api<Namespace> = Api::all(client);
+                let _ = api.delete(&ns, &DeleteParams::default()).await;
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while Instant::now() < deadline && api.get_opt(&ns).await.ok().flatten().is_some() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A client that acts as ServiceAccount `tenant` of `ns`, whose Role allows Forkr objects in
+/// `ns` only: what a user with `kubectl` (or Argo CD) confined to one namespace holds. On 1.20
+/// the account's token is in its auto-created Secret.
+async fn tenant_client(admin: &kube::Client, ns: &str) -> kube::Client {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let pp = PostParams::default();
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    sas.create(
+        &pp,
+        &serde_json::from_value(json!({"metadata": {"name": "tenant"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let roles: Api<Role> = Api::namespaced(admin.clone(), ns);
+    roles
+        .create(
+            &pp,
+            &serde_json::from_value(json!({
+                "metadata": {"name": "forkr-user"},
+                "rules": [{"apiGroups": ["forkr.dev"],
+                           "resources": ["boxes", "bases", "snapshots", "datavolumes"],
+                           "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), ns);
+    bindings
+        .create(
+            &pp,
+            &serde_json::from_value(json!({
+                "metadata": {"name": "forkr-user"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "forkr-user"},
+                "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": ns}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let secret_name = loop {
+        let sa = sas.get("tenant").await.unwrap();
+        if let Some(s) = sa.secrets.and_then(|s| s.into_iter().next()) {
+            break s.name;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no token Secret for the ServiceAccount"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
+    let secret = secrets.get(secret_name.as_deref().unwrap()).await.unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    // The admin kubeconfig's cluster, with the tenant's token as the only credential.
+    let text = std::fs::read_to_string(env("KUBECONFIG")).unwrap();
+    let mut kc: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    for user in kc["users"].as_array_mut().unwrap() {
+        user["user"] = json!({"token": token});
+    }
+    let kc = kube::config::Kubeconfig::from_yaml(&serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+fn stalled_reason(b: &BoxResource) -> Option<String> {
+    b.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+        .map(|c| c.reason.clone())
+}
+
+/// Waits for a Warning event with `reason` about object `name` in `ns` (events.k8s.io/v1, as
+/// the operator's recorder writes them).
+async fn wait_event(admin: &kube::Client, ns: &str, name: &str, reason: &str) {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(admin.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        if list.items.iter().any(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        }) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {reason} event about {ns}/{name}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The operator's tenancy rules on the real cluster, against a user whom RBAC confines to
+/// namespace A: a fork of B's box waits for B's grant, B's hosts are never served for A, and a
+/// runner image runs only once an admin trusts A. Nothing happens in B meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenancy_a_user_confined_to_one_namespace_reaches_nothing_else() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    // B is the harness's namespace (with the base imported); A is the tenant's.
+    let h = harness().await;
+    let b_ns = h.ns.clone();
+    let a = OwnNamespace::create(&h.client, format!("e2e-tenant-{}", std::process::id())).await;
+    let a_ns = a.name.clone();
+    let tenant = tenant_client(&h.client, &a_ns).await;
+    let tenant_boxes: Api<BoxResource> = Api::namespaced(tenant.clone(), &a_ns);
+    let apply = |name: &str, spec: serde_json::Value| {
+        let body = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Box", "metadata": {"name": name}, "spec": spec});
+        let (api, name) = (tenant_boxes.clone(), name.to_owned());
+        async move {
+            api.patch(
+                &name,
+                &PatchParams::apply("tenant").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let a_boxes: Api<BoxResource> = Api::namespaced(h.client.clone(), &a_ns);
+    let wait_a = |name: &'static str, what: &'static str, ok: fn(&BoxResource) -> bool| {
+        let api = a_boxes.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let b = api.get_opt(name).await.unwrap();
+                if let Some(b) = &b
+                    && ok(b)
+                {
+                    return b.clone();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name}: {what} not reached; last: {:?}",
+                    b.map(|b| b.status)
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+
+    // The confinement is real: the tenant cannot write in B, nor label its own namespace.
+    let in_b: Api<BoxResource> = Api::namespaced(tenant.clone(), &b_ns);
+    let body = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Box", "metadata": {"name": "x"}, "spec": {}});
+    match in_b
+        .patch("x", &PatchParams::apply("tenant"), &Patch::Apply(&body))
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
+        other => panic!("the tenant wrote in {b_ns}: {other:?}"),
+    }
+    let tenant_nss: Api<Namespace> = Api::all(tenant.clone());
+    let label = json!({"metadata": {"labels": {"forkr.dev/trusted": "true"}}});
+    match tenant_nss
+        .patch(&a_ns, &PatchParams::default(), &Patch::Merge(&label))
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
+        other => panic!("the tenant labelled its namespace: {other:?}"),
+    }
+
+    // B's own box, and a host it publishes first.
+    h.apply_box(
+        "src",
+        json!({"port": 80, "publish": [{"host": "shared.e2e.forkr.test"}]}),
+    )
+    .await;
+    h.wait_phase("src", BoxPhase::Running, 180).await;
+    h.exec("src", "echo b-only > /root/secret").await;
+
+    // 1. A fork of B's box from A, with no grant: refused, nothing copied, B untouched.
+    apply("stolen", json!({"fork": {"box": "src", "project": b_ns}})).await;
+    let b = wait_a("stolen", "Stalled", |b| {
+        stalled_reason(b).as_deref() == Some("ForkNotGranted")
+    })
+    .await;
+    assert_eq!(b.status.unwrap().phase, Some(BoxPhase::Pending));
+    wait_event(&h.client, &a_ns, "stolen", "ForkNotGranted").await;
+    let roots_a = h
+        .storage()
+        .await
+        .list_roots(agent::ListRootsRequest {
+            project: a_ns.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .roots;
+    assert!(
+        roots_a.is_empty(),
+        "nothing copied into {a_ns}: {roots_a:?}"
+    );
+    let deploy_a: Api<Deployment> = Api::namespaced(h.client.clone(), &a_ns);
+    assert!(deploy_a.get_opt("stolen").await.unwrap().is_none());
+    // A base saved from B's box, from A: refused the same way, no version made.
+    let tenant_bases: Api<forkr_crds::Base> = Api::namespaced(tenant.clone(), &a_ns);
+    let base = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Base", "metadata": {"name": "loot"},
+        "spec": {"source": {"requestId": format!("loot-{}", std::process::id()), "save": {"box": "src", "project": b_ns}}}});
+    tenant_bases
+        .patch(
+            "loot",
+            &PatchParams::apply("tenant").force(),
+            &Patch::Apply(&base),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = tenant_bases.get("loot").await.unwrap();
+        let st = got.status.unwrap_or_default();
+        if st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "ForkNotGranted")
+        {
+            assert!(
+                st.versions.is_empty(),
+                "a version was saved: {:?}",
+                st.versions
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "base loot not refused: {st:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // B's owner grants that one box to A: the waiting fork proceeds (the grant watch wakes it).
+    let grants: Api<forkr_crds::ForkGrant> = Api::namespaced(h.client.clone(), &b_ns);
+    let grant = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "ForkGrant", "metadata": {"name": "a-may-fork-src"},
+        "spec": {"from": [{"namespace": a_ns}], "to": [{"kind": "Box", "name": "src"}]}});
+    grants
+        .patch(
+            "a-may-fork-src",
+            &PatchParams::apply("owner").force(),
+            &Patch::Apply(&grant),
+        )
+        .await
+        .unwrap();
+    let b = wait_a("stolen", "RootReady", |b| {
+        b.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "RootReady" && c.status == "True")
+        })
+    })
+    .await;
+    assert_eq!(stalled_reason(&b), None);
+    // Revoking it now changes nothing for the copy already made.
+    grants
+        .delete("a-may-fork-src", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // 2. B's hosts: one B published first, and one under B's namespace.
+    let b_url = format!("web.{b_ns}.e2e.forkr.test");
+    apply(
+        "squat",
+        json!({"port": 80, "publish": [{"host": "shared.e2e.forkr.test"}, {"host": b_url}]}),
+    )
+    .await;
+    let b = wait_a("squat", "HostTaken", |b| {
+        stalled_reason(b).as_deref() == Some("HostTaken")
+    })
+    .await;
+    let st = b.status.unwrap();
+    assert_eq!(
+        st.taken_hosts,
+        ["shared.e2e.forkr.test".to_owned(), b_url.clone()]
+    );
+    assert!(st.published_hosts.is_empty());
+    wait_event(&h.client, &a_ns, "squat", "HostTaken").await;
+    let ing_a: Api<Ingress> = Api::namespaced(h.client.clone(), &a_ns);
+    let hosts = |i: Ingress| -> Vec<String> {
+        i.spec
+            .and_then(|s| s.rules)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.host)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let squat_hosts = loop {
+        if let Some(i) = ing_a.get_opt("squat").await.unwrap() {
+            break hosts(i);
+        }
+        assert!(Instant::now() < deadline, "no Ingress for squat");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(squat_hosts, [format!("squat.{a_ns}.e2e.forkr.test")]);
+    let ing_b: Api<Ingress> = Api::namespaced(h.client.clone(), &b_ns);
+    let src_hosts = hosts(ing_b.get("src").await.unwrap());
+    assert!(
+        src_hosts.contains(&"shared.e2e.forkr.test".to_owned()),
+        "{src_hosts:?}"
+    );
+
+    // 3. A runner image in an untrusted namespace: refused, no Deployment; trusted: it runs.
+    apply("evil", json!({"runnerImage": "local/busybox:1.36"})).await;
+    let b = wait_a("evil", "UntrustedNamespace", |b| {
+        stalled_reason(b).as_deref() == Some("UntrustedNamespace")
+    })
+    .await;
+    assert_eq!(b.status.unwrap().phase, Some(BoxPhase::Pending));
+    wait_event(&h.client, &a_ns, "evil", "UntrustedNamespace").await;
+    assert!(
+        deploy_a.get_opt("evil").await.unwrap().is_none(),
+        "no Deployment for evil"
+    );
+    let nss: Api<Namespace> = Api::all(h.client.clone());
+    nss.patch(&a_ns, &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let d = loop {
+        if let Some(d) = deploy_a.get_opt("evil").await.unwrap() {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Deployment for evil once trusted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let image = d.spec.template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("local/busybox:1.36"));
+
+    // Nothing of A's reached B: B's Deployments are its own box's only.
+    let deploy_b: Api<Deployment> = Api::namespaced(h.client.clone(), &b_ns);
+    let names: Vec<String> = deploy_b
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    assert_eq!(names, ["src"]);
+    // A's boxes go before B's namespace, so the fork's volumes never pin B's source.
+    drop(a);
+}
