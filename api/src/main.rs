@@ -79,13 +79,12 @@ struct Cli {
 enum Command {
     /// Mint a bearer token and print it once (only its hash is stored); or, with a
     /// subcommand, list or revoke the tokens of this data directory's database.
-    #[command(args_conflicts_with_subcommands = true)]
     Token {
         #[command(subcommand)]
         action: Option<TokenCommand>,
-        /// Name to remember the token by.
-        #[arg(long, default_value = "cli")]
-        name: String,
+        /// Name to remember the token by [default: cli].
+        #[arg(long)]
+        name: Option<String>,
         /// Allow every project.
         #[arg(long, conflicts_with = "project")]
         admin: bool,
@@ -174,7 +173,7 @@ fn token_command(
                 })
                 .collect();
             Ok(table(
-                ["ID", "NAME", "SCOPE", "CREATED", "EXPIRES", "LAST USED"],
+                ["ID", "NAME", "SCOPE", "CREATED", "EXPIRES", "LAST-USED"],
                 &rows,
             ))
         }
@@ -290,9 +289,15 @@ async fn main() -> anyhow::Result<()> {
         expires,
     }) = cli.command
     {
+        if action.is_some() && (admin || !project.is_empty() || name.is_some() || expires.is_some())
+        {
+            bail!(
+                "--admin, --project, --name and --expires are for minting a token, not with list or revoke"
+            );
+        }
         let (expires_in, expires) = expiry_fields(expires);
         let req = forkr_api::wire::CreateToken {
-            name,
+            name: name.unwrap_or_else(|| "cli".to_owned()),
             admin,
             projects: project,
             expires_in,

@@ -1020,6 +1020,23 @@ fn forkr_api_token_lists_and_revokes_and_keeps_the_data_private() {
     let ci: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!((ci[1], ci[2]), ("ci", "shop"), "{list}");
     assert_ne!(ci[4], "-", "an expiry: {list}");
+    // The data directory may come before the subcommand, as scripts write it; minting flags
+    // do not mix with list or revoke.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forkr-api"))
+        .args(["token", "--data-dir"])
+        .arg(&data)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), list);
+    let (code, _, err) = run(&["token", "--admin", "list"]);
+    assert_eq!(
+        (code, err.trim_end()),
+        (
+            1,
+            "Error: --admin, --project, --name and --expires are for minting a token, not with list or revoke"
+        )
+    );
     let (code, out, _) = run(&["token", "revoke", ci[0]]);
     assert_eq!((code, out), (0, format!("{}: revoked\n", ci[0])));
     let (code, _, err) = run(&["token", "revoke", ci[0]]);
