@@ -132,7 +132,11 @@ async fn refused_reattach(t: &Target, tok: Tok, project: &str, name: &str, sessi
     let mut ws = console(t, tok, project, name, json!({"session": session}))
         .await
         .unwrap_or_else(|s| panic!("the upgrade of {project}/{name} answered {s}"));
-    let heard = listen(&mut ws, |_| false).await;
+    // Until the error, or anything of a session, arrives.
+    let heard = listen(&mut ws, |h| {
+        h.error().is_some() || h.session().is_some() || !h.output.is_empty()
+    })
+    .await;
     assert!(
         heard.output.is_empty() && !format!("{heard:?}").contains("42screen"),
         "a reattach through {project}/{name} read a screen: {:?}",
