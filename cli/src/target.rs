@@ -33,7 +33,7 @@ pub enum TargetError {
     #[error(
         "{url} is not the URL of profile \"{profile}\" ({profile_url}), and a profile's token is sent only to its own URL: set FORKR_TOKEN to a token for {url}, or use a profile whose URL it is"
     )]
-    TokenForAnotherUrl {
+    ProfileTokenElsewhere {
         url: String,
         profile: String,
         profile_url: String,
@@ -144,7 +144,7 @@ pub fn resolve(
         match (get("FORKR_TOKEN"), profile.as_deref()) {
             (Some(t), _) => Some(t),
             (None, Some(p)) if profile_setting("TOKEN", "token").is_some() => {
-                return Err(TargetError::TokenForAnotherUrl {
+                return Err(TargetError::ProfileTokenElsewhere {
                     url,
                     profile: p.to_owned(),
                     profile_url: profile_url.unwrap_or_else(|| "no URL".to_owned()),
@@ -435,7 +435,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(err, TargetError::TokenForAnotherUrl { .. }),
+            matches!(err, TargetError::ProfileTokenElsewhere { .. }),
             "{err}"
         );
         // The config `4kr local up` writes: its token stays with its api_url.
@@ -447,7 +447,7 @@ mod tests {
         ]);
         let err = resolve(&flag_url("http://elsewhere:7070"), &env(&[]), &c).unwrap_err();
         assert!(
-            matches!(err, TargetError::TokenForAnotherUrl { .. }),
+            matches!(err, TargetError::ProfileTokenElsewhere { .. }),
             "{err}"
         );
         let t = resolve(&flag_url("http://127.0.0.1:7070/"), &env(&[]), &c).unwrap();
