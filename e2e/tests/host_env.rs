@@ -4,6 +4,8 @@
 //! checks (a marker a host process would leave) run too; through FORKR_E2E_URL the suite sees
 //! the host only through the API, so it checks what the API shows.
 
+#![allow(clippy::unwrap_used)]
+
 use forkr_e2e::Target;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -159,9 +159,7 @@ impl KubeBackend {
         Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "agent_unavailable",
-            format!(
-                "{path}: {at} is written by the node agent only, and it does not answer"
-            ),
+            format!("{path}: {at} is written by the node agent only, and it does not answer"),
         ))
     }
 
