@@ -29,8 +29,8 @@ impl LocalBackend {
             .pool(move |pool| {
                 // The agent's resolver decides where the path lands (symlinks in the box
                 // followed) and refuses the shared volumes unless the caller is an admin.
-                let files = BoxFiles::for_box(pool, &project, &name)?
-                    .allow_shared_writes(shared_writes);
+                let files =
+                    BoxFiles::for_box(pool, &project, &name)?.allow_shared_writes(shared_writes);
                 let mut reader = LimitedReader::new(body, limit);
                 let mut put = files.put(&path, mode, owner)?;
                 let mut buf = vec![0u8; 256 * 1024];
