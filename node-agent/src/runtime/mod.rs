@@ -314,7 +314,10 @@ impl LocalRuntime {
         }
         for (name, src) in self.system_volumes(p)? {
             let dest = format!("{}/{name}", bundle::SYSTEM_DIR);
-            binds.push(bind(&src, &dest, false));
+            // The shared volumes are read-only in the runner's container too, so a process
+            // that leaves the box's chroot still cannot write what every project runs.
+            let shared = crate::pool::GLOBAL_SYSTEM_VOLUMES.contains(&name);
+            binds.push(bind(&src, &dest, shared));
             rc.system_volumes.insert(name.to_string(), dest.into());
         }
         for (i, v) in spec.volumes.iter().enumerate() {
