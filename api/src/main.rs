@@ -266,7 +266,8 @@ fn is_localhost(domain: &str) -> bool {
 
 /// Opens `<data>/forkr.db`, making the data directory 0700 first (and the database 0600).
 fn open_store(data: &Path) -> anyhow::Result<Store> {
-    forkr_api::store::private_dir(data).with_context(|| format!("creating {}", data.display()))?;
+    forkr_api::store::private_dir(data)
+        .with_context(|| format!("making {} a private (0700) directory", data.display()))?;
     Ok(Store::open(&data.join("forkr.db"))?)
 }
 
