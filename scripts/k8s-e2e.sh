@@ -108,8 +108,12 @@ trap cleanup EXIT
 [ -s "$E2E/token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$E2E/token"
 
 say "forkr-node-agent on the host (pool $E2E/pool, $AGENT_ADDR)"
+# The agent finds a box's PID 1 through containerd's task records, which no box can write; the
+# test cluster keeps containerd's state under its home instead of /run/containerd.
+CONTAINERD_STATE=${FORKR_E2E_CONTAINERD_STATE:-${FORKR_K8S_HOME:-/var/lib/forkr-k8s}/containerd/state}
 "$BIN/forkr-node-agent" --pool "$E2E/pool" --loopback-gib 8 --socket "$E2E/agent.sock" \
-  --listen "$AGENT_ADDR" --token-file "$E2E/token" > "$E2E/logs/agent.log" 2>&1 &
+  --listen "$AGENT_ADDR" --token-file "$E2E/token" --containerd-state "$CONTAINERD_STATE" \
+  > "$E2E/logs/agent.log" 2>&1 &
 PIDS+=($!)
 
 say "forkr-operator on the host (leader election in forkr-system, metrics on $METRICS_ADDR)"

@@ -10,6 +10,7 @@ use forkr_crds::{
     BoxPhase, BoxResource, PublishedHost, RestoreRequest, Snapshot, SnapshotSpec, labels,
     snapshot_object_name,
 };
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
@@ -31,6 +32,19 @@ enum Seen {
 
 fn phase(b: &BoxResource) -> Option<BoxPhase> {
     b.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Whether a box's Deployment runs exactly one pod of its current template: the controller has
+/// seen the newest spec, and the one pod is updated and ready (Recreate stops old pods before
+/// the new one starts, so nothing else runs).
+fn rolled_out(d: &Deployment) -> bool {
+    let Some(st) = d.status.as_ref() else {
+        return false;
+    };
+    st.observed_generation >= d.metadata.generation
+        && st.updated_replicas == Some(1)
+        && st.ready_replicas == Some(1)
+        && st.replicas == Some(1)
 }
 
 fn failed(b: &BoxResource) -> ApiError {
@@ -227,6 +241,10 @@ impl KubeBackend {
         ))
     }
 
+    /// Applies the allowlisted settings. On a cluster CPU, MEMORY, PORT and the grace period
+    /// live in the pod template, so a running box's pod is replaced (Recreate: the old one
+    /// stops first). The answer waits until the new pod runs: a command sent right after an
+    /// update must not land in the pod being stopped, where it would be killed half-way.
     pub(super) async fn update_box(
         &self,
         project: String,
@@ -239,6 +257,28 @@ impl KubeBackend {
                 Ok(())
             })
             .await?;
+        if !b.spec.running || phase(&b) != Some(BoxPhase::Running) {
+            return Ok(self.view(&project, &b));
+        }
+        self.wait_box(&project, &name, "running", |b| match phase(b) {
+            Some(BoxPhase::Running) => Seen::Done,
+            Some(BoxPhase::Failed) => Seen::Failed(failed(b)),
+            _ => Seen::Wait,
+        })
+        .await?;
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &project);
+        let (deployments, name_ref) = (&deployments, name.as_str());
+        self.poll(
+            || format!("box {project}:{name} was updated, but its new pod is not running yet"),
+            || async move {
+                let Some(d) = deployments.get_opt(name_ref).await.map_err(kube_error)? else {
+                    return Ok(Some(()));
+                };
+                Ok(rolled_out(&d).then_some(()))
+            },
+        )
+        .await?;
+        let b = self.get(&project, &name).await?;
         Ok(self.view(&project, &b))
     }
 
