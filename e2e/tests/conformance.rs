@@ -338,12 +338,16 @@ async fn box_statuses_and_documented_errors() {
     )
     .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
-    t.sh(
-        "shop",
-        "web",
-        "echo two > /work/f; head -c 1100000 /dev/zero | tr '\\0' a > /work/big",
-    )
-    .await;
+    // The exit code matters: a write killed half-way leaves a short file, and the 1 MB check
+    // below would then pass for the wrong reason (this hid the update-restarts-the-pod race).
+    let (code, _) = t
+        .sh(
+            "shop",
+            "web",
+            "echo two > /work/f; head -c 1100000 /dev/zero | tr '\\0' a > /work/big",
+        )
+        .await;
+    assert_eq!(code, 0, "writing /work/big");
     let status = t
         .expect(
             StatusCode::OK,
