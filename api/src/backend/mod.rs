@@ -13,7 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::Scope;
 use crate::wire::{
     BackgroundExec, BaseDetailsView, BaseSummaryView, BaseWritten, BoxView, CreateBox,
     DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ImportBase, SnapshotView, UserView,
@@ -129,8 +128,6 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Backend: Send + Sync + 'static {
     /// Whether the backend can serve (its store and storage answer).
     fn ready(&self) -> BoxFuture<'_, ApiResult<()>>;
-    /// The scope of the token with this sha256, if it exists.
-    fn token_scope(&self, hash: String) -> BoxFuture<'_, ApiResult<Option<Scope>>>;
     /// The gateway's own SQLite (tokens, users, base owners), which both backends keep.
     fn gateway_store(&self) -> std::sync::Arc<crate::store::Store>;
 

@@ -22,7 +22,7 @@ use kube::Client;
 
 use super::{Backend, BoxFuture, Deletion, Upload, VolumeCopy};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Scope, Store};
+use crate::store::Store;
 use crate::wire::{
     BackgroundExec, BaseDetailsView, BaseSummaryView, BaseWritten, BoxView, CheckpointVolume,
     CreateBox, DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ImportBase, PublishBox,
@@ -156,10 +156,6 @@ impl Backend for KubeBackend {
                 .map(drop)
                 .map_err(kube_error)
         })
-    }
-
-    fn token_scope(&self, hash: String) -> BoxFuture<'_, ApiResult<Option<Scope>>> {
-        Box::pin(self.store(move |s| s.token_scope(&hash)))
     }
 
     // Users are the gateway's, as tokens are: the agent creates the account in a box when a

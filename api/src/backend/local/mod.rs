@@ -29,7 +29,7 @@ use forkr_node_agent::volumes::VolumeInfo;
 
 use super::{Backend, BoxFuture, Deletion, Upload, VolumeCopy};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Scope, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::upload::LimitedReader;
 use crate::wire::{
     BackgroundExec, BaseDetailsView, BaseSummaryView, BaseVersionView, BaseWritten, BoxView,
@@ -218,10 +218,6 @@ impl Backend for LocalBackend {
                 .await?;
             self.pool(|p| p.list_bases().map(drop)).await
         })
-    }
-
-    fn token_scope(&self, hash: String) -> BoxFuture<'_, ApiResult<Option<Scope>>> {
-        Box::pin(self.store(move |s| s.token_scope(&hash)))
     }
 
     fn list_users(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<UserView>>> {
