@@ -895,7 +895,6 @@ async fn tenancy_a_user_confined_to_one_namespace_reaches_nothing_else() {
     )
     .await;
     h.wait_phase("src", BoxPhase::Running, 180).await;
-    h.exec("src", "echo b-only > /root/secret").await;
 
     // 1. A fork of B's box from A, with no grant: refused, nothing copied, B untouched.
     apply("stolen", json!({"fork": {"box": "src", "project": b_ns}})).await;
