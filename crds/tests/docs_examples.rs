@@ -49,5 +49,8 @@ fn every_manifest_in_the_crd_reference_is_valid() {
         assert!(result.is_ok(), "{kind} example in docs/crds.md: {result:?}");
         kinds.push(kind);
     }
-    assert_eq!(kinds, ["Box", "Snapshot", "Base", "DataVolume", "ForkGrant"]);
+    assert_eq!(
+        kinds,
+        ["Box", "Snapshot", "Base", "DataVolume", "ForkGrant"]
+    );
 }

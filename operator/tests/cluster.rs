@@ -1049,9 +1049,7 @@ async fn tenancy_a_user_confined_to_one_namespace_reaches_nothing_else() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let image = d.spec.template.spec.unwrap().containers[0]
-        .image
-        .clone();
+    let image = d.spec.template.spec.unwrap().containers[0].image.clone();
     assert_eq!(image.as_deref(), Some("local/busybox:1.36"));
 
     // Nothing of A's reached B: B's Deployments are its own box's only.
