@@ -365,15 +365,7 @@ impl Target {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
+        answer(req.send().await.unwrap()).await
     }
 
     /// One call with any bearer token (one a test minted); the answer as [`Target::call`]'s.
@@ -595,6 +587,16 @@ impl Target {
     pub fn data_dir(&self) -> Option<&Path> {
         self.local.as_ref().map(|s| s.data.path())
     }
+}
+
+/// `prefix` and the time in milliseconds: a name of this run's own, for what outlives a test on
+/// a server the suite reuses (backups, which the API never deletes).
+pub fn unique(prefix: &str) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("{prefix}{ms}")
 }
 
 /// A response's status and its JSON (or text, or null when empty).

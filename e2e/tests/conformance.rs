@@ -710,13 +710,7 @@ async fn volume_checkpoints_backups_and_restores() {
     let p = "/v1/projects/shop";
     // Backups outlive their volume and the API deletes none, so a server the suite reuses keeps
     // earlier runs' backups: each run names its own.
-    let nightly = format!(
-        "nightly{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
+    let nightly = forkr_e2e::unique("nightly");
     t.expect(
         StatusCode::CREATED,
         Method::POST,

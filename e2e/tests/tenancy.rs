@@ -696,13 +696,7 @@ async fn no_route_lets_a_project_token_reach_another_project() {
         .await;
     assert_eq!(code, 0);
     // Backups outlive their volume and a reused server keeps them: each run names its own.
-    let backup = format!(
-        "b{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
+    let backup = forkr_e2e::unique("b");
     t.expect(
         StatusCode::CREATED,
         Method::POST,
