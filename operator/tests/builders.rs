@@ -166,3 +166,77 @@ fn box_urls_follow_local_mode() {
     assert_eq!(r[0], ("web.team.forkr.example.com".into(), 8080));
     assert_eq!(r[2], ("api.customer.example".into(), 9000));
 }
+
+/// The runner container is privileged and starts before the runner chroots into the box, so
+/// none of the box's own variables may be its environment: `LD_PRELOAD` naming a file the box
+/// wrote, or a `PATH` into the box, would run box code as root on the node. They reach the box
+/// through the runner configuration only.
+#[test]
+fn the_box_env_reaches_the_runner_config_but_never_the_runner_process() {
+    let s = Settings::example();
+    let mut b = web();
+    b.spec.env.extend([
+        ("LD_PRELOAD".to_string(), "/volumes/tmp/evil.so".to_string()),
+        ("PATH".to_string(), "/volumes/tmp:/usr/bin".to_string()),
+        ("LD_LIBRARY_PATH".to_string(), "/volumes/tmp".to_string()),
+    ]);
+    let d = boxes::deployment(
+        &b,
+        &BoxContext {
+            settings: &s,
+            node: "node-a",
+            run: true,
+            env: &b.spec.env,
+        },
+    )
+    .unwrap();
+    let c = &d.spec.template.spec.as_ref().unwrap().containers[0];
+    let env = c.env.as_ref().unwrap();
+    let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["FORKR_RUNNER_CONFIG", "FORKR_NODE_IP", "FORKR_API_IP"],
+        "only what the runner reads"
+    );
+    for e in env.iter().filter(|e| e.name != "FORKR_RUNNER_CONFIG") {
+        assert!(e.value.is_none(), "{} comes from the pod's status", e.name);
+    }
+    let config: forkr_node_agent::runner::RunnerConfig =
+        serde_json::from_str(env[0].value.as_deref().unwrap()).unwrap();
+    assert_eq!(config.env, b.spec.env, "the box gets all of it from here");
+    assert_eq!(boxes::frozen_env(&d).as_ref(), Some(&b.spec.env));
+}
+
+/// The volumes every project shares are written host-side by the agent; the runner only binds
+/// them into the box, so its container has them read-only. Per-project ones stay writable.
+#[test]
+fn shared_system_volumes_are_read_only_in_the_runner_container() {
+    let s = Settings::example();
+    let b = plain();
+    let d = boxes::deployment(
+        &b,
+        &BoxContext {
+            settings: &s,
+            node: "node-b",
+            run: true,
+            env: &b.spec.env,
+        },
+    )
+    .unwrap();
+    let c = &d.spec.template.spec.as_ref().unwrap().containers[0];
+    let ro = |name: &str| {
+        c.volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no mount {name}"))
+            .read_only
+            == Some(true)
+    };
+    assert!(ro("sys-box-bin"));
+    assert!(ro("sys-box-all"));
+    assert!(!ro("sys-box-proj"));
+    assert!(!ro("sys-home"));
+    assert!(!ro("root"));
+}

@@ -171,7 +171,10 @@ fn volumes_and_mounts(b: &BoxResource, pool: &Path) -> (Vec<Volume>, Vec<VolumeM
             vname.clone(),
             &system_volume_path(pool, project, vol),
         ));
-        mounts.push(mount(&vname, &format!("{SYSTEM_DIR}/{vol}"), false));
+        // The volumes every project shares are written by the agent on the host only; the
+        // runner binds them into the box (read-only again there) and never writes them.
+        let shared = forkr_node_agent::pool::GLOBAL_SYSTEM_VOLUMES.contains(&vol);
+        mounts.push(mount(&vname, &format!("{SYSTEM_DIR}/{vol}"), shared));
     }
     for (i, m) in b.spec.data.iter().enumerate() {
         let vname = format!("data-{i}");
@@ -254,7 +257,11 @@ pub fn deployment(b: &BoxResource, cx: &BoxContext<'_>) -> Result<Deployment, se
         (labels::LABEL_PROJECT.to_owned(), project.to_owned()),
     ]);
     let (volumes, volume_mounts) = volumes_and_mounts(b, &cx.settings.pool_dir);
-    let mut env = vec![
+    // Only what the runner itself reads. The box's own variables travel in the configuration
+    // and reach PID 1 (and /etc/boxes-env) from there: set on the container, they would be the
+    // environment of the privileged runner before it chroots, so a box's LD_PRELOAD or PATH
+    // naming a file the box wrote would run as root on the node.
+    let env = vec![
         EnvVar {
             name: forkr_node_agent::runner::CONFIG_ENV.into(),
             value: Some(serde_json::to_string(&runner_config(b, cx))?),
@@ -263,11 +270,6 @@ pub fn deployment(b: &BoxResource, cx: &BoxContext<'_>) -> Result<Deployment, se
         field_env("FORKR_NODE_IP", "status.hostIP"),
         field_env("FORKR_API_IP", "status.hostIP"),
     ];
-    env.extend(cx.env.iter().map(|(k, v)| EnvVar {
-        name: k.clone(),
-        value: Some(v.clone()),
-        value_from: None,
-    }));
     let container = Container {
         name: labels::RUNNER_CONTAINER.into(),
         image: Some(
