@@ -86,6 +86,19 @@ pub struct CheckpointInfo {
     pub created: String,
 }
 
+/// One version of a base as the node's pool records it (what the ownership rule of Base saves
+/// reads, `tenancy::base_write_refusal`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BaseVersionInfo {
+    /// The exact version name.
+    pub version: String,
+    /// `import`, `build` or `save`: set by the agent itself, never by a request.
+    pub kind: String,
+    /// For a save, `box <project>/<box>` as the agent writes it; for an import, the uploader's
+    /// free text.
+    pub builder: String,
+}
+
 /// Every storage call the controllers make, addressed by node name. Implementations must be
 /// idempotent where the agent is (create and delete calls are).
 #[async_trait]
@@ -144,6 +157,12 @@ pub trait Agents: Send + Sync {
     async fn volumes(&self, node: &str, project: &str) -> Result<Vec<String>, AgentError>;
     /// Whether `node`'s pool has base `name` (alias or version).
     async fn has_base(&self, node: &str, name: &str) -> Result<bool, AgentError>;
+    /// Every version of base `name`'s family on `node`; empty when the pool has none.
+    async fn base_versions(
+        &self,
+        node: &str,
+        name: &str,
+    ) -> Result<Vec<BaseVersionInfo>, AgentError>;
 }
 
 /// How to find the agents.
@@ -455,6 +474,31 @@ impl Agents for GrpcAgents {
         match self.client(node).await?.show_base(req).await {
             Ok(r) => Ok(r.into_inner().version_count > 0),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+            Err(s) => Err(AgentError::new(node, s)),
+        }
+    }
+
+    async fn base_versions(
+        &self,
+        node: &str,
+        name: &str,
+    ) -> Result<Vec<BaseVersionInfo>, AgentError> {
+        let req = proto::ShowBaseRequest {
+            name: name.into(),
+            tag: String::new(),
+        };
+        match self.client(node).await?.show_base(req).await {
+            Ok(r) => Ok(r
+                .into_inner()
+                .versions
+                .into_iter()
+                .map(|v| BaseVersionInfo {
+                    version: v.version,
+                    kind: v.kind,
+                    builder: v.builder,
+                })
+                .collect()),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
             Err(s) => Err(AgentError::new(node, s)),
         }
     }

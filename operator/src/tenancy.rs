@@ -6,7 +6,9 @@
 //! - a copy from another namespace (Box fork, Base save, DataVolume clone) needs a
 //!   [`ForkGrant`] in the source namespace;
 //! - a host is owned cluster-wide: the first claim wins, and `*.{ns}.{domain}` belongs to `ns`;
-//! - `spec.runnerImage` is honoured only in namespaces labelled `forkr.dev/trusted: "true"`.
+//! - `spec.runnerImage` is honoured only in namespaces labelled `forkr.dev/trusted: "true"`;
+//! - a Base save outside a trusted namespace writes only a base that namespace made: never
+//!   `box-base`, never a name with versions imported or saved from another namespace's box.
 //!
 //! Everything here is a pure function of the watch caches, so a reconcile costs no API call
 //! and two operators (or a restarted one) reach the same answer.
@@ -20,6 +22,7 @@ use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::agent::BaseVersionInfo;
 use crate::config::Settings;
 
 /// Why the operator will not act on an object; lands in the `Stalled` condition, the status
@@ -34,6 +37,7 @@ pub struct Refusal {
 pub const REASON_FORK_NOT_GRANTED: &str = "ForkNotGranted";
 pub const REASON_UNTRUSTED_NAMESPACE: &str = "UntrustedNamespace";
 pub const REASON_HOST_TAKEN: &str = "HostTaken";
+pub const REASON_BASE_NOT_OWNED: &str = "BaseNotOwned";
 
 /// The grants in the cache that could be read; a malformed one grants nothing.
 fn grants(store: &Store<DeserializeGuard<ForkGrant>>) -> Vec<ForkGrant> {
@@ -292,4 +296,130 @@ pub fn boxes_needing_trust(
         .filter(|b| b.namespace().as_deref() == Some(ns) && !privileged_fields(b).is_empty())
         .map(|b| ObjectRef::new(&b.name_any()).within(ns))
         .collect()
+}
+
+/// The family a base name belongs to: `alias` and `alias-vYYYYMMDDhhmmss` both name `alias`
+/// (as forkr-api's `ownership::family` says). A Base named like an exact version of `box-base`
+/// would otherwise make a new alias that shadows the version it names.
+pub fn base_family(name: &str) -> &str {
+    use forkr_crds::base::VERSION_SUFFIX_LEN;
+    match name.len().checked_sub(VERSION_SUFFIX_LEN) {
+        Some(cut) if cut > 0 => {
+            let suffix = &name.as_bytes()[cut..];
+            let versioned = suffix.starts_with(b"-v") && suffix[2..].iter().all(u8::is_ascii_digit);
+            if versioned { &name[..cut] } else { name }
+        }
+        _ => name,
+    }
+}
+
+/// The namespace a version was saved from, as the agent records it: `kind` save (which only
+/// the agent's own save sets) with builder `box <project>/<box>`. `None` for imports and builds,
+/// whose builder is the uploader's free text and proves nothing.
+pub fn saved_from(v: &BaseVersionInfo) -> Option<&str> {
+    if v.kind != "save" {
+        return None;
+    }
+    v.builder
+        .strip_prefix("box ")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(project, _)| project)
+}
+
+/// Whether a Base in namespace `ns` may save a new version of `alias`, given every version of
+/// the alias's family on every node. A new version of a base is what the next box of everyone
+/// who names it boots, so outside a trusted namespace a CR writes only a base its namespace
+/// made: not `box-base` (the default of every box), and not a name with any version that was
+/// imported (forkr-api's admins and owners import; the pool does not record who) or saved from
+/// a box of another namespace. A trusted namespace writes any base, as an admin token does.
+pub fn base_write_refusal(
+    ns: &str,
+    alias: &str,
+    trusted: bool,
+    versions: &[BaseVersionInfo],
+) -> Option<Refusal> {
+    if trusted {
+        return None;
+    }
+    let family = base_family(alias);
+    let shared = [alias, family].contains(&labels::DEFAULT_BASE);
+    if !shared && versions.iter().all(|v| saved_from(v) == Some(ns)) {
+        return None;
+    }
+    let why = if shared {
+        format!("base {family} is shared by every namespace")
+    } else {
+        format!(
+            "base {family} has versions that were not saved from a box of namespace {ns} (imported, or saved from another namespace)"
+        )
+    };
+    Some(Refusal {
+        reason: REASON_BASE_NOT_OWNED,
+        message: format!(
+            "{why}: outside namespaces an admin labels {}=true, a Base saves only to a new name or to one whose every version was saved from this namespace",
+            labels::LABEL_TRUSTED
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(kind: &str, builder: &str) -> BaseVersionInfo {
+        BaseVersionInfo {
+            version: "x".into(),
+            kind: kind.into(),
+            builder: builder.into(),
+        }
+    }
+
+    #[test]
+    fn versions_belong_to_their_alias() {
+        assert_eq!(base_family("box-base"), "box-base");
+        assert_eq!(base_family("box-base-v20261123150000"), "box-base");
+        assert_eq!(
+            base_family("my-very-long-base-name"),
+            "my-very-long-base-name"
+        );
+        assert_eq!(base_family("-v20261123150000"), "-v20261123150000");
+        assert_eq!(
+            base_family("box-base-v2026112315000x"),
+            "box-base-v2026112315000x"
+        );
+    }
+
+    #[test]
+    fn only_the_agents_own_save_record_names_a_namespace() {
+        assert_eq!(saved_from(&v("save", "box shop/web")), Some("shop"));
+        assert_eq!(saved_from(&v("import", "box shop/web")), None);
+        assert_eq!(saved_from(&v("build", "box shop/web")), None);
+        assert_eq!(saved_from(&v("save", "docker")), None);
+    }
+
+    #[test]
+    fn an_untrusted_namespace_writes_only_what_it_saved() {
+        let mine = v("save", "box shop/web");
+        let refused = |alias: &str, versions: &[BaseVersionInfo]| {
+            base_write_refusal("shop", alias, false, versions).map(|r| r.reason)
+        };
+        assert_eq!(refused("fresh", &[]), None);
+        assert_eq!(refused("mine", std::slice::from_ref(&mine)), None);
+        for (alias, versions) in [
+            ("box-base", vec![]),
+            ("box-base-v20260101000000", vec![]),
+            ("theirs", vec![v("save", "box other/web")]),
+            ("imported", vec![v("import", "box shop/web")]),
+            ("mixed", vec![mine.clone(), v("import", "")]),
+        ] {
+            assert_eq!(
+                refused(alias, &versions),
+                Some(REASON_BASE_NOT_OWNED),
+                "{alias}"
+            );
+        }
+        let other = [v("save", "box other/web")];
+        assert_eq!(base_write_refusal("shop", "box-base", true, &other), None);
+        assert_eq!(base_write_refusal("shop", "theirs", true, &other), None);
+    }
 }

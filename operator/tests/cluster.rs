@@ -394,6 +394,18 @@ async fn boxes_live_as_real_pods() {
     let deploy: Api<Deployment> = Api::namespaced(h.client.clone(), &ns);
     let d = deploy.get("web").await.unwrap();
     assert_eq!(d.spec.replicas, Some(1));
+    // The box's env is never the privileged runner's own environment (a box's LD_PRELOAD would
+    // load there, as root on the node): it travels in the runner configuration only.
+    let runner_env: Vec<String> = d.spec.template.spec.as_ref().unwrap().containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    assert!(
+        !runner_env.iter().any(|n| n == "GREETING"),
+        "{runner_env:?}"
+    );
     let svc: Api<Service> = Api::namespaced(h.client.clone(), &ns);
     assert_eq!(
         svc.get("web")
@@ -438,7 +450,7 @@ async fn boxes_live_as_real_pods() {
                 "/volumes",
                 "/bin/sh",
                 "-c",
-                "cat /etc/boxes-env | grep -c BOX_NAME",
+                "cat /etc/boxes-env | grep -c BOX_NAME; . /etc/boxes-env && echo \"$GREETING\"",
             ],
             &kube::api::AttachParams::default()
                 .container("fork")
@@ -452,7 +464,34 @@ async fn boxes_live_as_real_pods() {
         .await
         .unwrap();
     att.join().await.unwrap();
-    assert_eq!(text.trim(), "1");
+    assert_eq!(
+        text.trim(),
+        "1\nhi",
+        "the fallback's env comes from /etc/boxes-env"
+    );
+    // The runner container's own environment (what a Kubernetes exec starts with) has none of
+    // the box's variables.
+    let mut att = pods
+        .exec(
+            pod.metadata.name.as_deref().unwrap(),
+            ["/bin/busybox", "env"],
+            &kube::api::AttachParams::default()
+                .container("fork")
+                .stderr(false),
+        )
+        .await
+        .unwrap();
+    let mut stdout = att.stdout().unwrap();
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text)
+        .await
+        .unwrap();
+    att.join().await.unwrap();
+    assert!(text.contains("FORKR_NODE_IP="), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("GREETING=")),
+        "the runner's env holds the box's: {text}"
+    );
 
     // Snapshot, change, restore.
     assert_eq!(h.exec("web", "echo one > /root/marker").await.0, 0);
@@ -821,8 +860,9 @@ async fn wait_event(admin: &kube::Client, ns: &str, name: &str, reason: &str) {
 }
 
 /// The operator's tenancy rules on the real cluster, against a user whom RBAC confines to
-/// namespace A: a fork of B's box waits for B's grant, B's hosts are never served for A, and a
-/// runner image runs only once an admin trusts A. Nothing happens in B meanwhile.
+/// namespace A: a fork of B's box waits for B's grant, a Base of A never writes box-base, B's
+/// hosts are never served for A, and a runner image runs only once an admin trusts A. Nothing
+/// happens in B meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenancy_a_user_confined_to_one_namespace_reaches_nothing_else() {
     use k8s_openapi::api::networking::v1::Ingress;
@@ -978,6 +1018,82 @@ async fn tenancy_a_user_confined_to_one_namespace_reaches_nothing_else() {
         .delete("a-may-fork-src", &DeleteParams::default())
         .await
         .unwrap();
+
+    // A Base in A that saves A's own box as a new version of box-base, which every tenant's
+    // next box boots: refused (only a trusted namespace writes box-base), and box-base keeps
+    // exactly the versions it had.
+    let box_base_versions = || async {
+        let mut versions: Vec<String> = h
+            .storage()
+            .await
+            .show_base(agent::ShowBaseRequest {
+                name: "box-base".into(),
+                tag: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .versions
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+        versions.sort();
+        versions
+    };
+    let before = box_base_versions().await;
+    let hijack = json!({"apiVersion": "forkr.dev/v1alpha1", "kind": "Base", "metadata": {"name": "box-base"},
+        "spec": {"source": {"requestId": format!("hijack-{}", std::process::id()), "save": {"box": "stolen"}}}});
+    tenant_bases
+        .patch(
+            "box-base",
+            &PatchParams::apply("tenant").force(),
+            &Patch::Apply(&hijack),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = tenant_bases
+            .get("box-base")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        if st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "BaseNotOwned")
+        {
+            assert_eq!(st.last_request_id, None, "the save request stays unhandled");
+            assert!(
+                st.versions.is_empty(),
+                "a version was saved: {:?}",
+                st.versions
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Base box-base not refused: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_event(&h.client, &a_ns, "box-base", "BaseNotOwned").await;
+    assert_eq!(
+        box_base_versions().await,
+        before,
+        "box-base's versions changed"
+    );
+    // Gone before A is trusted below, or the retried save would then write box-base.
+    tenant_bases
+        .delete("box-base", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tenant_bases.get_opt("box-base").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "Base box-base not deleted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // 2. B's hosts: one B published first, and one under B's namespace.
     let b_url = format!("web.{b_ns}.e2e.forkr.test");

@@ -513,3 +513,163 @@ async fn a_runner_image_runs_only_in_a_trusted_namespace() {
         Some(NODE)
     );
 }
+
+fn base_path(ns: &str, name: &str) -> String {
+    format!("/apis/forkr.dev/v1alpha1/namespaces/{ns}/bases/{name}")
+}
+
+fn trust(api: &FakeApi, ns: &str, trusted: bool) {
+    api.put(
+        &format!("/api/v1/namespaces/{ns}"),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"forkr.dev/trusted": trusted.to_string()}}}),
+    );
+}
+
+impl World {
+    /// A box `ns/name` whose root is on the agent's pool, as the Box controller leaves it.
+    fn rooted_box(&mut self, ns: &str, name: &str) {
+        self.agent.pool.create_root(ns, name, "box-base").unwrap();
+        let mut b = new_box(ns, name, T0, BoxSpec::default());
+        b["status"] = json!({"node": NODE, "conditions": [{
+            "type": conditions::ROOT_READY, "status": "True", "reason": "Created",
+            "message": "", "lastTransitionTime": T0,
+        }]});
+        self.api.put(&box_path(ns, name), b);
+        self.caches.sync(&self.api);
+    }
+
+    /// Writes Base `ns/alias` asking to save box `ns/from` (request `rid`) and reconciles it.
+    async fn save(&mut self, ns: &str, alias: &str, from: &str, rid: &str) -> Result<Base, Error> {
+        let mut base: Value = json!({
+            "apiVersion": "forkr.dev/v1alpha1", "kind": "Base",
+            "metadata": {"name": alias, "namespace": ns, "generation": 1},
+            "spec": {"source": {"requestId": rid, "save": {"box": from}}}
+        });
+        if let Some(old) = self.api.get(&base_path(ns, alias)) {
+            base["status"] = old["status"].clone();
+        }
+        self.api.put(&base_path(ns, alias), base.clone());
+        self.caches.sync(&self.api);
+        let r = forkr_operator::reconcile::base::reconcile(
+            Arc::new(DeserializeGuard(Ok(serde_json::from_value(base).unwrap()))),
+            self.cx.clone(),
+        )
+        .await;
+        let got = serde_json::from_value(self.api.get(&base_path(ns, alias)).unwrap()).unwrap();
+        r.map(|_| got)
+    }
+
+    fn versions_of(&self, name: &str) -> Vec<String> {
+        match self.agent.pool.show_base(name, None) {
+            Ok(d) => d.versions.into_iter().map(|v| v.version).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn read_a_box(&self) -> bool {
+        self.api
+            .calls()
+            .iter()
+            .any(|c| c.method == Method::GET && c.path.contains("/boxes/"))
+    }
+}
+
+fn base_stalled(api: &FakeApi, ns: &str, alias: &str) -> Option<(String, String)> {
+    let b: Base = serde_json::from_value(api.get(&base_path(ns, alias))?).unwrap();
+    b.status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::STALLED && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_saved_outside_a_trusted_namespace_never_writes_box_base() {
+    let mut w = world().await;
+    trust(&w.api, "tenant", false);
+    w.rooted_box("tenant", "src");
+    w.api.clear_calls();
+    let before = w.versions_of("box-base");
+    // The alias every box boots by default, and a name that would shadow one of its versions.
+    for alias in ["box-base", "box-base-v20991231000000"] {
+        let e = w.save("tenant", alias, "src", "r1").await.unwrap_err();
+        assert_eq!(e.label(), "refused", "{e}");
+        let (reason, message) = base_stalled(&w.api, "tenant", alias).expect("Stalled");
+        assert_eq!(reason, "BaseNotOwned");
+        assert!(message.contains("forkr.dev/trusted"), "{message}");
+        assert_eq!(w.events_about(alias), ["BaseNotOwned"]);
+        // The same refusal again publishes no second event.
+        w.save("tenant", alias, "src", "r1").await.unwrap_err();
+        assert_eq!(w.events_about(alias), ["BaseNotOwned"]);
+    }
+    assert!(!w.read_a_box(), "the box to save was not even read");
+    assert_eq!(w.versions_of("box-base"), before, "no version was made");
+    assert!(w.versions_of("box-base-v20991231000000").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_namespace_saves_new_names_and_its_own_bases_only() {
+    let mut w = world().await;
+    trust(&w.api, "tenant", false);
+    w.rooted_box("tenant", "src");
+    w.rooted_box("victim", "osrc");
+
+    // A new name: saved, and the namespace writes it again.
+    let got = w.save("tenant", "mine", "src", "r1").await.unwrap();
+    let st = got.status.unwrap();
+    assert_eq!(st.last_request_id.as_deref(), Some("r1"));
+    assert_eq!(base_stalled(&w.api, "tenant", "mine"), None);
+    assert_eq!(w.versions_of("mine").len(), 1);
+    w.save("tenant", "mine", "src", "r2").await.unwrap();
+    assert_eq!(w.versions_of("mine").len(), 2);
+
+    // A name another namespace saved, and a name imported through forkr-api.
+    w.agent
+        .pool
+        .save_base("theirs", "victim", "osrc", Some("o1"))
+        .unwrap();
+    let tar =
+        forkr_node_agent::minibase::tarball(std::path::Path::new("/var/cache/forkr/testbase"))
+            .unwrap();
+    w.agent
+        .pool
+        .import_base(
+            "imported",
+            std::fs::File::open(tar).unwrap(),
+            &forkr_node_agent::import::ImportOptions::default(),
+        )
+        .unwrap();
+    for alias in ["theirs", "imported"] {
+        let before = w.versions_of(alias);
+        let e = w.save("tenant", alias, "src", "r3").await.unwrap_err();
+        assert_eq!(e.label(), "refused", "{alias}: {e}");
+        let (reason, message) = base_stalled(&w.api, "tenant", alias).expect("Stalled");
+        assert_eq!(reason, "BaseNotOwned");
+        assert!(
+            !message.contains("victim"),
+            "names no other tenant: {message}"
+        );
+        assert_eq!(w.versions_of(alias), before, "{alias}: no version was made");
+        assert_eq!(w.events_about(alias), ["BaseNotOwned"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_namespace_writes_any_base() {
+    let mut w = world().await;
+    trust(&w.api, "platform", true);
+    w.rooted_box("platform", "golden");
+    w.rooted_box("other", "osrc");
+    w.agent
+        .pool
+        .save_base("theirs", "other", "osrc", Some("o1"))
+        .unwrap();
+    for alias in ["box-base", "theirs"] {
+        let before = w.versions_of(alias).len();
+        w.save("platform", alias, "golden", &format!("p-{alias}"))
+            .await
+            .unwrap();
+        assert_eq!(base_stalled(&w.api, "platform", alias), None);
+        assert_eq!(w.versions_of(alias).len(), before + 1, "{alias}");
+    }
+}

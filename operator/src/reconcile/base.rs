@@ -68,6 +68,13 @@ async fn apply(base: &Base, cx: &Context) -> Result<Action> {
         ) {
             return refuse(base, cx, &st, r).await;
         }
+        // A new version is what everyone who names the base boots next: outside a trusted
+        // namespace, only a base this namespace made may get one.
+        if let Some(r) =
+            ownership_refusal(cx, &base.namespace().unwrap_or_default(), &alias).await?
+        {
+            return refuse(base, cx, &st, r).await;
+        }
         let boxes: Api<BoxResource> = Api::namespaced(cx.client.clone(), &project);
         let b = boxes
             .get_opt(&save.box_name)
@@ -151,8 +158,48 @@ async fn apply(base: &Base, cx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// The ownership rule of saves (`tenancy::base_write_refusal`), with the versions of the
+/// alias's family read from every node's agent. A trusted namespace asks no agent; an agent that
+/// cannot answer fails the reconcile (it is retried), so an unreachable node never lets a write
+/// through.
+async fn ownership_refusal(
+    cx: &Context,
+    ns: &str,
+    alias: &str,
+) -> Result<Option<tenancy::Refusal>> {
+    if tenancy::trusted(&cx.stores.namespaces, ns) {
+        return Ok(None);
+    }
+    let family = tenancy::base_family(alias);
+    if [alias, family].contains(&forkr_crds::labels::DEFAULT_BASE) {
+        // Refused whatever its versions are: no agent needs asking.
+        return Ok(tenancy::base_write_refusal(ns, alias, false, &[]));
+    }
+    let mut names = vec![alias];
+    if family != alias {
+        names.push(family);
+    }
+    let nodes = cx.agents.nodes().await?;
+    if nodes.is_empty() {
+        // With no node to ask, every name would look new: wait for an agent instead.
+        return Err(crate::agent::AgentError::unreachable(
+            "*",
+            "no node agent to read base versions from",
+        )
+        .into());
+    }
+    let mut versions = Vec::new();
+    for node in nodes {
+        for name in &names {
+            versions.extend(cx.agents.base_versions(&node, name).await?);
+        }
+    }
+    Ok(tenancy::base_write_refusal(ns, alias, false, &versions))
+}
+
 /// A save the tenancy rules forbid: `Stalled` with the reason, the message, one Warning event
-/// per change; the request id stays unhandled, so a grant made later lets it run.
+/// per change; the request id stays unhandled, so a grant or a trust label made later lets it
+/// run (a refused Base is looked at again within a minute).
 async fn refuse(
     base: &Base,
     cx: &Context,
