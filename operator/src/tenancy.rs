@@ -327,36 +327,42 @@ pub fn saved_from(v: &BaseVersionInfo) -> Option<&str> {
 }
 
 /// Whether a Base in namespace `ns` may save a new version of `alias`, given every version of
-/// the alias's family on every node. A new version of a base is what the next box of everyone
-/// who names it boots, so outside a trusted namespace a CR writes only a base its namespace
-/// made: not `box-base` (the default of every box), and not a name with any version that was
-/// imported (forkr-api's admins and owners import; the pool does not record who) or saved from
-/// a box of another namespace. A trusted namespace writes any base, as an admin token does.
+/// the alias's family on every node, and the versions that `ns`'s own Base of that family lists
+/// in its status (`recorded`). A new version of a base is what the next box of everyone who
+/// names it boots, so outside a trusted namespace a CR writes only a base its namespace made:
+/// never `box-base` (the default of every box), and otherwise a name each of whose versions
+/// was saved from a box of `ns` (the agent's record) or is recorded in `ns`'s Base status.
+/// Status is written only by the operator (its saves for that Base) and forkr-api (imports it
+/// authorized), never by users, who get no `*/status` rights. An import recorded nowhere (the
+/// pool does not say who imported it) or a version saved from another namespace's box is
+/// someone else's. A trusted namespace writes any base, as an admin token does.
 pub fn base_write_refusal(
     ns: &str,
     alias: &str,
     trusted: bool,
     versions: &[BaseVersionInfo],
+    recorded: &[String],
 ) -> Option<Refusal> {
     if trusted {
         return None;
     }
     let family = base_family(alias);
     let shared = [alias, family].contains(&labels::DEFAULT_BASE);
-    if !shared && versions.iter().all(|v| saved_from(v) == Some(ns)) {
+    let ours = |v: &BaseVersionInfo| saved_from(v) == Some(ns) || recorded.contains(&v.version);
+    if !shared && versions.iter().all(ours) {
         return None;
     }
     let why = if shared {
         format!("base {family} is shared by every namespace")
     } else {
         format!(
-            "base {family} has versions that were not saved from a box of namespace {ns} (imported, or saved from another namespace)"
+            "base {family} has versions that namespace {ns} did not make (imported, or saved from another namespace)"
         )
     };
     Some(Refusal {
         reason: REASON_BASE_NOT_OWNED,
         message: format!(
-            "{why}: outside namespaces an admin labels {}=true, a Base saves only to a new name or to one whose every version was saved from this namespace",
+            "{why}: outside namespaces an admin labels {}=true, a Base saves only to a new name or to one whose every version this namespace made",
             labels::LABEL_TRUSTED
         ),
     })
@@ -401,7 +407,7 @@ mod tests {
     fn an_untrusted_namespace_writes_only_what_it_saved() {
         let mine = v("save", "box shop/web");
         let refused = |alias: &str, versions: &[BaseVersionInfo]| {
-            base_write_refusal("shop", alias, false, versions).map(|r| r.reason)
+            base_write_refusal("shop", alias, false, versions, &[]).map(|r| r.reason)
         };
         assert_eq!(refused("fresh", &[]), None);
         assert_eq!(refused("mine", std::slice::from_ref(&mine)), None);
@@ -419,7 +425,41 @@ mod tests {
             );
         }
         let other = [v("save", "box other/web")];
-        assert_eq!(base_write_refusal("shop", "box-base", true, &other), None);
-        assert_eq!(base_write_refusal("shop", "theirs", true, &other), None);
+        assert_eq!(
+            base_write_refusal("shop", "box-base", true, &other, &[]),
+            None
+        );
+        assert_eq!(
+            base_write_refusal("shop", "theirs", true, &other, &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn versions_recorded_in_the_namespaces_own_base_are_its() {
+        let mut import = v("import", "docker");
+        import.version = "shopbase".into();
+        let recorded = vec!["shopbase".to_string()];
+        assert_eq!(
+            base_write_refusal(
+                "shop",
+                "shopbase",
+                false,
+                std::slice::from_ref(&import),
+                &recorded
+            ),
+            None
+        );
+        let mut other = v("import", "docker");
+        other.version = "shopbase-v20260101000000".into();
+        assert!(
+            base_write_refusal("shop", "shopbase", false, &[import, other], &recorded).is_some()
+        );
+        // box-base stays shared whatever a status says.
+        let mut bb = v("import", "");
+        bb.version = "box-base".into();
+        assert!(
+            base_write_refusal("shop", "box-base", false, &[bb], &["box-base".into()]).is_some()
+        );
     }
 }

@@ -652,6 +652,17 @@ async fn an_untrusted_namespace_saves_new_names_and_its_own_bases_only() {
         assert_eq!(w.versions_of(alias), before, "{alias}: no version was made");
         assert_eq!(w.events_about(alias), ["BaseNotOwned"]);
     }
+
+    // An import that forkr-api made for this namespace and recorded in the status of its Base
+    // (status is never the user's to write) is the namespace's: saves go on from it.
+    let path = base_path("tenant", "imported");
+    let mut obj = w.api.get(&path).unwrap();
+    obj["status"]["versions"] = json!([{"name": "imported", "kind": "import"}]);
+    w.api.put(&path, obj);
+    let before = w.versions_of("imported").len();
+    w.save("tenant", "imported", "src", "r4").await.unwrap();
+    assert_eq!(base_stalled(&w.api, "tenant", "imported"), None);
+    assert_eq!(w.versions_of("imported").len(), before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

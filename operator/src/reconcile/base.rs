@@ -71,7 +71,7 @@ async fn apply(base: &Base, cx: &Context) -> Result<Action> {
         // A new version is what everyone who names the base boots next: outside a trusted
         // namespace, only a base this namespace made may get one.
         if let Some(r) =
-            ownership_refusal(cx, &base.namespace().unwrap_or_default(), &alias).await?
+            ownership_refusal(cx, base, &base.namespace().unwrap_or_default(), &alias).await?
         {
             return refuse(base, cx, &st, r).await;
         }
@@ -159,11 +159,13 @@ async fn apply(base: &Base, cx: &Context) -> Result<Action> {
 }
 
 /// The ownership rule of saves (`tenancy::base_write_refusal`), with the versions of the
-/// alias's family read from every node's agent. A trusted namespace asks no agent; an agent that
-/// cannot answer fails the reconcile (it is retried), so an unreachable node never lets a write
-/// through.
+/// alias's family read from every node's agent and those recorded in the status of this
+/// namespace's Base of the family (this object, unless it is named like one of its versions). A
+/// trusted namespace asks no agent; an agent that cannot answer fails the reconcile (it is
+/// retried), so an unreachable node never lets a write through.
 async fn ownership_refusal(
     cx: &Context,
+    base: &Base,
     ns: &str,
     alias: &str,
 ) -> Result<Option<tenancy::Refusal>> {
@@ -173,7 +175,7 @@ async fn ownership_refusal(
     let family = tenancy::base_family(alias);
     if [alias, family].contains(&forkr_crds::labels::DEFAULT_BASE) {
         // Refused whatever its versions are: no agent needs asking.
-        return Ok(tenancy::base_write_refusal(ns, alias, false, &[]));
+        return Ok(tenancy::base_write_refusal(ns, alias, false, &[], &[]));
     }
     let mut names = vec![alias];
     if family != alias {
@@ -194,7 +196,18 @@ async fn ownership_refusal(
             versions.extend(cx.agents.base_versions(&node, name).await?);
         }
     }
-    Ok(tenancy::base_write_refusal(ns, alias, false, &versions))
+    let status = if family == alias {
+        base.status.clone()
+    } else {
+        let bases: Api<Base> = Api::namespaced(cx.client.clone(), ns);
+        bases.get_opt(family).await?.and_then(|b| b.status)
+    };
+    let recorded: Vec<String> = status
+        .map(|s| s.versions.into_iter().map(|v| v.name).collect())
+        .unwrap_or_default();
+    Ok(tenancy::base_write_refusal(
+        ns, alias, false, &versions, &recorded,
+    ))
 }
 
 /// A save the tenancy rules forbid: `Stalled` with the reason, the message, one Warning event
