@@ -240,3 +240,49 @@ fn shared_system_volumes_are_read_only_in_the_runner_container() {
     assert!(!ro("sys-home"));
     assert!(!ro("root"));
 }
+
+/// Deployments written before the box env left the container env carry it twice; the frozen
+/// env is still the configuration's (what the box got at creation), so upgrading changes no
+/// box's variables, only drops them from the runner's own environment.
+#[test]
+fn the_frozen_env_of_an_older_deployment_comes_from_its_runner_config() {
+    let s = Settings::example();
+    let b = web();
+    let mut d = boxes::deployment(
+        &b,
+        &BoxContext {
+            settings: &s,
+            node: "node-a",
+            run: true,
+            env: &b.spec.env,
+        },
+    )
+    .unwrap();
+    let c = &mut d.spec.template.spec.as_mut().unwrap().containers[0];
+    c.env
+        .as_mut()
+        .unwrap()
+        .push(k8s_openapi::api::core::v1::EnvVar {
+            name: "GREETING".into(),
+            value: Some("hello \"world\"".into()),
+            value_from: None,
+        });
+    assert_eq!(boxes::frozen_env(&d).as_ref(), Some(&b.spec.env));
+    let rebuilt = boxes::deployment(
+        &b,
+        &BoxContext {
+            settings: &s,
+            node: "node-a",
+            run: true,
+            env: &boxes::frozen_env(&d).unwrap(),
+        },
+    )
+    .unwrap();
+    let names: Vec<String> = rebuilt.spec.template.spec.unwrap().containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    assert!(!names.contains(&"GREETING".to_string()), "{names:?}");
+}
