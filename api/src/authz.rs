@@ -140,9 +140,18 @@ where
 #[must_use]
 pub struct BaseWrite {
     claimed: Option<(String, String)>,
+    /// The project the written base belongs to; `None` for an admin's write.
+    owner: Option<String>,
 }
 
 impl BaseWrite {
+    /// The project the new version is written for, which the node agent records with it, so
+    /// that the operator can tell a project's own base from a shared one when a Base object of
+    /// an untrusted namespace saves to it (docs/crds.md, "Tenancy").
+    pub fn owner(&self) -> Option<String> {
+        self.owner.clone()
+    }
+
     /// The write failed: a claim this request made is released if no base of that name exists.
     pub async fn failed(self, state: &AppState) {
         let Some((family, project)) = self.claimed else {
@@ -195,9 +204,11 @@ pub async fn base_write(
     project: &str,
     alias: &str,
 ) -> ApiResult<BaseWrite> {
-    let none = BaseWrite { claimed: None };
     if is_admin(caller) {
-        return Ok(none);
+        return Ok(BaseWrite {
+            claimed: None,
+            owner: None,
+        });
     }
     let family = crate::ownership::family(alias).to_owned();
     if family == forkr_crds::labels::DEFAULT_BASE {
@@ -206,7 +217,12 @@ pub async fn base_write(
     let store = state.backend.gateway_store();
     let f = family.clone();
     match store_call(store.clone(), move |s| crate::ownership::owner(s, &f)).await? {
-        Some(owner) if caller.scope.allows(&owner) => return Ok(none),
+        Some(owner) if caller.scope.allows(&owner) => {
+            return Ok(BaseWrite {
+                claimed: None,
+                owner: Some(owner),
+            });
+        }
         Some(_) => return Err(owned_elsewhere(&family)),
         None => {}
     }
@@ -222,6 +238,7 @@ pub async fn base_write(
     }
     Ok(BaseWrite {
         claimed: made.then(|| (family, project.to_owned())),
+        owner: Some(owner),
     })
 }
 

@@ -21,6 +21,8 @@ pub struct BaseVersion {
     pub kind: String,
     pub tag: Option<String>,
     pub builder: Option<String>,
+    /// The project that made it: the importing project, or the saved box's.
+    pub owner: Option<String>,
     pub parent: Option<String>,
     pub size: u64,
     pub created: String,
@@ -51,6 +53,7 @@ pub struct BaseOrigin {
     pub kind: String,
     pub tag: Option<String>,
     pub builder: Option<String>,
+    pub owner: Option<String>,
     pub parent: Option<String>,
     pub request_id: Option<String>,
     /// Set for replicas, which keep their origin's time; otherwise now.
@@ -182,6 +185,7 @@ impl Pool {
             kind: Some(origin.kind.clone()),
             tag: origin.tag.clone(),
             builder: origin.builder.clone(),
+            owner: origin.owner.clone(),
             parent: origin.parent.clone(),
             request_id: origin.request_id.clone(),
             source_uuid: origin.source_uuid.clone(),
@@ -216,6 +220,7 @@ impl Pool {
         let origin = BaseOrigin {
             kind: "save".into(),
             builder: Some(format!("box {project}/{box_name}")),
+            owner: Some(project.to_string()),
             parent,
             request_id: request_id.map(str::to_string),
             ..Default::default()
@@ -298,6 +303,7 @@ impl Pool {
                 kind: m.kind.clone().unwrap_or_else(|| "import".into()),
                 tag: m.tag.clone(),
                 builder: m.builder.clone(),
+                owner: m.owner.clone(),
                 parent: m.parent.clone(),
                 size: self.size_of(&base_rel(v))?,
                 created: m.created.clone(),

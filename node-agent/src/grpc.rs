@@ -611,6 +611,7 @@ impl Storage for StorageService {
             tag: opt(header.tag),
             builder: opt(header.builder),
             request_id: opt(header.request_id),
+            owner: opt(header.owner),
         };
         let name = header.name;
         let name2 = name.clone();
@@ -683,6 +684,7 @@ impl Storage for StorageService {
                     kind: v.kind,
                     tag: v.tag.unwrap_or_default(),
                     builder: v.builder.unwrap_or_default(),
+                    owner: v.owner.unwrap_or_default(),
                     parent: v.parent.unwrap_or_default(),
                     size: v.size,
                     created: v.created,
@@ -915,6 +917,7 @@ async fn peer_version(
         kind: row.kind,
         tag: opt(row.tag),
         builder: opt(row.builder),
+        owner: opt(row.owner),
         parent: opt(row.parent),
         created: opt(row.created),
     })

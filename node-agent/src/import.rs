@@ -19,6 +19,10 @@ pub struct ImportOptions {
     pub tag: Option<String>,
     pub builder: Option<String>,
     pub request_id: Option<String>,
+    /// The project on whose behalf forkr-api imports (after its ownership check); `None` for
+    /// an admin's import. Unlike `builder`, which is the uploader's free text, only the agent's
+    /// authenticated callers set it.
+    pub owner: Option<String>,
 }
 
 /// An io error with its causes, since tar wraps the useful part (e.g. EPERM) in a source.
@@ -223,6 +227,7 @@ impl Pool {
                     kind: "import".into(),
                     tag: opts.tag.clone(),
                     builder: opts.builder.clone(),
+                    owner: opts.owner.clone(),
                     parent,
                     request_id: opts.request_id.clone(),
                     created: None,

@@ -54,6 +54,9 @@ pub struct Meta {
     pub tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<String>,
+    /// For bases: the project that made the version (see `import::ImportOptions::owner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     /// For bases: the btrfs UUID of the subvolume this version was received from, so an

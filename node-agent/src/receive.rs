@@ -223,6 +223,7 @@ pub struct ReceivedVersion {
     pub kind: String,
     pub tag: Option<String>,
     pub builder: Option<String>,
+    pub owner: Option<String>,
     pub parent: Option<String>,
     pub created: Option<String>,
 }
@@ -289,6 +290,7 @@ impl Pool {
                 kind: info.kind.clone(),
                 tag: info.tag.clone(),
                 builder: info.builder.clone(),
+                owner: info.owner.clone(),
                 parent: info.parent.clone(),
                 request_id: None,
                 created: info.created.clone(),

@@ -172,6 +172,7 @@ fn versions_aliases_show_and_layering() {
         parent: Some("dev".into()),
         tag: Some("3b1f".into()),
         builder: Some("docker".into()),
+        owner: Some("shop".into()),
         ..Default::default()
     };
     let mut layer = TarGz::new();
@@ -227,6 +228,9 @@ fn versions_aliases_show_and_layering() {
     assert_eq!(show.versions[1].tag.as_deref(), Some("3b1f"));
     assert_eq!(show.versions[1].builder.as_deref(), Some("docker"));
     assert_eq!(show.versions[1].kind, "import");
+    // The project forkr-api imported it for; an import without one (an admin's) has none.
+    assert_eq!(show.versions[1].owner.as_deref(), Some("shop"));
+    assert_eq!(show.versions[0].owner, None);
     let only = t.pool.show_base("dev", Some("3b1f")).unwrap();
     assert_eq!(only.versions.len(), 1);
 
@@ -278,6 +282,7 @@ fn save_from_a_box_root_and_retry_with_request_id() {
     let show = t.pool.show_base("web-base", None).unwrap();
     assert_eq!(show.versions[0].kind, "save");
     assert_eq!(show.versions[0].builder.as_deref(), Some("box p/web"));
+    assert_eq!(show.versions[0].owner.as_deref(), Some("p"));
     assert_eq!(show.versions[0].parent.as_deref(), Some("box-base"));
     t.restart();
     assert_eq!(t.pool.show_base("web-base", None).unwrap(), show);

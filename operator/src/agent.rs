@@ -97,6 +97,11 @@ pub struct BaseVersionInfo {
     /// For a save, `box <project>/<box>` as the agent writes it; for an import, the uploader's
     /// free text.
     pub builder: String,
+    /// The project the version was made for: the saved box's project, or the project on whose
+    /// behalf forkr-api imported it after its ownership check. Empty for an admin's import and
+    /// for versions made before the agent recorded it. Only the agent's authenticated callers
+    /// set it, never a Base object.
+    pub owner: String,
 }
 
 /// Every storage call the controllers make, addressed by node name. Implementations must be
@@ -496,6 +501,7 @@ impl Agents for GrpcAgents {
                     version: v.version,
                     kind: v.kind,
                     builder: v.builder,
+                    owner: v.owner,
                 })
                 .collect()),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),

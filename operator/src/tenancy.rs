@@ -313,10 +313,15 @@ pub fn base_family(name: &str) -> &str {
     }
 }
 
-/// The namespace a version was saved from, as the agent records it: `kind` save (which only
-/// the agent's own save sets) with builder `box <project>/<box>`. `None` for imports and builds,
-/// whose builder is the uploader's free text and proves nothing.
+/// The namespace a version was made for, as the agent records it: its `owner` (a save's box
+/// project, or the project forkr-api imported it for), else, for versions recorded before
+/// owners were, `kind` save (which only the agent's own save sets) with builder
+/// `box <project>/<box>`. `None` for an admin's import and for builds, whose builder is the
+/// uploader's free text and proves nothing.
 pub fn saved_from(v: &BaseVersionInfo) -> Option<&str> {
+    if !v.owner.is_empty() {
+        return Some(&v.owner);
+    }
     if v.kind != "save" {
         return None;
     }
@@ -335,7 +340,8 @@ pub fn saved_from(v: &BaseVersionInfo) -> Option<&str> {
 /// Status is written only by the operator (its saves for that Base) and forkr-api (imports it
 /// authorized), never by users, who get no `*/status` rights. An import recorded nowhere (the
 /// pool does not say who imported it) or a version saved from another namespace's box is
-/// someone else's. A trusted namespace writes any base, as an admin token does.
+/// someone else's; an import forkr-api made for project `ns` (the agent records the owner) is
+/// `ns`'s. A trusted namespace writes any base, as an admin token does.
 pub fn base_write_refusal(
     ns: &str,
     alias: &str,
@@ -377,7 +383,24 @@ mod tests {
             version: "x".into(),
             kind: kind.into(),
             builder: builder.into(),
+            owner: String::new(),
         }
+    }
+
+    #[test]
+    fn an_import_forkr_api_made_for_a_project_is_that_projects() {
+        let import = |owner: &str| BaseVersionInfo {
+            owner: owner.into(),
+            ..v("import", "box other/x")
+        };
+        assert_eq!(saved_from(&import("shop")), Some("shop"));
+        // An admin's import has no owner; its free-text builder proves nothing.
+        assert_eq!(saved_from(&import("")), None);
+        assert!(base_write_refusal("shop", "shopbase", false, &[import("shop")], &[]).is_none());
+        assert!(base_write_refusal("other", "shopbase", false, &[import("shop")], &[]).is_some());
+        assert!(base_write_refusal("shop", "shopbase", false, &[import("")], &[]).is_some());
+        // box-base stays shared whoever imported it.
+        assert!(base_write_refusal("shop", "box-base", false, &[import("shop")], &[]).is_some());
     }
 
     #[test]

@@ -194,10 +194,13 @@ pub trait Backend: Send + Sync + 'static {
         box_name: String,
     ) -> BoxFuture<'_, ApiResult<BaseWritten>>;
     /// Imports a rootfs `.tar.gz` as the next version of `name`, extracting as it streams in.
+    /// `owner`: the project the version is imported for (after the route's ownership check),
+    /// which the pool records with it; `None` for an admin's import.
     fn import_base(
         &self,
         name: String,
         req: ImportBase,
+        owner: Option<String>,
         body: Upload,
     ) -> BoxFuture<'_, ApiResult<BaseWritten>>;
 

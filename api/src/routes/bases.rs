@@ -94,7 +94,7 @@ pub async fn import(
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     match state
         .backend
-        .import_base(named.name, q, Box::pin(stream))
+        .import_base(named.name, q, write.owner(), Box::pin(stream))
         .await
     {
         Ok(written) => Ok((StatusCode::CREATED, Json(written))),

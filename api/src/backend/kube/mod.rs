@@ -264,9 +264,10 @@ impl Backend for KubeBackend {
         &self,
         name: String,
         req: ImportBase,
+        owner: Option<String>,
         body: Upload,
     ) -> BoxFuture<'_, ApiResult<BaseWritten>> {
-        Box::pin(KubeBackend::import_base(self, name, req, body))
+        Box::pin(KubeBackend::import_base(self, name, req, owner, body))
     }
 
     fn create_box(&self, project: String, req: CreateBox) -> BoxFuture<'_, ApiResult<BoxView>> {

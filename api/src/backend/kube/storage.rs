@@ -210,6 +210,7 @@ impl KubeBackend {
         &self,
         name: String,
         req: ImportBase,
+        owner: Option<String>,
         body: Upload,
     ) -> ApiResult<BaseWritten> {
         let node = self
@@ -225,6 +226,7 @@ impl KubeBackend {
             tag: req.tag.unwrap_or_default(),
             builder: req.builder.unwrap_or_default(),
             request_id: req.request_id.unwrap_or_default(),
+            owner: owner.unwrap_or_default(),
         };
         let first = agent::ImportBaseChunk {
             part: Some(agent::import_base_chunk::Part::Header(header)),

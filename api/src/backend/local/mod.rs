@@ -383,6 +383,7 @@ impl Backend for LocalBackend {
         &self,
         name: String,
         req: ImportBase,
+        owner: Option<String>,
         body: Upload,
     ) -> BoxFuture<'_, ApiResult<BaseWritten>> {
         Box::pin(async move {
@@ -393,6 +394,7 @@ impl Backend for LocalBackend {
                 parent: req.parent,
                 tag: req.tag,
                 builder: req.builder,
+                owner,
                 request_id: req.request_id,
             };
             let n = name.clone();
