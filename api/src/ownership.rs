@@ -17,21 +17,9 @@ CREATE TABLE IF NOT EXISTS base_owners (
 );
 ";
 
-/// The family a base reference belongs to: `alias`, `alias:tag` and `alias-vYYYYMMDDhhmmss`
-/// all name `alias`. Ownership is per family, so a version cannot be written or deleted by
-/// naming it instead of its alias.
-pub fn family(reference: &str) -> &str {
-    use forkr_crds::base::VERSION_SUFFIX_LEN;
-    let name = reference.split_once(':').map_or(reference, |(a, _)| a);
-    match name.len().checked_sub(VERSION_SUFFIX_LEN) {
-        Some(cut) if cut > 0 => {
-            let suffix = &name.as_bytes()[cut..];
-            let versioned = suffix.starts_with(b"-v") && suffix[2..].iter().all(u8::is_ascii_digit);
-            if versioned { &name[..cut] } else { name }
-        }
-        _ => name,
-    }
-}
+/// Ownership is per family (`forkr_crds::base::family`), so a version cannot be written or
+/// deleted by naming it instead of its alias.
+pub use forkr_crds::base::family;
 
 /// The project that owns base family `name`, if one claimed it.
 pub fn owner(store: &Store, name: &str) -> StoreResult<Option<String>> {

@@ -9,6 +9,22 @@ use crate::validation::{self as v, ValidationError, ValidationErrors};
 /// Length of `-vYYYYMMDDhhmmss`, the suffix of every version after the first.
 pub const VERSION_SUFFIX_LEN: usize = 16;
 
+/// The family a base reference belongs to: `alias`, `alias:tag` and `alias-vYYYYMMDDhhmmss`
+/// all name `alias`. Who may write a base is decided per family (forkr-api for tokens, the
+/// operator for Base objects), so a version cannot be written or deleted by naming it instead
+/// of its alias, and a Base named like a version of `box-base` cannot shadow it.
+pub fn family(reference: &str) -> &str {
+    let name = reference.split_once(':').map_or(reference, |(a, _)| a);
+    match name.len().checked_sub(VERSION_SUFFIX_LEN) {
+        Some(cut) if cut > 0 => {
+            let suffix = &name.as_bytes()[cut..];
+            let versioned = suffix.starts_with(b"-v") && suffix[2..].iter().all(u8::is_ascii_digit);
+            if versioned { &name[..cut] } else { name }
+        }
+        _ => name,
+    }
+}
+
 /// A base alias (`metadata.name`, e.g. `box-base`). Writing `spec.source` with a new
 /// `requestId` makes a new version; the alias resolves to the newest one unless `spec.version`
 /// pins it. Versions are listed in `status.versions`.

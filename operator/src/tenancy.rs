@@ -298,20 +298,8 @@ pub fn boxes_needing_trust(
         .collect()
 }
 
-/// The family a base name belongs to: `alias` and `alias-vYYYYMMDDhhmmss` both name `alias`
-/// (as forkr-api's `ownership::family` says). A Base named like an exact version of `box-base`
-/// would otherwise make a new alias that shadows the version it names.
-pub fn base_family(name: &str) -> &str {
-    use forkr_crds::base::VERSION_SUFFIX_LEN;
-    match name.len().checked_sub(VERSION_SUFFIX_LEN) {
-        Some(cut) if cut > 0 => {
-            let suffix = &name.as_bytes()[cut..];
-            let versioned = suffix.starts_with(b"-v") && suffix[2..].iter().all(u8::is_ascii_digit);
-            if versioned { &name[..cut] } else { name }
-        }
-        _ => name,
-    }
-}
+/// The family a base name belongs to (`forkr_crds::base::family`, the rule forkr-api uses too).
+pub use forkr_crds::base::family as base_family;
 
 /// The namespace a version was made for, as the agent records it: its `owner` (a save's box
 /// project, or the project forkr-api imported it for), else, for versions recorded before
