@@ -201,17 +201,20 @@ impl Target {
     /// server calls this: on a fresh machine nothing else puts the base there, and tests of one
     /// binary run in parallel, so a concurrent import by a sibling test is fine too.
     pub async fn ensure_box_base(&self) {
-        let (s, _) = self
-            .call(
-                Method::GET,
-                "/v1/projects/default/bases/box-base",
-                Tok::Admin,
-                None,
-            )
-            .await;
-        if s == StatusCode::NOT_FOUND {
+        if self.box_base().await.0 == StatusCode::NOT_FOUND {
             self.import_box_base().await;
         }
+    }
+
+    /// `GET` of `box-base` as the admin.
+    async fn box_base(&self) -> (StatusCode, Value) {
+        self.call(
+            Method::GET,
+            "/v1/projects/default/bases/box-base",
+            Tok::Admin,
+            None,
+        )
+        .await
     }
 
     fn external(url: String) -> Target {
@@ -332,14 +335,7 @@ impl Target {
         }
         // A sibling test may have imported it at the same moment; what matters is that it is
         // there now.
-        let (s, v) = self
-            .call(
-                Method::GET,
-                "/v1/projects/default/bases/box-base",
-                Tok::Admin,
-                None,
-            )
-            .await;
+        let (s, v) = self.box_base().await;
         assert_eq!(
             s,
             StatusCode::OK,
