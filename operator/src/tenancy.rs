@@ -241,6 +241,20 @@ pub fn host_refusal(taken: &[String]) -> Option<Refusal> {
     })
 }
 
+/// References to the boxes of the cache that `keep` selects: the boxes a change wakes.
+fn refs_where(
+    boxes: &Store<DeserializeGuard<BoxResource>>,
+    keep: impl Fn(&BoxResource) -> bool,
+) -> Vec<ObjectRef<DeserializeGuard<BoxResource>>> {
+    boxes
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|b| keep(b))
+        .map(|b| ObjectRef::new(&b.name_any()).within(&b.namespace().unwrap_or_default()))
+        .collect()
+}
+
 /// Boxes to look at again when `changed` moves: every box that claims one of the hosts
 /// `changed` claims or held, so a loser gets the host as soon as its owner lets go.
 pub fn boxes_sharing_hosts(
@@ -254,14 +268,10 @@ pub fn boxes_sharing_hosts(
         hosts.extend(st.taken_hosts.iter().cloned());
     }
     let me = (changed.namespace().unwrap_or_default(), changed.name_any());
-    boxes
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|o| (o.namespace().unwrap_or_default(), o.name_any()) != me)
-        .filter(|o| claimed_hosts(o, s).iter().any(|h| hosts.contains(h)))
-        .map(|o| ObjectRef::new(&o.name_any()).within(&o.namespace().unwrap_or_default()))
-        .collect()
+    refs_where(boxes, |o| {
+        (o.namespace().unwrap_or_default(), o.name_any()) != me
+            && claimed_hosts(o, s).iter().any(|h| hosts.contains(h))
+    })
 }
 
 /// Boxes a grant in namespace `ns` may unblock: those forking from `ns` in another namespace.
@@ -269,19 +279,13 @@ pub fn boxes_forking_from(
     ns: &str,
     boxes: &Store<DeserializeGuard<BoxResource>>,
 ) -> Vec<ObjectRef<DeserializeGuard<BoxResource>>> {
-    boxes
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|b| {
-            b.spec
-                .fork
-                .as_ref()
-                .and_then(|f| f.project.as_deref())
-                .is_some_and(|p| p == ns && b.namespace().as_deref() != Some(ns))
-        })
-        .map(|b| ObjectRef::new(&b.name_any()).within(&b.namespace().unwrap_or_default()))
-        .collect()
+    refs_where(boxes, |b| {
+        b.spec
+            .fork
+            .as_ref()
+            .and_then(|f| f.project.as_deref())
+            .is_some_and(|p| p == ns && b.namespace().as_deref() != Some(ns))
+    })
 }
 
 /// Boxes whose trust a namespace's labels decide: those in it that use a widening field.
@@ -289,13 +293,9 @@ pub fn boxes_needing_trust(
     ns: &str,
     boxes: &Store<DeserializeGuard<BoxResource>>,
 ) -> Vec<ObjectRef<DeserializeGuard<BoxResource>>> {
-    boxes
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|b| b.namespace().as_deref() == Some(ns) && !privileged_fields(b).is_empty())
-        .map(|b| ObjectRef::new(&b.name_any()).within(ns))
-        .collect()
+    refs_where(boxes, |b| {
+        b.namespace().as_deref() == Some(ns) && !privileged_fields(b).is_empty()
+    })
 }
 
 /// The family a base name belongs to (`forkr_crds::base::family`, the rule forkr-api uses too).
