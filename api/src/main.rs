@@ -72,7 +72,7 @@ struct Cli {
     tls_key: Option<PathBuf>,
     /// The Kubernetes backend's node agents, found as forkr-operator finds them.
     #[command(flatten)]
-    agent: forkr_operator::config::AgentArgs,
+    agent: forkr_agent_proto::discovery::AgentArgs,
 }
 
 #[derive(Subcommand)]
@@ -227,7 +227,7 @@ async fn serve_kube(cli: Cli) -> anyhow::Result<()> {
     let store = open_store(&cli.data_dir)?;
     let mut backend = KubeBackend::new(client.clone(), store, &domain);
     if cli.agent.agent_token_file.is_some() {
-        let agents = forkr_operator::agent::GrpcAgents::new(
+        let agents = forkr_agent_proto::client::GrpcAgents::new(
             cli.agent.discovery()?,
             Some(client),
             &cli.agent.token()?,

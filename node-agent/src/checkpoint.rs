@@ -83,17 +83,8 @@ impl Subject<'_> {
     }
 }
 
-/// The next automatic name: `v<N+1>` above the highest `vN`, or `v0`.
-pub fn next_auto_name<S: AsRef<str>>(existing: &[S]) -> String {
-    let highest = existing
-        .iter()
-        .filter_map(|n| n.as_ref().strip_prefix('v')?.parse::<u64>().ok())
-        .max();
-    match highest {
-        Some(n) => format!("v{}", n + 1),
-        None => "v0".to_string(),
-    }
-}
+/// The next automatic name; forkr-api's Kubernetes backend names the same way.
+pub use forkr_agent_proto::naming::next_auto_name;
 
 impl Pool {
     pub(crate) fn require_live(&self, subject: Subject<'_>) -> Result<()> {
@@ -291,17 +282,5 @@ impl Pool {
             meta::remove(&self.meta_path(&rel))?;
             self.step("delete-checkpoint: forgotten")
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auto_names() {
-        assert_eq!(next_auto_name::<&str>(&[]), "v0");
-        assert_eq!(next_auto_name(&["v0", "v7", "before", "v3"]), "v8");
-        assert_eq!(next_auto_name(&["vx", "release"]), "v0");
     }
 }

@@ -6,10 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
-use tonic::service::Interceptor;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::checkpoint::{Shelf, Subject};
@@ -22,10 +20,10 @@ use crate::pool::Pool;
 use crate::runtime::LocalRuntime;
 use crate::sys;
 
-/// Generated protocol types, shared by server and clients.
-pub mod proto {
-    tonic::include_proto!("forkr.agent.v1");
-}
+/// Generated protocol types, shared by server and clients (forkr-agent-proto).
+pub use forkr_agent_proto::storage as proto;
+// Token auth is part of the contract with the callers; kept reachable here for old paths.
+pub use forkr_agent_proto::auth::{BearerToken, TokenAuth};
 
 use proto::storage_server::{Storage, StorageServer};
 
@@ -39,61 +37,6 @@ pub fn to_status(e: Error) -> Status {
         Error::FailedPrecondition(_) => Status::failed_precondition(msg),
         Error::PermissionDenied(_) => Status::permission_denied(msg),
         Error::Io { .. } | Error::Btrfs { .. } | Error::Fault { .. } => Status::internal(msg),
-    }
-}
-
-/// Rejects calls without `authorization: Bearer <token>`. Tokens are compared as hashes so the
-/// comparison time does not depend on where they differ.
-#[derive(Clone)]
-pub struct TokenAuth {
-    digest: [u8; 32],
-}
-
-impl TokenAuth {
-    pub fn new(token: &str) -> TokenAuth {
-        TokenAuth {
-            digest: Sha256::digest(token.as_bytes()).into(),
-        }
-    }
-}
-
-impl Interceptor for TokenAuth {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let presented = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let diff = digest
-            .iter()
-            .zip(self.digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 {
-            return Err(Status::unauthenticated("invalid bearer token"));
-        }
-        Ok(req)
-    }
-}
-
-/// Adds the bearer token to every outgoing call; for clients of the agent.
-#[derive(Clone)]
-pub struct BearerToken(pub tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl BearerToken {
-    pub fn new(token: &str) -> Result<BearerToken, Status> {
-        format!("Bearer {token}")
-            .parse()
-            .map(BearerToken)
-            .map_err(|_| Status::invalid_argument("token is not valid header text"))
-    }
-}
-
-impl Interceptor for BearerToken {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
     }
 }
 
@@ -344,7 +287,9 @@ fn shelf(v: i32) -> Result<Shelf, Status> {
 }
 
 fn root_msg(pool: &Pool, r: crate::roots::RootInfo) -> proto::Root {
-    let path = pool.path().join("roots").join(&r.project).join(&r.name);
+    let path = pool
+        .path()
+        .join(forkr_agent_proto::layout::root(&r.project, &r.name));
     proto::Root {
         project: r.project,
         r#box: r.name,

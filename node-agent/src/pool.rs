@@ -35,22 +35,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::fault::Faults;
 use crate::{meta, names, sys};
 
-/// Global system volumes, behind `/box/bin` and `/box/all`.
-pub const GLOBAL_SYSTEM_VOLUMES: [&str; 2] = ["box-bin", "box-all"];
-/// Per-project system volumes, behind `/box/proj` and `/home`.
-pub const PROJECT_SYSTEM_VOLUMES: [&str; 2] = ["box-proj", "home"];
-
-const TOP_DIRS: [&str; 9] = [
-    "bases",
-    "roots",
-    "checkpoints",
-    "volumes",
-    "volume-checkpoints",
-    "volume-backups",
-    "system",
-    "meta",
-    "tmp",
-];
+// The layout is the contract with the operator, which mounts parts of the pool by host path.
+use forkr_agent_proto::layout::{self, TOP_DIRS};
+pub use forkr_agent_proto::layout::{GLOBAL_SYSTEM_VOLUMES, PROJECT_SYSTEM_VOLUMES};
 
 /// An open pool. Cheap operations serialise on one lock; long ones (import, diff) only hold it to
 /// publish their result.
@@ -114,7 +101,7 @@ impl Pool {
         pool.recover_at_open()?;
         let _g = pool.lock();
         for vol in GLOBAL_SYSTEM_VOLUMES {
-            pool.ensure_subvolume(&Path::new("system").join(vol))?;
+            pool.ensure_subvolume(&Path::new(layout::SYSTEM).join(vol))?;
         }
         drop(_g);
         Ok(pool)
@@ -147,7 +134,7 @@ impl Pool {
     }
 
     pub(crate) fn meta_path(&self, rel: &Path) -> PathBuf {
-        meta::sidecar(&self.dir.join("meta"), rel)
+        meta::sidecar(&self.dir.join(layout::META), rel)
     }
 
     pub(crate) fn read_meta(&self, rel: &Path) -> Option<meta::Meta> {
@@ -169,7 +156,7 @@ impl Pool {
         names::component("project", project)?;
         let mut out = Vec::new();
         for vol in PROJECT_SYSTEM_VOLUMES {
-            let rel = Path::new("system/projects").join(project).join(vol);
+            let rel = layout::system_volume(project, vol);
             self.ensure_subvolume(&rel)?;
             out.push(self.abs(rel));
         }
@@ -180,7 +167,7 @@ impl Pool {
     pub fn global_system_volumes(&self) -> Vec<PathBuf> {
         GLOBAL_SYSTEM_VOLUMES
             .iter()
-            .map(|v| self.abs(Path::new("system").join(v)))
+            .map(|v| self.abs(Path::new(layout::SYSTEM).join(v)))
             .collect()
     }
 
@@ -238,7 +225,7 @@ impl Pool {
         self.lock_in_flight().insert(id.clone());
         let work = Work {
             pool: self,
-            dir: self.abs("tmp").join(&id),
+            dir: self.abs(layout::TMP).join(&id),
             id,
         };
         fs::create_dir(&work.dir).ctx("create", &work.dir)?;
@@ -307,7 +294,7 @@ impl Pool {
     /// owns. Safe to call at any time.
     pub fn recover(&self) -> Result<()> {
         let _g = self.lock();
-        let tmp = self.abs("tmp");
+        let tmp = self.abs(layout::TMP);
         let mut dirs = Vec::new();
         for entry in fs::read_dir(&tmp).ctx("read", &tmp)? {
             dirs.push(entry.ctx("read", &tmp)?);
@@ -328,18 +315,10 @@ impl Pool {
     fn recover_at_open(&self) -> Result<()> {
         self.recover()?;
         let _g = self.lock();
-        for top in [
-            "bases",
-            "roots",
-            "checkpoints",
-            "volumes",
-            "volume-checkpoints",
-            "volume-backups",
-            "system",
-        ] {
+        for top in layout::SUBVOLUME_DIRS {
             sweep_staging(&self.abs(top), 3)?;
         }
-        self.sweep_meta(&self.abs("meta"), Path::new(""))?;
+        self.sweep_meta(&self.abs(layout::META), Path::new(""))?;
         crate::bases::repair_aliases(self)
     }
 

@@ -189,7 +189,7 @@ fn restart_operator(pid: u32) -> std::process::Child {
 
 /// The tiny real base as `box-base` in the agent's pool (idempotent by request id).
 async fn import_base() {
-    use forkr_node_agent::grpc::proto as agent;
+    use forkr_agent_proto::storage as agent;
     let token = std::fs::read_to_string(env("FORKR_E2E_TOKEN_FILE")).unwrap();
     let ch = tonic::transport::Channel::from_shared(env("FORKR_E2E_AGENT"))
         .unwrap()
@@ -198,7 +198,7 @@ async fn import_base() {
         .unwrap();
     let mut c = agent::storage_client::StorageClient::with_interceptor(
         ch,
-        forkr_node_agent::grpc::BearerToken::new(token.trim()).unwrap(),
+        forkr_agent_proto::auth::BearerToken::new(token.trim()).unwrap(),
     );
     let tar =
         forkr_node_agent::minibase::tarball(std::path::Path::new("/var/cache/forkr/testbase"))

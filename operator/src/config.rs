@@ -1,12 +1,11 @@
 //! The operator's settings: command-line flags, each with an environment variable.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-
-use crate::agent::Discovery;
+// The agent flags are shared with forkr-api's Kubernetes backend.
+use forkr_agent_proto::discovery::AgentArgs;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -67,71 +66,6 @@ pub struct Args {
     pub concurrency: u16,
 }
 
-/// How to reach the node agents; shared by forkr-operator and forkr-api's Kubernetes backend.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgentArgs {
-    /// The agents' gRPC port.
-    #[arg(long, env = "FORKR_AGENT_PORT", default_value_t = 7443)]
-    pub agent_port: u16,
-    /// File holding the agents' bearer token.
-    #[arg(long, env = "FORKR_AGENT_TOKEN_FILE")]
-    pub agent_token_file: Option<PathBuf>,
-    /// Namespace of the agent DaemonSet's pods (and of the operator's leader Lease).
-    #[arg(long, env = "FORKR_NAMESPACE", default_value = "forkr-system")]
-    pub namespace: String,
-    /// Label selector of the agent DaemonSet's pods.
-    #[arg(
-        long,
-        env = "FORKR_AGENT_SELECTOR",
-        default_value = "app.kubernetes.io/name=forkr-node-agent"
-    )]
-    pub agent_selector: String,
-    /// Fixed agent addresses instead of pod discovery: NODE=http://host:port, repeatable;
-    /// NODE `*` matches every node.
-    #[arg(long = "agent", env = "FORKR_AGENTS", value_delimiter = ',')]
-    pub agents: Vec<String>,
-}
-
-impl AgentArgs {
-    pub fn discovery(&self) -> Result<Discovery, ConfigError> {
-        if self.agents.is_empty() {
-            return Ok(Discovery::Pods {
-                namespace: self.namespace.clone(),
-                selector: self.agent_selector.clone(),
-                port: self.agent_port,
-            });
-        }
-        let mut map = BTreeMap::new();
-        for a in &self.agents {
-            let (node, addr) = a
-                .split_once('=')
-                .filter(|(n, a)| !n.is_empty() && a.starts_with("http"))
-                .ok_or_else(|| ConfigError::BadAgent(a.clone()))?;
-            map.insert(node.to_owned(), addr.to_owned());
-        }
-        Ok(Discovery::Static(map))
-    }
-
-    /// The bearer token from --agent-token-file, trimmed.
-    pub fn token(&self) -> Result<String, ConfigError> {
-        let path = self
-            .agent_token_file
-            .as_ref()
-            .ok_or(ConfigError::NoAgentToken)?;
-        let token = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::AgentToken(path.clone(), e.to_string()))?
-            .trim()
-            .to_owned();
-        if token.is_empty() {
-            return Err(ConfigError::AgentToken(
-                path.clone(),
-                "the file is empty".into(),
-            ));
-        }
-        Ok(token)
-    }
-}
-
 /// Settings the builders and controllers read; derived from [`Args`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -150,14 +84,6 @@ pub struct Settings {
 pub enum ConfigError {
     #[error("FORKR_DOMAIN is required (pass --dev to fall back to localhost)")]
     NoDomain,
-    #[error("invalid --agent {0:?}: use NODE=http://host:port")]
-    BadAgent(String),
-    #[error(
-        "--agent-token-file (FORKR_AGENT_TOKEN_FILE) is required: the node agents' bearer token"
-    )]
-    NoAgentToken,
-    #[error("reading the agent token file {0}: {1}")]
-    AgentToken(PathBuf, String),
 }
 
 impl Args {
@@ -236,20 +162,5 @@ mod tests {
         assert_eq!(s.publish_domain, "f.example");
         assert_eq!(s.box_host("default", "web"), "web.f.example");
         assert_eq!(s.box_host("team", "web"), "web.team.f.example");
-    }
-
-    #[test]
-    fn static_agents_parse() {
-        let a = args(&[
-            "--agent",
-            "n1=http://10.0.0.1:7443",
-            "--agent",
-            "*=http://x:1",
-        ]);
-        match a.agent.discovery().unwrap() {
-            Discovery::Static(m) => assert_eq!(m.len(), 2),
-            other => panic!("{other:?}"),
-        }
-        assert!(args(&["--agent", "nonsense"]).agent.discovery().is_err());
     }
 }

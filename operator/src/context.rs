@@ -13,9 +13,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
-use crate::agent::Agents;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use forkr_agent_proto::client::Agents;
 
 /// Read caches of the objects the operator makes (and of the box pods).
 #[derive(Clone)]

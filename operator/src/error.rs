@@ -1,7 +1,7 @@
 //! Reconcile errors. Each variant has a stable label, used as the `error` label of metrics and
 //! as the reason of the Warning events the controllers emit.
 
-use crate::agent::AgentError;
+use forkr_agent_proto::client::AgentError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -2,7 +2,6 @@
 //! Deployment, a headless Service and an Ingress on the node that holds their root; storage
 //! work goes through that node's agent.
 
-pub mod agent;
 pub mod build;
 pub mod config;
 pub mod context;

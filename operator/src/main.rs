@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use forkr_operator::agent::GrpcAgents;
+use forkr_agent_proto::client::GrpcAgents;
 use forkr_operator::config::Args;
 use forkr_operator::context::Context;
 use forkr_operator::lease::LeaseLock;

@@ -22,8 +22,8 @@ use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::agent::BaseVersionInfo;
 use crate::config::Settings;
+use forkr_agent_proto::client::BaseVersionInfo;
 
 /// Why the operator will not act on an object; lands in the `Stalled` condition, the status
 /// message and a Warning event.

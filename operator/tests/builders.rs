@@ -201,7 +201,7 @@ fn the_box_env_reaches_the_runner_config_but_never_the_runner_process() {
     for e in env.iter().filter(|e| e.name != "FORKR_RUNNER_CONFIG") {
         assert!(e.value.is_none(), "{} comes from the pod's status", e.name);
     }
-    let config: forkr_node_agent::runner::RunnerConfig =
+    let config: forkr_agent_proto::runner::RunnerConfig =
         serde_json::from_str(env[0].value.as_deref().unwrap()).unwrap();
     assert_eq!(config.env, b.spec.env, "the box gets all of it from here");
     assert_eq!(boxes::frozen_env(&d).as_ref(), Some(&b.spec.env));

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use forkr_agent_proto::auth::BearerToken;
+use forkr_agent_proto::runtime as rt;
+use forkr_agent_proto::storage as agent;
 use forkr_crds::{BoxPhase, BoxResource, Snapshot};
-use forkr_node_agent::grpc::BearerToken;
-use forkr_node_agent::grpc::proto as agent;
-use forkr_node_agent::rpc::proto as rt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};

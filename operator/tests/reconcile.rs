@@ -424,8 +424,8 @@ async fn error_paths_have_stable_labels() {
 
     // No agent reachable: agent_unavailable.
     let (_c, stores) = Caches::new();
-    let dead = forkr_operator::agent::GrpcAgents::new(
-        forkr_operator::agent::Discovery::Static(
+    let dead = forkr_agent_proto::client::GrpcAgents::new(
+        forkr_agent_proto::client::Discovery::Static(
             [(NODE.to_string(), "http://127.0.0.1:1".to_string())].into(),
         ),
         None,

@@ -230,8 +230,8 @@ async fn a_base_missing_on_the_chosen_node_is_pulled_from_a_peer() {
     let lacks = RealAgent::start_with(false).await;
     // node-b lacks the base but has far more free memory: placement prefers base holders, so
     // pin the box there through a data volume that lives on node-b.
-    let agents = forkr_operator::agent::GrpcAgents::new(
-        forkr_operator::agent::Discovery::Static(BTreeMap::from([
+    let agents = forkr_agent_proto::client::GrpcAgents::new(
+        forkr_agent_proto::client::Discovery::Static(BTreeMap::from([
             ("node-a".to_owned(), has.addr.clone()),
             ("node-b".to_owned(), lacks.addr.clone()),
         ])),

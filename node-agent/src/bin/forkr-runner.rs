@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use forkr_node_agent::runner::{self, RunnerConfig};
+use forkr_node_agent::runner;
 
 fn main() {
     let mut args = std::env::args_os().skip(1);
@@ -24,7 +24,7 @@ fn main() {
             }
         }
     }
-    let cfg = match RunnerConfig::load(config.as_deref()) {
+    let cfg = match runner::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("forkr-runner: {e}");

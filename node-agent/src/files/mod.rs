@@ -26,8 +26,8 @@ use crate::oskit;
 use crate::pool::Pool;
 use crate::runner::{SHARED_MOUNTS, SYSTEM_MOUNTS};
 
-/// The documented refusal for anything but a regular file.
-pub const ONLY_FILES: &str = "only files are supported (directories require -r, not yet supported)";
+/// The documented refusal for anything but a regular file (forkr-api's fallback repeats it).
+pub use forkr_agent_proto::files::ONLY_FILES;
 
 /// A box's file tree on the host: its root, with the system volumes over their mount points.
 #[derive(Debug, Clone)]

@@ -21,11 +21,8 @@ use crate::grpc::{TokenAuth, to_status};
 use crate::pool::Pool;
 use crate::runtime::{BoxSpec, LocalRuntime, Phase, VolumeMount};
 
-/// Generated protocol types, shared by server and clients.
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
-pub mod proto {
-    tonic::include_proto!("forkr.runtime.v1");
-}
+/// Generated protocol types, shared by server and clients (forkr-agent-proto).
+pub use forkr_agent_proto::runtime as proto;
 
 use proto::runtime_server::{Runtime, RuntimeServer};
 

@@ -3,166 +3,66 @@
 //! The runner runs as a privileged container's entrypoint: a runc container in local mode, the
 //! `fork` container of the box's Pod in Kubernetes. It sees the box root at `root` (normally
 //! `/volumes`), mounts the kernel and scratch surfaces and the volumes into it, writes the
-//! environment, and becomes `tini` inside it. Its configuration is one JSON document, read from
-//! a file or from the `FORKR_RUNNER_CONFIG` variable, so both modes configure it identically.
+//! environment, and becomes `tini` inside it. Its configuration is one JSON document
+//! (`forkr_agent_proto::runner::RunnerConfig`), read from a file or from the
+//! `FORKR_RUNNER_CONFIG` variable, so both modes configure it identically.
 
-pub mod env;
-
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 use crate::oskit;
-pub use env::Injected;
+// The configuration is the contract with whoever writes it (the operator, the local runtime):
+// it lives in forkr-agent-proto; this module is the boot that reads it.
+pub use forkr_agent_proto::runner::{
+    CONFIG_ENV, DataMount, Injected, NODE_IP_ENV, RunnerConfig, SHARED_MOUNTS, SYSTEM_MOUNTS,
+    default_init, env,
+};
 
-/// The variable that may carry the whole configuration as JSON.
-pub const CONFIG_ENV: &str = "FORKR_RUNNER_CONFIG";
-/// The node IP, when the configuration leaves it empty (Kubernetes: from `status.hostIP`).
-pub const NODE_IP_ENV: &str = "FORKR_NODE_IP";
-
-/// Where each system volume appears inside the box.
-pub const SYSTEM_MOUNTS: [(&str, &str); 4] = [
-    ("box-bin", "/box/bin"),
-    ("box-all", "/box/all"),
-    ("box-proj", "/box/proj"),
-    ("home", "/home"),
-];
-
-/// The system volumes every box of every project sees (`box-bin`, `box-all`). A box mounts them
-/// read-only: what one tenant could write there would run in every other tenant's box
-/// (`/box/bin` is on the login PATH before /usr/bin). An admin changes them from outside the
-/// boxes, with `4kr cp` and an admin token (`files::BoxFiles::allow_shared_writes`).
-pub const SHARED_MOUNTS: [&str; 2] = ["/box/bin", "/box/all"];
-
-/// A data volume mount: `source` as the runner sees it, at `target` inside the box.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataMount {
-    pub source: PathBuf,
-    pub target: String,
-    #[serde(default)]
-    pub read_only: bool,
+/// Reads the configuration from `path`, or else from `FORKR_RUNNER_CONFIG`, and validates it.
+pub fn load(path: Option<&Path>) -> Result<RunnerConfig> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).ctx("read", p)?,
+        None => std::env::var(CONFIG_ENV).map_err(|_| {
+            Error::InvalidArgument(format!("no --config file and no {CONFIG_ENV} variable"))
+        })?,
+    };
+    let mut cfg: RunnerConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidArgument(format!("runner configuration: {e}")))?;
+    cfg.fill_node_ip(std::env::var(NODE_IP_ENV).ok());
+    validate(&cfg)?;
+    Ok(cfg)
 }
 
-/// Everything the runner needs. Paths are as the runner sees them (inside its container).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunnerConfig {
-    #[serde(flatten)]
-    pub injected: Injected,
-    /// The box root; `/volumes` in both modes.
-    #[serde(default = "default_root")]
-    pub root: PathBuf,
-    /// Ephemeral host directory behind /tmp and /run; emptied on every start.
-    pub scratch: PathBuf,
-    /// Files bound over /etc/resolv.conf and /etc/hosts; `None` keeps the root's own.
-    #[serde(default)]
-    pub resolv_conf: Option<PathBuf>,
-    #[serde(default)]
-    pub hosts: Option<PathBuf>,
-    /// System volume name (`box-bin`, `box-all`, `box-proj`, `home`) to its source directory.
-    #[serde(default)]
-    pub system_volumes: BTreeMap<String, PathBuf>,
-    #[serde(default)]
-    pub data_volumes: Vec<DataMount>,
-    /// The user's `-e KEY=VALUE` pairs.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// PID 1's command line inside the box.
-    #[serde(default = "default_init")]
-    pub init: Vec<String>,
-}
-
-fn default_root() -> PathBuf {
-    PathBuf::from("/volumes")
-}
-
-/// `tini -s -- /bin/bash -lc "sleep infinity"`, as 000 shows.
-pub fn default_init() -> Vec<String> {
-    [
-        "/usr/bin/tini",
-        "-s",
-        "--",
-        "/bin/bash",
-        "-lc",
-        "sleep infinity",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-impl RunnerConfig {
-    /// Reads the configuration from `path`, or else from `FORKR_RUNNER_CONFIG`.
-    pub fn load(path: Option<&Path>) -> Result<RunnerConfig> {
-        let text = match path {
-            Some(p) => std::fs::read_to_string(p).ctx("read", p)?,
-            None => std::env::var(CONFIG_ENV).map_err(|_| {
-                Error::InvalidArgument(format!("no --config file and no {CONFIG_ENV} variable"))
-            })?,
-        };
-        let mut cfg: RunnerConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::InvalidArgument(format!("runner configuration: {e}")))?;
-        cfg.fill_node_ip(std::env::var(NODE_IP_ENV).ok());
-        cfg.validate()?;
-        Ok(cfg)
+/// Applies the shared validation to everything in `cfg` that came from a user.
+pub fn validate(cfg: &RunnerConfig) -> Result<()> {
+    use forkr_crds::validation as v;
+    let bad = |e: v::ValidationError| Error::InvalidArgument(e.to_string());
+    v::validate_box_name(&cfg.injected.box_name).map_err(bad)?;
+    v::validate_project_name(&cfg.injected.project).map_err(bad)?;
+    v::validate_env(&cfg.env).map_err(|e| {
+        Error::InvalidArgument(e.first().map_or("invalid env".into(), |f| f.to_string()))
+    })?;
+    for m in &cfg.data_volumes {
+        v::validate_mount_path(&m.target).map_err(bad)?;
     }
-
-    /// In Kubernetes the operator cannot know the node IP when it writes the configuration: it
-    /// leaves `node_ip` empty and the pod gets FORKR_NODE_IP from `status.hostIP`.
-    pub fn fill_node_ip(&mut self, from_env: Option<String>) {
-        if self.injected.node_ip.is_empty()
-            && let Some(ip) = from_env.filter(|ip| !ip.is_empty())
-        {
-            self.injected.node_ip = ip;
+    for name in cfg.system_volumes.keys() {
+        if !SYSTEM_MOUNTS.iter().any(|(n, _)| n == name) {
+            return Err(Error::InvalidArgument(format!(
+                "unknown system volume {name:?}"
+            )));
         }
     }
-
-    /// Applies the shared validation to everything that came from a user.
-    pub fn validate(&self) -> Result<()> {
-        use forkr_crds::validation as v;
-        let bad = |e: v::ValidationError| Error::InvalidArgument(e.to_string());
-        v::validate_box_name(&self.injected.box_name).map_err(bad)?;
-        v::validate_project_name(&self.injected.project).map_err(bad)?;
-        v::validate_env(&self.env).map_err(|e| {
-            Error::InvalidArgument(e.first().map_or("invalid env".into(), |f| f.to_string()))
-        })?;
-        for m in &self.data_volumes {
-            v::validate_mount_path(&m.target).map_err(bad)?;
-        }
-        for name in self.system_volumes.keys() {
-            if !SYSTEM_MOUNTS.iter().any(|(n, _)| n == name) {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown system volume {name:?}"
-                )));
-            }
-        }
-        if self.init.is_empty() {
-            return Err(Error::InvalidArgument("init command is empty".into()));
-        }
-        if self.init.iter().any(|a| a.contains('\0')) {
-            return Err(Error::InvalidArgument(
-                "init arguments must not contain NUL".into(),
-            ));
-        }
-        Ok(())
+    if cfg.init.is_empty() {
+        return Err(Error::InvalidArgument("init command is empty".into()));
     }
-
-    /// `<box>.<project>`.
-    pub fn hostname(&self) -> String {
-        format!("{}.{}", self.injected.box_name, self.injected.project)
+    if cfg.init.iter().any(|a| a.contains('\0')) {
+        return Err(Error::InvalidArgument(
+            "init arguments must not contain NUL".into(),
+        ));
     }
-
-    /// The full environment of PID 1: a bare PATH and HOME, then the box's variables.
-    pub fn process_env(&self) -> Vec<(String, String)> {
-        let mut out = vec![
-            ("PATH".to_string(), env::BASE_PATH.to_string()),
-            ("HOME".to_string(), "/root".to_string()),
-        ];
-        out.extend(env::box_env(&self.injected, &self.env));
-        out
-    }
+    Ok(())
 }
 
 /// Performs every step up to the exec of PID 1, in the order of the documents.
@@ -315,28 +215,4 @@ fn write_env(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
             .ctx("write", bashrc)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_node_ip_comes_from_the_environment_only() {
-        let mut cfg = RunnerConfig {
-            injected: Injected::default(),
-            root: default_root(),
-            scratch: PathBuf::from("/s"),
-            resolv_conf: None,
-            hosts: None,
-            system_volumes: BTreeMap::new(),
-            data_volumes: Vec::new(),
-            env: BTreeMap::new(),
-            init: default_init(),
-        };
-        cfg.fill_node_ip(Some("10.1.2.3".into()));
-        assert_eq!(cfg.injected.node_ip, "10.1.2.3");
-        cfg.fill_node_ip(Some("10.9.9.9".into()));
-        assert_eq!(cfg.injected.node_ip, "10.1.2.3");
-    }
 }

@@ -14,14 +14,10 @@ use crate::error::{Error, IoContext, Result};
 
 /// Where the runner binary sits in its rootfs.
 pub const RUNNER_PATH: &str = "/forkr-runner";
-/// The per-box directory (runner.json, scratch) inside the runner container.
-pub const BOX_DIR: &str = "/forkr";
 /// resolv.conf and hosts inside the runner container.
 pub const ETC_DIR: &str = "/forkr-etc";
-/// System volumes inside the runner container: `/forkr-system/<name>`.
-pub const SYSTEM_DIR: &str = "/forkr-system";
-/// Data volumes inside the runner container: `/forkr-data/<index>`.
-pub const DATA_DIR: &str = "/forkr-data";
+// The paths the operator's Pod shares with this bundle (per-box dir, system and data volumes).
+pub use forkr_agent_proto::layout::{BOX_DIR, DATA_DIR, SYSTEM_DIR};
 
 /// Every capability Linux 6.x knows; runc skips those the kernel lacks.
 const CAPS: [&str; 41] = [

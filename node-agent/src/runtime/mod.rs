@@ -32,6 +32,7 @@ use crate::net::{NetConfig, Network};
 use crate::pool::Pool;
 use crate::runner::{self, DataMount, Injected, RunnerConfig};
 use bundle::{Bind, BundleSpec};
+use forkr_agent_proto::layout;
 use runc::Runc;
 
 /// How the local runtime is set up.
@@ -280,7 +281,7 @@ impl LocalRuntime {
         let own = dir.join("forkr");
         std::fs::create_dir_all(own.join("scratch")).ctx("create", &own)?;
         let mut binds = vec![
-            bind(&root, "/volumes", false),
+            bind(&root, layout::BOX_ROOT, false),
             bind(&own, bundle::BOX_DIR, false),
         ];
         let mut rc = RunnerConfig {
@@ -292,8 +293,8 @@ impl LocalRuntime {
                 node_ip: self.cfg.api.node_ip.clone(),
                 insecure: self.cfg.api.insecure,
             },
-            root: PathBuf::from("/volumes"),
-            scratch: PathBuf::from(format!("{}/scratch", bundle::BOX_DIR)),
+            root: PathBuf::from(layout::BOX_ROOT),
+            scratch: PathBuf::from(layout::SCRATCH_DIR),
             resolv_conf: None,
             hosts: None,
             system_volumes: BTreeMap::new(),
@@ -330,7 +331,7 @@ impl LocalRuntime {
                 read_only: v.read_only,
             });
         }
-        rc.validate()?;
+        runner::validate(&rc)?;
         let runner_json = serde_json::to_vec_pretty(&rc)
             .map_err(|e| Error::InvalidArgument(format!("runner config: {e}")))?;
         std::fs::write(own.join("runner.json"), runner_json).ctx("write", &own)?;

@@ -10,9 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use forkr_agent_proto::layout::{
+    self, BOX_ROOT, DATA_DIR, GLOBAL_SYSTEM_VOLUMES, SCRATCH_DIR, SYSTEM_DIR,
+};
+use forkr_agent_proto::runner::{
+    CONFIG_ENV, DataMount as RunnerMount, Injected, RunnerConfig, SYSTEM_MOUNTS, default_init,
+};
 use forkr_crds::{BoxResource, labels};
-use forkr_node_agent::runner::{DataMount as RunnerMount, Injected, RunnerConfig, default_init};
-use forkr_node_agent::runtime::bundle::{DATA_DIR, SYSTEM_DIR};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Affinity, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource,
@@ -31,8 +35,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{box_labels, child_meta};
 use crate::config::Settings;
 
-/// The box's scratch (behind /tmp and /run): an emptyDir, so it is gone after every stop.
-pub const SCRATCH_DIR: &str = "/forkr/scratch";
 /// Grace period when the Box names none, as in local mode.
 pub const DEFAULT_GRACE_SECONDS: i64 = 10;
 /// The annotation carrying the box's tags (JSON), on the Deployment.
@@ -61,21 +63,17 @@ pub fn names(b: &BoxResource) -> (&str, &str) {
     )
 }
 
-/// Host paths in the node's pool, as the agent lays them out (node-agent `pool`).
+/// Host paths in the node's pool, as the agent lays them out (`forkr_agent_proto::layout`).
 pub fn root_path(pool: &Path, project: &str, name: &str) -> PathBuf {
-    pool.join("roots").join(project).join(name)
+    pool.join(layout::root(project, name))
 }
 
 fn system_volume_path(pool: &Path, project: &str, vol: &str) -> PathBuf {
-    if forkr_node_agent::pool::GLOBAL_SYSTEM_VOLUMES.contains(&vol) {
-        pool.join("system").join(vol)
-    } else {
-        pool.join("system/projects").join(project).join(vol)
-    }
+    pool.join(layout::system_volume(project, vol))
 }
 
 pub fn volume_path(pool: &Path, project: &str, vol: &str) -> PathBuf {
-    pool.join("volumes").join(project).join(vol)
+    pool.join(layout::volume(project, vol))
 }
 
 /// The runner's configuration, with paths as the `fork` container sees them. The node IP is
@@ -93,11 +91,11 @@ pub fn runner_config(b: &BoxResource, cx: &BoxContext<'_>) -> RunnerConfig {
             node_ip: String::new(),
             insecure: s.insecure,
         },
-        root: PathBuf::from("/volumes"),
+        root: PathBuf::from(BOX_ROOT),
         scratch: PathBuf::from(SCRATCH_DIR),
         resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
         hosts: Some(PathBuf::from("/etc/hosts")),
-        system_volumes: forkr_node_agent::runner::SYSTEM_MOUNTS
+        system_volumes: SYSTEM_MOUNTS
             .iter()
             .map(|(n, _)| ((*n).to_owned(), PathBuf::from(format!("{SYSTEM_DIR}/{n}"))))
             .collect(),
@@ -162,10 +160,11 @@ fn volumes_and_mounts(b: &BoxResource, pool: &Path) -> (Vec<Volume>, Vec<VolumeM
         },
     ];
     let mut mounts = vec![
-        mount("root", "/volumes", false),
+        mount("root", BOX_ROOT, false),
+        // An emptyDir, so the box's /tmp and /run are gone after every stop.
         mount("scratch", SCRATCH_DIR, false),
     ];
-    for (vol, _) in forkr_node_agent::runner::SYSTEM_MOUNTS {
+    for (vol, _) in SYSTEM_MOUNTS {
         let vname = format!("sys-{vol}");
         volumes.push(host_path(
             vname.clone(),
@@ -173,7 +172,7 @@ fn volumes_and_mounts(b: &BoxResource, pool: &Path) -> (Vec<Volume>, Vec<VolumeM
         ));
         // The volumes every project shares are written by the agent on the host only; the
         // runner binds them into the box (read-only again there) and never writes them.
-        let shared = forkr_node_agent::pool::GLOBAL_SYSTEM_VOLUMES.contains(&vol);
+        let shared = GLOBAL_SYSTEM_VOLUMES.contains(&vol);
         mounts.push(mount(&vname, &format!("{SYSTEM_DIR}/{vol}"), shared));
     }
     for (i, m) in b.spec.data.iter().enumerate() {
@@ -263,7 +262,7 @@ pub fn deployment(b: &BoxResource, cx: &BoxContext<'_>) -> Result<Deployment, se
     // naming a file the box wrote would run as root on the node.
     let env = vec![
         EnvVar {
-            name: forkr_node_agent::runner::CONFIG_ENV.into(),
+            name: CONFIG_ENV.into(),
             value: Some(serde_json::to_string(&runner_config(b, cx))?),
             value_from: None,
         },
@@ -497,7 +496,7 @@ pub fn frozen_env(d: &Deployment) -> Option<BTreeMap<String, String>> {
         .env
         .as_ref()?
         .iter()
-        .find(|e| e.name == forkr_node_agent::runner::CONFIG_ENV)?
+        .find(|e| e.name == CONFIG_ENV)?
         .value
         .as_ref()?;
     serde_json::from_str::<RunnerConfig>(json)

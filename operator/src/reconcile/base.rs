@@ -184,7 +184,7 @@ async fn ownership_refusal(
     let nodes = cx.agents.nodes().await?;
     if nodes.is_empty() {
         // With no node to ask, every name would look new: wait for an agent instead.
-        return Err(crate::agent::AgentError::unreachable(
+        return Err(forkr_agent_proto::client::AgentError::unreachable(
             "*",
             "no node agent to read base versions from",
         )

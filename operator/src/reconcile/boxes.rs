@@ -19,13 +19,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::{apply_child, delete_child, measured, patch_status, unguard, with_finalizer};
-use crate::agent::Subject;
 use crate::build::boxes::{self as build, BoxContext, names};
 use crate::config::Settings;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status::{condition, is_true};
 use crate::tenancy;
+use forkr_agent_proto::client::Subject;
 
 pub const CONTROLLER: &str = "box";
 

@@ -12,10 +12,10 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 
 use super::{measured, patch_status, unguard, with_finalizer};
-use crate::agent::Subject;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status::{condition, is_true};
+use forkr_agent_proto::client::Subject;
 
 pub const CONTROLLER: &str = "snapshot";
 

@@ -11,11 +11,11 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 
 use super::{measured, patch_status, unguard, with_finalizer};
-use crate::agent::Subject;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status::condition;
 use crate::tenancy;
+use forkr_agent_proto::client::Subject;
 
 pub const CONTROLLER: &str = "datavolume";
 

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use forkr_agent_proto::client::{Agents, Discovery, GrpcAgents};
 use forkr_crds::{BoxResource, ForkGrant};
 use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::metrics::Metrics as AgentMetrics;
 use forkr_node_agent::{Pool, import::ImportOptions};
-use forkr_operator::agent::{Agents, Discovery, GrpcAgents};
 use forkr_operator::config::Settings;
 use forkr_operator::context::{Context, Stores};
 use forkr_operator::metrics::Metrics;

@@ -3,10 +3,10 @@
 //! Diffs and bases are the pool's own answers and need the agent.
 
 use axum::http::StatusCode;
-use forkr_node_agent::grpc::BearerToken;
-use forkr_node_agent::grpc::proto::storage_client::StorageClient;
-use forkr_node_agent::rpc::proto::{self as rt, runtime_client::RuntimeClient};
-use forkr_operator::agent::Agents;
+use forkr_agent_proto::auth::BearerToken;
+use forkr_agent_proto::client::Agents;
+use forkr_agent_proto::runtime::{self as rt, runtime_client::RuntimeClient};
+use forkr_agent_proto::storage::storage_client::StorageClient;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

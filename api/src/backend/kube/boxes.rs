@@ -521,7 +521,7 @@ impl KubeBackend {
                     .into_iter()
                     .map(|s| s.spec.name)
                     .collect();
-                forkr_node_agent::checkpoint::next_auto_name(&existing)
+                forkr_agent_proto::naming::next_auto_name(&existing)
             }
         };
         let object = snapshot_object_name(&name, &chosen);

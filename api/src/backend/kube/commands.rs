@@ -4,8 +4,8 @@
 
 use std::io::{Seek, Write};
 
+use forkr_agent_proto::runtime as rt;
 use forkr_crds::validation as v;
-use forkr_node_agent::rpc::proto as rt;
 
 use super::KubeBackend;
 use super::agent::{AgentErr, status_error, stream_upload};
@@ -145,7 +145,7 @@ impl KubeBackend {
     /// mount inside the box.)
     fn refuse_shared_volume(path: &str, shared_writes: bool) -> ApiResult<()> {
         let path = v::normalize_box_path(path)?;
-        let Some(at) = forkr_node_agent::runner::SHARED_MOUNTS
+        let Some(at) = forkr_agent_proto::runner::SHARED_MOUNTS
             .into_iter()
             .find(|at| path == *at || path.starts_with(&format!("{at}/")))
         else {

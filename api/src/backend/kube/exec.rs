@@ -388,7 +388,7 @@ impl KubeBackend {
             if out.exit_code == 3 {
                 return Err(ApiError::bad_request(
                     "invalid_argument",
-                    forkr_node_agent::files::ONLY_FILES,
+                    forkr_agent_proto::files::ONLY_FILES,
                 ));
             }
             Err(ApiError::internal(format!("{what}: {}", out.stderr.trim())))
@@ -479,7 +479,7 @@ impl KubeBackend {
             3 => {
                 return Err(ApiError::bad_request(
                     "invalid_argument",
-                    forkr_node_agent::files::ONLY_FILES,
+                    forkr_agent_proto::files::ONLY_FILES,
                 ));
             }
             _ => {

@@ -39,7 +39,7 @@ pub struct KubeBackend {
     client: Client,
     /// The node agents; without them commands fall back to Kubernetes exec, and diffs and
     /// bases are unavailable.
-    agents: Option<Arc<forkr_operator::agent::GrpcAgents>>,
+    agents: Option<Arc<forkr_agent_proto::client::GrpcAgents>>,
     /// The largest `4kr cp` upload.
     max_upload: u64,
     /// Whether Kubernetes exec can close stdin alone (protocol v5), learned once.
@@ -78,7 +78,10 @@ impl KubeBackend {
         self
     }
 
-    pub fn with_agents(mut self, agents: Arc<forkr_operator::agent::GrpcAgents>) -> KubeBackend {
+    pub fn with_agents(
+        mut self,
+        agents: Arc<forkr_agent_proto::client::GrpcAgents>,
+    ) -> KubeBackend {
         self.agents = Some(agents);
         self
     }

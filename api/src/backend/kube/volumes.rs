@@ -3,12 +3,12 @@
 //! outlive the object, are taken and restored by forkr-api through the volume's node agent, as
 //! the operator expects.
 
+use forkr_agent_proto::storage as agent;
 use forkr_crds::data_volume::{
     DataVolumePhase, VolumeCheckpointSpec, VolumeCopyStatus, VolumeRestoreRequest,
 };
 use forkr_crds::validation::{validate_snapshot_name, validate_volume_name};
 use forkr_crds::{BoxResource, DataVolume};
-use forkr_node_agent::grpc::proto as agent;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::agent::status_error;
@@ -320,7 +320,7 @@ impl KubeBackend {
             let chosen = match &req.name {
                 Some(n) if taken.contains(n) => return Err(exists(n)),
                 Some(n) => n.clone(),
-                None => forkr_node_agent::checkpoint::next_auto_name(&taken),
+                None => forkr_agent_proto::naming::next_auto_name(&taken),
             };
             obj.spec.checkpoints.push(VolumeCheckpointSpec {
                 name: chosen.clone(),

@@ -1,18 +1,21 @@
-//! The operator's view of the node agents: one trait for every storage call the controllers
-//! make, and its gRPC implementation that finds each node's agent (a configured address, or the
-//! agent DaemonSet's pod on that node) and talks to its `Storage` service.
+//! The per-node client: one trait for every storage call forkr-operator's controllers make, and
+//! its gRPC implementation that finds each node's agent (a configured address, or the agent
+//! DaemonSet's pod on that node, see [`Discovery`]) and talks to its `Storage` service. forkr-api's
+//! Kubernetes backend shares its channels for the `Runtime` service.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use forkr_node_agent::grpc::BearerToken;
-use forkr_node_agent::grpc::proto::{self, storage_client::StorageClient};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::auth::BearerToken;
+pub use crate::discovery::Discovery;
+use crate::storage::{self as proto, storage_client::StorageClient};
 
 /// A failed agent call. `code` is the gRPC code the agent answered with.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -168,19 +171,6 @@ pub trait Agents: Send + Sync {
         node: &str,
         name: &str,
     ) -> Result<Vec<BaseVersionInfo>, AgentError>;
-}
-
-/// How to find the agents.
-#[derive(Debug, Clone)]
-pub enum Discovery {
-    /// Fixed addresses per node (`http://host:port`); `*` matches any node.
-    Static(BTreeMap<String, String>),
-    /// The Running pods of the agent DaemonSet: `namespace`, label `selector`, gRPC `port`.
-    Pods {
-        namespace: String,
-        selector: String,
-        port: u16,
-    },
 }
 
 type Client = StorageClient<InterceptedService<Channel, BearerToken>>;
