@@ -9,7 +9,13 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::backend::BoxKey;
 use crate::error::ApiError;
+
+/// Largest JSON body: requests are small; uploads have their own streamed routes. Here rather
+/// than in `routes`, which installs it as the router's body limit, so that neither module
+/// imports the other back.
+pub const MAX_JSON_BODY: usize = 1 << 20;
 
 /// A JSON body. Bad JSON, unknown fields and wrong types are 400 `invalid_json`; a body over the
 /// limit is 413 `body_too_large`; a wrong content type is 415.
@@ -30,7 +36,7 @@ where
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > crate::routes::MAX_JSON_BODY as u64) {
+        if declared.is_some_and(|n| n > MAX_JSON_BODY as u64) {
             return Err(too_large());
         }
         match axum::Json::<T>::from_request(req, state).await {
@@ -44,10 +50,7 @@ fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        format!(
-            "request body is larger than {} bytes",
-            crate::routes::MAX_JSON_BODY
-        ),
+        format!("request body is larger than {} bytes", MAX_JSON_BODY),
     )
 }
 
@@ -92,7 +95,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Project {
 }
 
 /// `{project}` and `{name}` from the path; the project is validated, the name by the handler
-/// (it names different kinds of things).
+/// (it names different kinds of things: volumes, users). Boxes have their own [`BoxKey`].
 pub struct Named {
     pub project: String,
     pub name: String,
@@ -105,6 +108,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Named {
         let (project, mut params) = path_params(parts, state).await?;
         let name = params.remove("name").unwrap_or_default();
         Ok(Named { project, name })
+    }
+}
+
+/// `{project}` and `{name}` of a box route, both validated: a bad box name is 400
+/// `invalid_name` before the handler runs, and the backend gets a key it need not check again.
+impl<S: Send + Sync> FromRequestParts<S> for BoxKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let (project, mut params) = path_params(parts, state).await?;
+        let name = params.remove("name").unwrap_or_default();
+        Ok(BoxKey::new(project, name)?)
     }
 }
 

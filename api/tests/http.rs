@@ -1061,3 +1061,86 @@ fn forkr_api_token_lists_and_revokes_and_keeps_the_data_private() {
     assert!(err.contains("made the data directory 0700"), "{err}");
     assert!(err.contains("made the database file 0600"), "{err}");
 }
+
+/// Every box-scoped route takes its box as a `BoxKey`, checked by the extractor before the
+/// handler (and so before any backend) runs: a bad name is 400 `invalid_name` on each family of
+/// routes, and nothing changes.
+#[tokio::test]
+async fn a_bad_box_name_is_invalid_name_on_every_box_route() {
+    let s = Server::start().await;
+    let (_, before) = s.admin(Method::GET, "/v1/projects/shop/boxes", None).await;
+    let b = "/v1/projects/shop/boxes/Bad_Name";
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        // boxes
+        (Method::GET, b.to_owned(), None),
+        (
+            Method::PATCH,
+            b.to_owned(),
+            Some(json!({"env": {"PORT": "80"}})),
+        ),
+        (Method::DELETE, format!("{b}?force=true"), None),
+        (Method::POST, format!("{b}/stop"), None),
+        (Method::POST, format!("{b}/resume"), None),
+        // hosts
+        (
+            Method::POST,
+            format!("{b}/publish"),
+            Some(json!({"subdomain": "x"})),
+        ),
+        (Method::POST, format!("{b}/unpublish"), Some(json!({}))),
+        // snapshots and diffs
+        (Method::GET, format!("{b}/snapshots"), None),
+        (Method::POST, format!("{b}/snapshots"), Some(json!({}))),
+        (Method::POST, format!("{b}/snapshots/v0/restore"), None),
+        (Method::GET, format!("{b}/diff"), None),
+        (Method::GET, format!("{b}/diff/file?path=/etc/hosts"), None),
+        // exec
+        (
+            Method::POST,
+            format!("{b}/exec"),
+            Some(json!({"command": ["true"]})),
+        ),
+        (Method::GET, format!("{b}/logs?pid=1"), None),
+        (Method::GET, format!("{b}/exec/ws"), None),
+        (Method::GET, format!("{b}/console"), None),
+        // files
+        (
+            Method::PUT,
+            format!("{b}/files?path=/tmp/x"),
+            Some(json!("data")),
+        ),
+        (Method::GET, format!("{b}/files?path=/etc/hosts"), None),
+        // ports
+        (Method::GET, format!("{b}/ports"), None),
+        (Method::POST, format!("{b}/ports/80/wait?timeout=1"), None),
+        // a base saved from a box names the box in the body
+        (
+            Method::POST,
+            "/v1/projects/shop/bases/mine/save".to_owned(),
+            Some(json!({"box": "Bad_Name"})),
+        ),
+    ];
+    for (method, path, body) in routes {
+        let (status, v) = s.admin(method.clone(), &path, body).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_name")),
+            "{method} {path}: {v}"
+        );
+        assert!(
+            v["message"].as_str().unwrap().contains("Bad_Name"),
+            "{method} {path}: {v}"
+        );
+    }
+    let (_, after) = s.admin(Method::GET, "/v1/projects/shop/boxes", None).await;
+    assert_eq!(before, after);
+    let (_, bases) = s.admin(Method::GET, "/v1/projects/shop/bases", None).await;
+    assert!(
+        bases
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["name"] != "mine"),
+        "{bases}"
+    );
+}

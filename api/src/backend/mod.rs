@@ -3,20 +3,23 @@
 //! resources. Routes and wire types do not change between the two.
 
 pub mod hostrules;
+mod key;
 pub mod kube;
 pub mod local;
 pub mod procnet;
 pub mod spec;
 pub mod view;
 
-use std::future::Future;
-use std::pin::Pin;
+use async_trait::async_trait;
+
+pub use key::BoxKey;
 
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{
-    BackgroundExec, BaseDetailsView, BaseSummaryView, BaseWritten, BoxView, CreateBox,
-    DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ImportBase, SnapshotView, UserView,
-    VolumeView,
+    BackgroundExec, BaseDetailsView, BaseSummaryView, BaseWritten, BoxView, CheckpointVolume,
+    CreateBox, DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ExecStart, FileQuery,
+    FileWritten, ImportBase, PortView, PublishBox, Published, RestoreVolume, SnapshotView,
+    UnpublishBox, Unpublished, UserView, VolumeView,
 };
 
 /// An upload as it arrives: chunks of the request body, never buffered whole.
@@ -120,218 +123,184 @@ pub(crate) fn parse_mode(mode: Option<&str>) -> ApiResult<u32> {
     }
 }
 
-/// A boxed future, so that the trait can be used as `dyn Backend`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Everything the routes need. Inputs are validated by the routes before they get here; a
-/// backend still refuses what its own state forbids (a name taken, a volume in use).
-pub trait Backend: Send + Sync + 'static {
+/// Everything the routes need, one trait per concern (the API's tags), so that each backend file
+/// implements its own part. Inputs are validated by the routes before they get here: a box
+/// arrives as a [`BoxKey`], valid by construction. A backend still refuses what its own state
+/// forbids (a name taken, a volume in use).
+#[async_trait]
+pub trait Backend:
+    Users + Volumes + Bases + Boxes + Hosts + Snapshots + Exec + Ports + Files + 'static
+{
     /// Whether the backend can serve (its store and storage answer).
-    fn ready(&self) -> BoxFuture<'_, ApiResult<()>>;
+    async fn ready(&self) -> ApiResult<()>;
     /// The gateway's own SQLite (tokens, users, base owners), which both backends keep.
     fn gateway_store(&self) -> std::sync::Arc<crate::store::Store>;
+}
 
-    fn list_users(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<UserView>>>;
-    fn create_user(
+/// A project's users, which commands can run as.
+#[async_trait]
+pub trait Users: Send + Sync {
+    async fn list_users(&self, project: String) -> ApiResult<Vec<UserView>>;
+    async fn create_user(
         &self,
         project: String,
         name: String,
         shell: String,
-    ) -> BoxFuture<'_, ApiResult<UserView>>;
-    fn update_user(
+    ) -> ApiResult<UserView>;
+    async fn update_user(
         &self,
         project: String,
         name: String,
         shell: String,
-    ) -> BoxFuture<'_, ApiResult<UserView>>;
-    fn delete_user(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>>;
+    ) -> ApiResult<UserView>;
+    async fn delete_user(&self, project: String, name: String) -> ApiResult<()>;
+}
 
-    fn list_volumes(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<VolumeView>>>;
-    fn create_volume(
+/// Data volumes and their read-only copies.
+#[async_trait]
+pub trait Volumes: Send + Sync {
+    async fn list_volumes(&self, project: String) -> ApiResult<Vec<VolumeView>>;
+    async fn create_volume(
         &self,
         project: String,
         name: String,
         limit: Option<String>,
-    ) -> BoxFuture<'_, ApiResult<VolumeView>>;
-    fn show_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<VolumeView>>;
-    fn delete_volume(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<()>>;
-    /// The volume's checkpoints (`Shelf::Checkpoints`) or backups.
-    fn list_volume_copies(
+    ) -> ApiResult<VolumeView>;
+    async fn show_volume(&self, project: String, name: String) -> ApiResult<VolumeView>;
+    async fn delete_volume(&self, project: String, name: String) -> ApiResult<()>;
+    /// The volume's checkpoints or backups.
+    async fn list_volume_copies(
         &self,
         project: String,
         name: String,
         kind: VolumeCopy,
-    ) -> BoxFuture<'_, ApiResult<Vec<SnapshotView>>>;
+    ) -> ApiResult<Vec<SnapshotView>>;
     /// A read-only copy of the volume now: a checkpoint, or a backup that outlives the volume.
-    fn copy_volume(
+    async fn copy_volume(
         &self,
         project: String,
         name: String,
         kind: VolumeCopy,
-        req: crate::wire::CheckpointVolume,
-    ) -> BoxFuture<'_, ApiResult<SnapshotView>>;
+        req: CheckpointVolume,
+    ) -> ApiResult<SnapshotView>;
     /// Replaces the volume's contents with a checkpoint or a backup; refused while a running
     /// box mounts it.
-    fn restore_volume(
+    async fn restore_volume(
         &self,
         project: String,
         name: String,
-        req: crate::wire::RestoreVolume,
-    ) -> BoxFuture<'_, ApiResult<VolumeView>>;
+        req: RestoreVolume,
+    ) -> ApiResult<VolumeView>;
+}
 
-    fn list_bases(&self) -> BoxFuture<'_, ApiResult<Vec<BaseSummaryView>>>;
-    fn show_base(
-        &self,
-        name: String,
-        tag: Option<String>,
-    ) -> BoxFuture<'_, ApiResult<BaseDetailsView>>;
-    fn delete_base(&self, name: String) -> BoxFuture<'_, ApiResult<()>>;
-    /// Saves a box's root as the next version of base `name`.
-    fn save_base(
-        &self,
-        project: String,
-        name: String,
-        box_name: String,
-    ) -> BoxFuture<'_, ApiResult<BaseWritten>>;
+/// Bases: the shared, versioned roots boxes start from.
+#[async_trait]
+pub trait Bases: Send + Sync {
+    async fn list_bases(&self) -> ApiResult<Vec<BaseSummaryView>>;
+    async fn show_base(&self, name: String, tag: Option<String>) -> ApiResult<BaseDetailsView>;
+    async fn delete_base(&self, name: String) -> ApiResult<()>;
+    /// Saves the root of box `from` as the next version of base `name`.
+    async fn save_base(&self, name: String, from: BoxKey) -> ApiResult<BaseWritten>;
     /// Imports a rootfs `.tar.gz` as the next version of `name`, extracting as it streams in.
     /// `owner`: the project the version is imported for (after the route's ownership check),
     /// which the pool records with it; `None` for an admin's import.
-    fn import_base(
+    async fn import_base(
         &self,
         name: String,
         req: ImportBase,
         owner: Option<String>,
         body: Upload,
-    ) -> BoxFuture<'_, ApiResult<BaseWritten>>;
+    ) -> ApiResult<BaseWritten>;
+}
 
-    fn create_box(&self, project: String, req: CreateBox) -> BoxFuture<'_, ApiResult<BoxView>>;
-    fn list_boxes(&self, project: String) -> BoxFuture<'_, ApiResult<Vec<BoxView>>>;
-    fn show_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>>;
+/// Boxes: their lifecycle and settings.
+#[async_trait]
+pub trait Boxes: Send + Sync {
+    async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView>;
+    async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>>;
+    async fn show_box(&self, key: BoxKey) -> ApiResult<BoxView>;
     /// Applies the allowlisted settings; the route has already picked them.
-    fn update_box(
+    async fn update_box(
         &self,
-        project: String,
-        name: String,
+        key: BoxKey,
         update: forkr_crds::validation::BoxUpdate,
-    ) -> BoxFuture<'_, ApiResult<BoxView>>;
+    ) -> ApiResult<BoxView>;
     /// Without `force`, a running box is refused with 409 `fork_running`.
-    fn delete_box(
-        &self,
-        project: String,
-        name: String,
-        force: bool,
-    ) -> BoxFuture<'_, ApiResult<Deletion>>;
+    async fn delete_box(&self, key: BoxKey, force: bool) -> ApiResult<Deletion>;
+    async fn stop_box(&self, key: BoxKey) -> ApiResult<BoxView>;
+    async fn resume_box(&self, key: BoxKey) -> ApiResult<BoxView>;
+}
+
+/// The public hosts routed to a box.
+#[async_trait]
+pub trait Hosts: Send + Sync {
     /// Routes a public host to the box, within `hostrules`: 409 `host_in_use` when another box
     /// has it, unless `force` takes it over (from another project only with `admin`, whether
     /// the caller's token is an admin's).
-    fn publish_box(
-        &self,
-        project: String,
-        name: String,
-        req: crate::wire::PublishBox,
-        admin: bool,
-    ) -> BoxFuture<'_, ApiResult<crate::wire::Published>>;
+    async fn publish_box(&self, key: BoxKey, req: PublishBox, admin: bool) -> ApiResult<Published>;
     /// Removes one host (403 `host_not_owned` if the box does not have it) or all of them.
-    fn unpublish_box(
-        &self,
-        project: String,
-        name: String,
-        req: crate::wire::UnpublishBox,
-    ) -> BoxFuture<'_, ApiResult<crate::wire::Unpublished>>;
-    fn stop_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>>;
-    fn resume_box(&self, project: String, name: String) -> BoxFuture<'_, ApiResult<BoxView>>;
+    async fn unpublish_box(&self, key: BoxKey, req: UnpublishBox) -> ApiResult<Unpublished>;
+}
 
-    fn list_snapshots(
+/// A box's snapshots, and diffs of its root against them.
+#[async_trait]
+pub trait Snapshots: Send + Sync {
+    async fn list_snapshots(&self, key: BoxKey) -> ApiResult<Vec<SnapshotView>>;
+    async fn create_snapshot(
         &self,
-        project: String,
-        name: String,
-    ) -> BoxFuture<'_, ApiResult<Vec<SnapshotView>>>;
-    fn create_snapshot(
-        &self,
-        project: String,
-        name: String,
+        key: BoxKey,
         snapshot: Option<String>,
         description: Option<String>,
-    ) -> BoxFuture<'_, ApiResult<SnapshotView>>;
-    fn restore_snapshot(
+    ) -> ApiResult<SnapshotView>;
+    async fn restore_snapshot(&self, key: BoxKey, snapshot: String) -> ApiResult<BoxView>;
+    async fn diff_status(&self, key: BoxKey, against: Option<String>) -> ApiResult<DiffStatusView>;
+    async fn diff_file(
         &self,
-        project: String,
-        name: String,
-        snapshot: String,
-    ) -> BoxFuture<'_, ApiResult<BoxView>>;
-    fn diff_status(
-        &self,
-        project: String,
-        name: String,
-        against: Option<String>,
-    ) -> BoxFuture<'_, ApiResult<DiffStatusView>>;
-    fn diff_file(
-        &self,
-        project: String,
-        name: String,
+        key: BoxKey,
         path: String,
         against: Option<String>,
-    ) -> BoxFuture<'_, ApiResult<DiffFileView>>;
+    ) -> ApiResult<DiffFileView>;
+}
 
+/// Commands inside a running box.
+#[async_trait]
+pub trait Exec: Send + Sync {
     /// Runs a command to completion and returns its output and exit code.
-    fn exec(
-        &self,
-        project: String,
-        name: String,
-        cmd: ExecCommand,
-    ) -> BoxFuture<'_, ApiResult<ExecOutput>>;
+    async fn exec(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<ExecOutput>;
     /// Starts a command detached; its output goes to /tmp/boxes/exec/<pid>.log in the box.
-    fn exec_background(
+    async fn exec_background(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<BackgroundExec>;
+    /// Starts (or, for a console, reattaches to) a streamed exec.
+    async fn exec_stream(&self, key: BoxKey, start: ExecStart) -> ApiResult<ExecStream>;
+    /// A background process's log from byte `offset`.
+    async fn logs(&self, key: BoxKey, pid: Option<u32>, offset: u64) -> ApiResult<Vec<u8>>;
+}
+
+/// TCP ports listening inside a box.
+#[async_trait]
+pub trait Ports: Send + Sync {
+    async fn list_ports(&self, key: BoxKey) -> ApiResult<Vec<PortView>>;
+    /// Waits until something listens on `port` inside the box, or 408 `port_timeout`.
+    async fn wait_port(
         &self,
-        project: String,
-        name: String,
-        cmd: ExecCommand,
-    ) -> BoxFuture<'_, ApiResult<BackgroundExec>>;
+        key: BoxKey,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> ApiResult<PortView>;
+}
+
+/// One file in or out of a box.
+#[async_trait]
+pub trait Files: Send + Sync {
     /// Writes one file into the box's root or system volumes, streamed; mode and owner kept.
     /// A path that lands in `/box/bin` or `/box/all` (after the box's symlinks) is refused with
     /// 403 `forbidden` unless `shared_writes` (the caller holds an admin token).
-    fn put_file(
+    async fn put_file(
         &self,
-        project: String,
-        name: String,
-        q: crate::wire::FileQuery,
+        key: BoxKey,
+        q: FileQuery,
         body: Upload,
         shared_writes: bool,
-    ) -> BoxFuture<'_, ApiResult<crate::wire::FileWritten>>;
+    ) -> ApiResult<FileWritten>;
     /// Opens one file of the box for download.
-    fn get_file(
-        &self,
-        project: String,
-        name: String,
-        path: String,
-    ) -> BoxFuture<'_, ApiResult<FileDownload>>;
-    /// Starts (or, for a console, reattaches to) a streamed exec.
-    fn exec_stream(
-        &self,
-        project: String,
-        name: String,
-        start: crate::wire::ExecStart,
-    ) -> BoxFuture<'_, ApiResult<ExecStream>>;
-    /// TCP ports listening inside the box.
-    fn list_ports(
-        &self,
-        project: String,
-        name: String,
-    ) -> BoxFuture<'_, ApiResult<Vec<crate::wire::PortView>>>;
-    /// Waits until something listens on `port` inside the box, or 408 `port_timeout`.
-    fn wait_port(
-        &self,
-        project: String,
-        name: String,
-        port: u16,
-        timeout: std::time::Duration,
-    ) -> BoxFuture<'_, ApiResult<crate::wire::PortView>>;
-    /// A background process's log from byte `offset`.
-    fn logs(
-        &self,
-        project: String,
-        name: String,
-        pid: Option<u32>,
-        offset: u64,
-    ) -> BoxFuture<'_, ApiResult<Vec<u8>>>;
+    async fn get_file(&self, key: BoxKey, path: String) -> ApiResult<FileDownload>;
 }

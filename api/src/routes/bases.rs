@@ -13,6 +13,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 
 use crate::authz::{self, Checked, Who};
+use crate::backend::BoxKey;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Named, Project};
 use crate::state::AppState;
@@ -117,13 +118,9 @@ pub async fn save(
     Checked(req): Checked<SaveBase>,
 ) -> ApiResult<(StatusCode, Json<BaseWritten>)> {
     validate_base_alias(&named.name)?;
-    forkr_crds::validation::validate_box_name(&req.box_name)?;
+    let from = BoxKey::new(named.project.as_str(), req.box_name)?;
     let write = authz::base_write(&state, &caller, &named.project, &named.name).await?;
-    match state
-        .backend
-        .save_base(named.project, named.name, req.box_name)
-        .await
-    {
+    match state.backend.save_base(named.name, from).await {
         Ok(written) => Ok((StatusCode::CREATED, Json(written))),
         Err(e) => {
             write.failed(&state).await;

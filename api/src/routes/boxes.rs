@@ -3,26 +3,18 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use forkr_crds::validation::{
-    parse_box_update, validate_box_name, validate_project_name, validate_snapshot_name,
-};
+use forkr_crds::validation::{parse_box_update, validate_snapshot_name};
 use serde::Deserialize;
 
 use crate::authz::{Checked, Who};
-use crate::backend::Deletion;
+use crate::backend::{BoxKey, Deletion};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Named, Project};
+use crate::extract::Project;
 use crate::state::AppState;
 use crate::wire::{
     BackgroundExec, BoxView, CreateBox, CreateSnapshot, DiffFileView, DiffStatusView, ExecCommand,
     ExecOutput, PublishBox, Published, SnapshotView, UnpublishBox, Unpublished, UpdateBox,
 };
-
-/// The `{name}` of a box route, validated.
-fn box_of(named: Named) -> ApiResult<(String, String)> {
-    validate_box_name(&named.name)?;
-    Ok((named.project, named.name))
-}
 
 /// Creates a box from a base (default `box-base`) or as a fork of another box, and starts it.
 /// A fork of another project's box needs a token with access to that project (else 403).
@@ -55,9 +47,8 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}", tag = "boxes",
     params(("project" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = BoxView), (status = 404, body = ErrorBody)))]
-pub async fn show(State(state): State<AppState>, named: Named) -> ApiResult<Json<BoxView>> {
-    let (project, name) = box_of(named)?;
-    Ok(Json(state.backend.show_box(project, name).await?))
+pub async fn show(State(state): State<AppState>, key: BoxKey) -> ApiResult<Json<BoxView>> {
+    Ok(Json(state.backend.show_box(key).await?))
 }
 
 /// Applies PORT (1-65535), CPU, MEMORY, TERMINATION_GRACE_PERIOD_SECONDS or
@@ -68,12 +59,11 @@ pub async fn show(State(state): State<AppState>, named: Named) -> ApiResult<Json
     responses((status = 200, body = BoxView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Checked(req): Checked<UpdateBox>,
 ) -> ApiResult<Json<BoxView>> {
-    let (project, name) = box_of(named)?;
     let update = parse_box_update(&req.env, req.tags.as_ref())?;
-    Ok(Json(state.backend.update_box(project, name, update).await?))
+    Ok(Json(state.backend.update_box(key, update).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -94,16 +84,13 @@ pub struct DeleteQuery {
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    let (project, name) = box_of(named)?;
-    Ok(
-        match state.backend.delete_box(project, name, q.force).await? {
-            Deletion::Done => StatusCode::NO_CONTENT,
-            Deletion::Pending => StatusCode::ACCEPTED,
-        },
-    )
+    Ok(match state.backend.delete_box(key, q.force).await? {
+        Deletion::Done => StatusCode::NO_CONTENT,
+        Deletion::Pending => StatusCode::ACCEPTED,
+    })
 }
 
 /// Routes a public hostname to the box's port: `host` wins, else `{subdomain}.{domain}` (`@` is
@@ -119,14 +106,11 @@ pub async fn delete(
 pub async fn publish(
     State(state): State<AppState>,
     Who(caller): Who,
-    named: Named,
+    key: BoxKey,
     Checked(req): Checked<PublishBox>,
 ) -> ApiResult<Json<Published>> {
-    let (project, name) = box_of(named)?;
     let admin = crate::authz::is_admin(&caller);
-    Ok(Json(
-        state.backend.publish_box(project, name, req, admin).await?,
-    ))
+    Ok(Json(state.backend.publish_box(key, req, admin).await?))
 }
 
 /// Removes one published host, or every host of the box when none is named.
@@ -136,29 +120,26 @@ pub async fn publish(
         (status = 404, body = ErrorBody)))]
 pub async fn unpublish(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Checked(req): Checked<UnpublishBox>,
 ) -> ApiResult<Json<Unpublished>> {
-    let (project, name) = box_of(named)?;
-    Ok(Json(state.backend.unpublish_box(project, name, req).await?))
+    Ok(Json(state.backend.unpublish_box(key, req).await?))
 }
 
 /// Stops a box: SIGTERM, the grace period, then SIGKILL. /tmp and /run are wiped; the root stays.
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/stop", tag = "boxes",
     params(("project" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = BoxView), (status = 404, body = ErrorBody)))]
-pub async fn stop(State(state): State<AppState>, named: Named) -> ApiResult<Json<BoxView>> {
-    let (project, name) = box_of(named)?;
-    Ok(Json(state.backend.stop_box(project, name).await?))
+pub async fn stop(State(state): State<AppState>, key: BoxKey) -> ApiResult<Json<BoxView>> {
+    Ok(Json(state.backend.stop_box(key).await?))
 }
 
 /// Starts a stopped box again, with a fresh PID 1 and its current settings.
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/resume", tag = "boxes",
     params(("project" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = BoxView), (status = 404, body = ErrorBody)))]
-pub async fn resume(State(state): State<AppState>, named: Named) -> ApiResult<Json<BoxView>> {
-    let (project, name) = box_of(named)?;
-    Ok(Json(state.backend.resume_box(project, name).await?))
+pub async fn resume(State(state): State<AppState>, key: BoxKey) -> ApiResult<Json<BoxView>> {
+    Ok(Json(state.backend.resume_box(key).await?))
 }
 
 /// The box's snapshots: NAME, SIZE, CREATED (RFC3339), DESCRIPTION.
@@ -167,10 +148,9 @@ pub async fn resume(State(state): State<AppState>, named: Named) -> ApiResult<Js
     responses((status = 200, body = Vec<SnapshotView>), (status = 404, body = ErrorBody)))]
 pub async fn list_snapshots(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
 ) -> ApiResult<Json<Vec<SnapshotView>>> {
-    let (project, name) = box_of(named)?;
-    Ok(Json(state.backend.list_snapshots(project, name).await?))
+    Ok(Json(state.backend.list_snapshots(key).await?))
 }
 
 /// Takes a read-only snapshot of the box's root, named `v0`, `v1`, ... unless a name is given.
@@ -180,42 +160,35 @@ pub async fn list_snapshots(
     responses((status = 201, body = SnapshotView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_snapshot(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Checked(req): Checked<CreateSnapshot>,
 ) -> ApiResult<(StatusCode, Json<SnapshotView>)> {
-    let (project, name) = box_of(named)?;
     let snap = state
         .backend
-        .create_snapshot(project, name, req.name, req.description)
+        .create_snapshot(key, req.name, req.description)
         .await?;
     Ok((StatusCode::CREATED, Json(snap)))
 }
 
+/// The path of a snapshot route; `{project}` and `{name}` come as the [`BoxKey`].
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct SnapshotPath {
-    project: String,
-    name: String,
     snapshot: String,
 }
 
 /// Restores the box's root from one of its snapshots. Destructive: the box restarts, and /tmp
 /// and /run are wiped.
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/snapshots/{snapshot}/restore", tag = "snapshots",
-    params(SnapshotPath),
+    params(("project" = String, Path), ("name" = String, Path), SnapshotPath),
     responses((status = 200, body = BoxView), (status = 404, body = ErrorBody)))]
 pub async fn restore_snapshot(
     State(state): State<AppState>,
+    key: BoxKey,
     Path(p): Path<SnapshotPath>,
 ) -> ApiResult<Json<BoxView>> {
-    validate_project_name(&p.project)?;
-    validate_box_name(&p.name)?;
     validate_snapshot_name(&p.snapshot)?;
-    Ok(Json(
-        state
-            .backend
-            .restore_snapshot(p.project, p.name, p.snapshot)
-            .await?,
-    ))
+    Ok(Json(state.backend.restore_snapshot(key, p.snapshot).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -232,13 +205,10 @@ pub struct DiffQuery {
     responses((status = 200, body = DiffStatusView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn diff_status(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Query(q): Query<DiffQuery>,
 ) -> ApiResult<Json<DiffStatusView>> {
-    let (project, name) = box_of(named)?;
-    Ok(Json(
-        state.backend.diff_status(project, name, q.against).await?,
-    ))
+    Ok(Json(state.backend.diff_status(key, q.against).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -257,22 +227,16 @@ pub struct DiffFileQuery {
     responses((status = 200, body = DiffFileView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn diff_file(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Query(q): Query<DiffFileQuery>,
 ) -> ApiResult<Json<DiffFileView>> {
-    let (project, name) = box_of(named)?;
     if !q.path.starts_with('/') {
         return Err(ApiError::bad_request(
             "invalid_path",
             format!("path {:?} must be absolute", q.path),
         ));
     }
-    Ok(Json(
-        state
-            .backend
-            .diff_file(project, name, q.path, q.against)
-            .await?,
-    ))
+    Ok(Json(state.backend.diff_file(key, q.path, q.against).await?))
 }
 
 /// Runs a command and returns its exit code and output; with `bg`, starts it detached and
@@ -283,16 +247,15 @@ pub async fn diff_file(
     responses((status = 200, body = ExecOutput), (status = 202, body = BackgroundExec), (status = 409, body = ErrorBody)))]
 pub async fn exec(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Checked(cmd): Checked<ExecCommand>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let (project, name) = box_of(named)?;
     if cmd.bg {
-        let started = state.backend.exec_background(project, name, cmd).await?;
+        let started = state.backend.exec_background(key, cmd).await?;
         return Ok((StatusCode::ACCEPTED, Json(started)).into_response());
     }
-    Ok(Json(state.backend.exec(project, name, cmd).await?).into_response())
+    Ok(Json(state.backend.exec(key, cmd).await?).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -312,11 +275,10 @@ pub struct LogsQuery {
     responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn logs(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Vec<u8>> {
-    let (project, name) = box_of(named)?;
-    state.backend.logs(project, name, q.pid, q.offset).await
+    state.backend.logs(key, q.pid, q.offset).await
 }
 
 /// Writes one file into the box (the body, streamed), creating missing parent directories. The
@@ -331,19 +293,18 @@ pub async fn logs(
     responses((status = 201, body = crate::wire::FileWritten), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put_file(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Who(caller): Who,
     Query(q): Query<crate::wire::FileQuery>,
     body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<crate::wire::FileWritten>)> {
     use futures::TryStreamExt;
-    let (project, name) = box_of(named)?;
     forkr_crds::validation::normalize_box_path(&q.path)?;
     let shared_writes = crate::authz::is_admin(&caller);
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let written = state
         .backend
-        .put_file(project, name, q, Box::pin(stream), shared_writes)
+        .put_file(key, q, Box::pin(stream), shared_writes)
         .await?;
     Ok((StatusCode::CREATED, Json(written)))
 }
@@ -363,14 +324,13 @@ pub struct GetFileQuery {
     responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_file(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     Query(q): Query<GetFileQuery>,
 ) -> ApiResult<axum::response::Response> {
     use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
     use axum::response::IntoResponse;
-    let (project, name) = box_of(named)?;
     forkr_crds::validation::normalize_box_path(&q.path)?;
-    let f = state.backend.get_file(project, name, q.path).await?;
+    let f = state.backend.get_file(key, q.path).await?;
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(f.file));
     let headers = [
         (CONTENT_TYPE, "application/octet-stream".to_owned()),
@@ -397,16 +357,15 @@ pub async fn get_file(
     responses((status = 200, body = Vec<crate::wire::PortView>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn list_ports(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
 ) -> ApiResult<Json<Vec<crate::wire::PortView>>> {
-    let (project, name) = box_of(named)?;
-    Ok(Json(state.backend.list_ports(project, name).await?))
+    Ok(Json(state.backend.list_ports(key).await?))
 }
 
+/// The path of a port route; `{project}` and `{name}` come as the [`BoxKey`].
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct PortPath {
-    project: String,
-    name: String,
     port: u16,
 }
 
@@ -421,15 +380,14 @@ pub struct WaitQuery {
 
 /// Waits until something listens on the port inside the box; 408 `port_timeout` otherwise.
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/ports/{port}/wait", tag = "ports",
-    params(PortPath, WaitQuery),
+    params(("project" = String, Path), ("name" = String, Path), PortPath, WaitQuery),
     responses((status = 200, body = crate::wire::PortView), (status = 408, body = ErrorBody)))]
 pub async fn wait_port(
     State(state): State<AppState>,
+    key: BoxKey,
     Path(p): Path<PortPath>,
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<Json<crate::wire::PortView>> {
-    validate_project_name(&p.project)?;
-    validate_box_name(&p.name)?;
     if p.port == 0 {
         return Err(ApiError::bad_request(
             "invalid_port",
@@ -439,12 +397,7 @@ pub async fn wait_port(
     let secs = q.timeout.unwrap_or(60).min(600);
     let view = state
         .backend
-        .wait_port(
-            p.project,
-            p.name,
-            p.port,
-            std::time::Duration::from_secs(secs),
-        )
+        .wait_port(key, p.port, std::time::Duration::from_secs(secs))
         .await?;
     Ok(Json(view))
 }

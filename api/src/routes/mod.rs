@@ -18,8 +18,7 @@ use utoipa_axum::routes;
 use crate::auth;
 use crate::state::AppState;
 
-/// Largest JSON body: requests are small; uploads have their own streamed routes.
-pub const MAX_JSON_BODY: usize = 1 << 20;
+use crate::extract::MAX_JSON_BODY;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -9,20 +9,14 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 
-use crate::backend::{ExecIn, ExecOut};
+use crate::backend::{BoxKey, ExecIn, ExecOut};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Named;
 use crate::state::AppState;
 use crate::wire::{
     ExecControl, ExecStart, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF, FRAME_STDOUT,
 };
 
 const PING_EVERY: Duration = Duration::from_secs(20);
-
-fn box_of(named: Named) -> ApiResult<(String, String)> {
-    forkr_crds::validation::validate_box_name(&named.name)?;
-    Ok((named.project, named.name))
-}
 
 /// Runs a command with its stdin, stdout and stderr streamed as WebSocket frames, and its exit
 /// code last. With `tty`, on a PTY.
@@ -31,11 +25,10 @@ fn box_of(named: Named) -> ApiResult<(String, String)> {
     responses((status = 101, description = "WebSocket; first frame: ExecStart"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn exec_ws(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let (project, name) = box_of(named)?;
-    Ok(ws.on_upgrade(move |socket| serve(state, project, name, socket, false)))
+    Ok(ws.on_upgrade(move |socket| serve(state, key, socket, false)))
 }
 
 /// An interactive login shell on a PTY. The first server frame is `{"session": id}`; starting a
@@ -45,11 +38,10 @@ pub async fn exec_ws(
     responses((status = 101, description = "WebSocket; first frame: ExecStart"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn console(
     State(state): State<AppState>,
-    named: Named,
+    key: BoxKey,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let (project, name) = box_of(named)?;
-    Ok(ws.on_upgrade(move |socket| serve(state, project, name, socket, true)))
+    Ok(ws.on_upgrade(move |socket| serve(state, key, socket, true)))
 }
 
 fn error_frame(e: &ApiError) -> Message {
@@ -79,19 +71,13 @@ async fn first_frame(socket: &mut WebSocket) -> ApiResult<ExecStart> {
     }
 }
 
-async fn serve(
-    state: AppState,
-    project: String,
-    name: String,
-    mut socket: WebSocket,
-    console: bool,
-) {
+async fn serve(state: AppState, key: BoxKey, mut socket: WebSocket, console: bool) {
     let stream = match first_frame(&mut socket).await {
         Ok(mut start) => {
             if console {
                 start.tty = true;
             }
-            state.backend.exec_stream(project, name, start).await
+            state.backend.exec_stream(key, start).await
         }
         Err(e) => Err(e),
     };

@@ -1,15 +1,12 @@
-//! Boxes, snapshots and published hosts as custom resources. forkr-api writes specs only; the
+//! Boxes and their published hosts as custom resources. forkr-api writes specs only; the
 //! operator answers in status, which these calls wait on.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use axum::http::StatusCode;
 use forkr_crds::validation as v;
-use forkr_crds::{
-    BoxPhase, BoxResource, PublishedHost, RestoreRequest, Snapshot, SnapshotSpec, labels,
-    snapshot_object_name,
-};
+use forkr_crds::{BoxPhase, BoxResource, PublishedHost, Snapshot, labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -17,14 +14,12 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use super::{KubeBackend, POLL, kube_error};
 use crate::backend::hostrules::{self, Domains, Holder};
 use crate::backend::view::{box_url, box_view};
-use crate::backend::{Deletion, spec};
+use crate::backend::{Bases, BoxKey, Boxes, Deletion, Hosts, spec};
 use crate::error::{ApiError, ApiResult};
-use crate::wire::{
-    BoxView, CreateBox, PublishBox, Published, SnapshotView, UnpublishBox, Unpublished,
-};
+use crate::wire::{BoxView, CreateBox, PublishBox, Published, UnpublishBox, Unpublished};
 
 /// What a wait learns from one read: keep waiting, done, or failed.
-enum Seen {
+pub(super) enum Seen {
     Wait,
     Done,
     Failed(ApiError),
@@ -61,7 +56,7 @@ impl KubeBackend {
         Api::namespaced(self.client.clone(), project)
     }
 
-    fn snapshots(&self, project: &str) -> Api<Snapshot> {
+    pub(super) fn snapshots(&self, project: &str) -> Api<Snapshot> {
         Api::namespaced(self.client.clone(), project)
     }
 
@@ -90,7 +85,7 @@ impl KubeBackend {
             .ok_or_else(|| ApiError::not_found("box", name))
     }
 
-    fn view(&self, project: &str, b: &BoxResource) -> BoxView {
+    pub(super) fn view(&self, project: &str, b: &BoxResource) -> BoxView {
         let name = b.metadata.name.clone().unwrap_or_default();
         let url = b
             .status
@@ -101,7 +96,7 @@ impl KubeBackend {
     }
 
     /// Reads the box until `seen` says done or failed, or the wait runs out (504).
-    async fn wait_box(
+    pub(super) async fn wait_box(
         &self,
         project: &str,
         name: &str,
@@ -144,7 +139,92 @@ impl KubeBackend {
         spec::new_box(project, req, spec)
     }
 
-    pub(super) async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView> {
+    /// Replaces the object with `change` applied, retrying when someone wrote in between.
+    pub(super) async fn change(
+        &self,
+        project: &str,
+        name: &str,
+        change: impl Fn(&mut BoxResource) -> ApiResult<()>,
+    ) -> ApiResult<BoxResource> {
+        for _ in 0..5 {
+            let mut b = self.get(project, name).await?;
+            change(&mut b)?;
+            b.validate()?;
+            match self
+                .boxes(project)
+                .replace(name, &PostParams::default(), &b)
+                .await
+            {
+                Ok(written) => return Ok(written),
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(kube_error(e)),
+            }
+        }
+        Err(ApiError::conflict(
+            "conflict",
+            format!("box {project}:{name} kept changing; try again"),
+        ))
+    }
+
+    async fn set_running(&self, key: BoxKey, running: bool) -> ApiResult<BoxView> {
+        let (project, name) = key.into_parts();
+        self.change(&project, &name, |b| {
+            b.spec.running = running;
+            Ok(())
+        })
+        .await?;
+        let want = if running {
+            BoxPhase::Running
+        } else {
+            BoxPhase::Stopped
+        };
+        let what = if running { "running" } else { "stopped" };
+        let b = self
+            .wait_box(&project, &name, what, |b| match phase(b) {
+                Some(p) if p == want => Seen::Done,
+                Some(BoxPhase::Failed) => Seen::Failed(failed(b)),
+                _ => Seen::Wait,
+            })
+            .await?;
+        Ok(self.view(&project, &b))
+    }
+
+    /// The server's domains, for the host rules.
+    fn domains(&self) -> Domains<'_> {
+        Domains {
+            domain: &self.domain,
+            publish: &self.publish_domain,
+        }
+    }
+
+    /// The box, other than `except`, whose spec publishes `host`, in any namespace.
+    async fn host_holder(
+        &self,
+        host: &str,
+        except: (&str, &str),
+    ) -> ApiResult<Option<(String, String)>> {
+        let all: Api<BoxResource> = Api::all(self.client.clone());
+        let boxes = all.list(&ListParams::default()).await.map_err(kube_error)?;
+        Ok(boxes
+            .items
+            .iter()
+            .find(|b| {
+                b.spec.publish.iter().any(|p| p.host == host)
+                    && (b.metadata.namespace.as_deref(), b.metadata.name.as_deref())
+                        != (Some(except.0), Some(except.1))
+            })
+            .map(|b| {
+                (
+                    b.metadata.namespace.clone().unwrap_or_default(),
+                    b.metadata.name.clone().unwrap_or_default(),
+                )
+            }))
+    }
+}
+
+#[async_trait]
+impl Boxes for KubeBackend {
+    async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView> {
         let b = self.plan(&project, &req).await?;
         // What a box would wait for forever is bad input: a volume the project lacks, or a base
         // no node has.
@@ -197,7 +277,7 @@ impl KubeBackend {
         Ok(view)
     }
 
-    pub(super) async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>> {
+    async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>> {
         let list = self
             .boxes(&project)
             .list(&ListParams::default())
@@ -208,49 +288,18 @@ impl KubeBackend {
         Ok(items.iter().map(|b| self.view(&project, b)).collect())
     }
 
-    pub(super) async fn show_box(&self, project: String, name: String) -> ApiResult<BoxView> {
-        v::validate_box_name(&name)?;
+    async fn show_box(&self, key: BoxKey) -> ApiResult<BoxView> {
+        let (project, name) = key.into_parts();
         let b = self.get(&project, &name).await?;
         Ok(self.view(&project, &b))
-    }
-
-    /// Replaces the object with `change` applied, retrying when someone wrote in between.
-    async fn change(
-        &self,
-        project: &str,
-        name: &str,
-        change: impl Fn(&mut BoxResource) -> ApiResult<()>,
-    ) -> ApiResult<BoxResource> {
-        for _ in 0..5 {
-            let mut b = self.get(project, name).await?;
-            change(&mut b)?;
-            b.validate()?;
-            match self
-                .boxes(project)
-                .replace(name, &PostParams::default(), &b)
-                .await
-            {
-                Ok(written) => return Ok(written),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(kube_error(e)),
-            }
-        }
-        Err(ApiError::conflict(
-            "conflict",
-            format!("box {project}:{name} kept changing; try again"),
-        ))
     }
 
     /// Applies the allowlisted settings. On a cluster CPU, MEMORY, PORT and the grace period
     /// live in the pod template, so a running box's pod is replaced (Recreate: the old one
     /// stops first). The answer waits until the new pod runs: a command sent right after an
     /// update must not land in the pod being stopped, where it would be killed half-way.
-    pub(super) async fn update_box(
-        &self,
-        project: String,
-        name: String,
-        update: v::BoxUpdate,
-    ) -> ApiResult<BoxView> {
+    async fn update_box(&self, key: BoxKey, update: v::BoxUpdate) -> ApiResult<BoxView> {
+        let (project, name) = key.into_parts();
         let b = self
             .change(&project, &name, |b| {
                 crate::backend::spec::apply_update(&mut b.spec, update.clone());
@@ -284,13 +333,8 @@ impl KubeBackend {
 
     /// Deletes the object; the operator's finalizer removes the workload, the root and its
     /// checkpoints. 204 when it is gone within a short wait, else 202 while the finalizer works.
-    pub(super) async fn delete_box(
-        &self,
-        project: String,
-        name: String,
-        force: bool,
-    ) -> ApiResult<Deletion> {
-        v::validate_box_name(&name)?;
+    async fn delete_box(&self, key: BoxKey, force: bool) -> ApiResult<Deletion> {
+        let (project, name) = key.into_parts();
         let b = self.get(&project, &name).await?;
         let deleting = b.metadata.deletion_timestamp.is_some();
         if phase(&b) == Some(BoxPhase::Running) && !force && !deleting {
@@ -315,42 +359,19 @@ impl KubeBackend {
         Ok(Deletion::Pending)
     }
 
-    pub(super) async fn set_running(
-        &self,
-        project: String,
-        name: String,
-        running: bool,
-    ) -> ApiResult<BoxView> {
-        v::validate_box_name(&name)?;
-        self.change(&project, &name, |b| {
-            b.spec.running = running;
-            Ok(())
-        })
-        .await?;
-        let want = if running {
-            BoxPhase::Running
-        } else {
-            BoxPhase::Stopped
-        };
-        let what = if running { "running" } else { "stopped" };
-        let b = self
-            .wait_box(&project, &name, what, |b| match phase(b) {
-                Some(p) if p == want => Seen::Done,
-                Some(BoxPhase::Failed) => Seen::Failed(failed(b)),
-                _ => Seen::Wait,
-            })
-            .await?;
-        Ok(self.view(&project, &b))
+    async fn stop_box(&self, key: BoxKey) -> ApiResult<BoxView> {
+        self.set_running(key, false).await
     }
 
-    pub(super) async fn publish_box(
-        &self,
-        project: String,
-        name: String,
-        req: PublishBox,
-        admin: bool,
-    ) -> ApiResult<Published> {
-        v::validate_box_name(&name)?;
+    async fn resume_box(&self, key: BoxKey) -> ApiResult<BoxView> {
+        self.set_running(key, true).await
+    }
+}
+
+#[async_trait]
+impl Hosts for KubeBackend {
+    async fn publish_box(&self, key: BoxKey, req: PublishBox, admin: bool) -> ApiResult<Published> {
+        let (project, name) = key.into_parts();
         let host = spec::publish_target(
             req.subdomain.as_deref(),
             req.host.as_deref(),
@@ -398,45 +419,8 @@ impl KubeBackend {
         Ok(Published { host })
     }
 
-    /// The server's domains, for the host rules.
-    fn domains(&self) -> Domains<'_> {
-        Domains {
-            domain: &self.domain,
-            publish: &self.publish_domain,
-        }
-    }
-
-    /// The box, other than `except`, whose spec publishes `host`, in any namespace.
-    async fn host_holder(
-        &self,
-        host: &str,
-        except: (&str, &str),
-    ) -> ApiResult<Option<(String, String)>> {
-        let all: Api<BoxResource> = Api::all(self.client.clone());
-        let boxes = all.list(&ListParams::default()).await.map_err(kube_error)?;
-        Ok(boxes
-            .items
-            .iter()
-            .find(|b| {
-                b.spec.publish.iter().any(|p| p.host == host)
-                    && (b.metadata.namespace.as_deref(), b.metadata.name.as_deref())
-                        != (Some(except.0), Some(except.1))
-            })
-            .map(|b| {
-                (
-                    b.metadata.namespace.clone().unwrap_or_default(),
-                    b.metadata.name.clone().unwrap_or_default(),
-                )
-            }))
-    }
-
-    pub(super) async fn unpublish_box(
-        &self,
-        project: String,
-        name: String,
-        req: UnpublishBox,
-    ) -> ApiResult<Unpublished> {
-        v::validate_box_name(&name)?;
+    async fn unpublish_box(&self, key: BoxKey, req: UnpublishBox) -> ApiResult<Unpublished> {
+        let (project, name) = key.into_parts();
         let target = match (&req.subdomain, &req.host) {
             (None, None) => None,
             _ => Some(spec::publish_target(
@@ -466,168 +450,5 @@ impl KubeBackend {
         })
         .await?;
         Ok(Unpublished { hosts: removed })
-    }
-
-    async fn box_snapshots(&self, project: &str, name: &str) -> ApiResult<Vec<Snapshot>> {
-        let lp = ListParams::default().labels(&format!("{}={name}", labels::LABEL_SNAPSHOT_BOX));
-        let mut items = self
-            .snapshots(project)
-            .list(&lp)
-            .await
-            .map_err(kube_error)?
-            .items;
-        items.sort_by(|a, b| {
-            let created = |s: &Snapshot| s.status.as_ref().and_then(|st| st.created.clone());
-            created(a)
-                .cmp(&created(b))
-                .then(a.spec.name.cmp(&b.spec.name))
-        });
-        Ok(items)
-    }
-
-    pub(super) async fn list_snapshots(
-        &self,
-        project: String,
-        name: String,
-    ) -> ApiResult<Vec<SnapshotView>> {
-        v::validate_box_name(&name)?;
-        self.get(&project, &name).await?;
-        Ok(self
-            .box_snapshots(&project, &name)
-            .await?
-            .iter()
-            .map(snapshot_view)
-            .collect())
-    }
-
-    pub(super) async fn create_snapshot(
-        &self,
-        project: String,
-        name: String,
-        snapshot: Option<String>,
-        description: Option<String>,
-    ) -> ApiResult<SnapshotView> {
-        v::validate_box_name(&name)?;
-        if let Some(s) = &snapshot {
-            v::validate_snapshot_name(s)?;
-        }
-        self.get(&project, &name).await?;
-        let chosen = match snapshot {
-            Some(s) => s,
-            None => {
-                let existing: Vec<String> = self
-                    .box_snapshots(&project, &name)
-                    .await?
-                    .into_iter()
-                    .map(|s| s.spec.name)
-                    .collect();
-                forkr_agent_proto::naming::next_auto_name(&existing)
-            }
-        };
-        let object = snapshot_object_name(&name, &chosen);
-        let mut snap = Snapshot::new(
-            &object,
-            SnapshotSpec {
-                box_name: name.clone(),
-                name: chosen.clone(),
-                description,
-            },
-        );
-        snap.metadata.namespace = Some(project.clone());
-        snap.metadata.labels = Some(BTreeMap::from([(
-            labels::LABEL_SNAPSHOT_BOX.to_owned(),
-            name.clone(),
-        )]));
-        let api = self.snapshots(&project);
-        match api.create(&PostParams::default(), &snap).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                return Err(ApiError::conflict(
-                    "snapshot_exists",
-                    format!("snapshot {chosen:?} of box {name:?} already exists"),
-                ));
-            }
-            Err(e) => return Err(kube_error(e)),
-        }
-        let (api, object) = (&api, object.as_str());
-        self.poll(
-            || {
-                format!(
-                    "snapshot {chosen:?} is not ready after {}s",
-                    self.wait.as_secs()
-                )
-            },
-            || async move {
-                let s = api.get(object).await.map_err(kube_error)?;
-                match s.status.as_ref().and_then(|st| st.phase) {
-                    Some(forkr_crds::snapshot::SnapshotPhase::Ready) => Ok(Some(snapshot_view(&s))),
-                    Some(forkr_crds::snapshot::SnapshotPhase::Failed) => Err(ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "snapshot_failed",
-                        s.status
-                            .as_ref()
-                            .and_then(|st| st.message.clone())
-                            .unwrap_or_else(|| "the snapshot failed".into()),
-                    )),
-                    _ => Ok(None),
-                }
-            },
-        )
-        .await
-    }
-
-    /// A declarative restore: a new request id in `spec.restore`, then the operator's answer
-    /// in `status.restore`.
-    pub(super) async fn restore_snapshot(
-        &self,
-        project: String,
-        name: String,
-        snapshot: String,
-    ) -> ApiResult<BoxView> {
-        v::validate_box_name(&name)?;
-        v::validate_snapshot_name(&snapshot)?;
-        let known = self.box_snapshots(&project, &name).await?;
-        if !known.iter().any(|s| s.spec.name == snapshot) {
-            return Err(ApiError::not_found("snapshot", &snapshot));
-        }
-        let request_id = format!("r{}", jiff::Timestamp::now().as_nanosecond().unsigned_abs());
-        let (id, snap) = (request_id.clone(), snapshot.clone());
-        self.change(&project, &name, move |b| {
-            b.spec.restore = Some(RestoreRequest {
-                snapshot: snap.clone(),
-                request_id: id.clone(),
-            });
-            Ok(())
-        })
-        .await?;
-        let b = self
-            .wait_box(&project, &name, "restored", |b| {
-                let r = b.status.as_ref().and_then(|s| s.restore.as_ref());
-                match r {
-                    Some(r) if r.request_id == request_id && r.state == "Succeeded" => Seen::Done,
-                    Some(r) if r.request_id == request_id && r.state == "Failed" => {
-                        Seen::Failed(ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "restore_failed",
-                            r.message
-                                .clone()
-                                .unwrap_or_else(|| "the restore failed".into()),
-                        ))
-                    }
-                    _ => Seen::Wait,
-                }
-            })
-            .await?;
-        Ok(self.view(&project, &b))
-    }
-}
-
-fn snapshot_view(s: &Snapshot) -> SnapshotView {
-    let status = s.status.clone().unwrap_or_default();
-    SnapshotView {
-        name: s.spec.name.clone(),
-        size: status.size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-        created: status.created.unwrap_or_default(),
-        description: s.spec.description.clone(),
     }
 }

@@ -4,13 +4,14 @@
 
 use std::io::{Seek, Write};
 
-use forkr_agent_proto::runtime as rt;
+use async_trait::async_trait;
 use forkr_crds::validation as v;
+use forkr_agent_proto::runtime as rt;
 
 use super::KubeBackend;
 use super::agent::{AgentErr, status_error, stream_upload};
 use crate::backend::procnet::{listening_both, wait_for_port};
-use crate::backend::{ExecStream, FileDownload, Upload, parse_mode};
+use crate::backend::{BoxKey, Exec, ExecStream, FileDownload, Files, Ports, Upload, parse_mode};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{
     BackgroundExec, ExecCommand, ExecOutput, ExecStart, FileQuery, FileWritten, PortView,
@@ -70,7 +71,6 @@ fn command_required() -> ApiError {
 impl KubeBackend {
     /// The node that holds the box's root, once it has one.
     async fn node_of(&self, project: &str, name: &str) -> ApiResult<Option<String>> {
-        v::validate_box_name(name)?;
         let b = self.get(project, name).await?;
         Ok(b.status.and_then(|s| s.node))
     }
@@ -81,7 +81,6 @@ impl KubeBackend {
         project: &str,
         name: &str,
     ) -> ApiResult<(forkr_crds::BoxResource, String)> {
-        v::validate_box_name(name)?;
         let b = self.get(project, name).await?;
         let node = b
             .status
@@ -176,13 +175,12 @@ impl KubeBackend {
             None => Ok(()),
         }
     }
+}
 
-    pub(super) async fn exec(
-        &self,
-        project: String,
-        name: String,
-        cmd: ExecCommand,
-    ) -> ApiResult<ExecOutput> {
+#[async_trait]
+impl Exec for KubeBackend {
+    async fn exec(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<ExecOutput> {
+        let (project, name) = key.into_parts();
         if cmd.command.is_empty() {
             return Err(command_required());
         }
@@ -198,12 +196,8 @@ impl KubeBackend {
         self.kube_exec(project, name, cmd).await
     }
 
-    pub(super) async fn exec_stream(
-        &self,
-        project: String,
-        name: String,
-        start: ExecStart,
-    ) -> ApiResult<ExecStream> {
+    async fn exec_stream(&self, key: BoxKey, start: ExecStart) -> ApiResult<ExecStream> {
+        let (project, name) = key.into_parts();
         let console = start.tty || start.session.is_some();
         if start.command.is_empty() && !console {
             return Err(command_required());
@@ -232,12 +226,8 @@ impl KubeBackend {
         self.kube_stream(project, name, start).await
     }
 
-    pub(super) async fn exec_background(
-        &self,
-        project: String,
-        name: String,
-        cmd: ExecCommand,
-    ) -> ApiResult<BackgroundExec> {
+    async fn exec_background(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<BackgroundExec> {
+        let (project, name) = key.into_parts();
         if cmd.command.is_empty() {
             return Err(command_required());
         }
@@ -260,13 +250,8 @@ impl KubeBackend {
         self.kube_background(project, name, cmd).await
     }
 
-    pub(super) async fn logs(
-        &self,
-        project: String,
-        name: String,
-        pid: Option<u32>,
-        offset: u64,
-    ) -> ApiResult<Vec<u8>> {
+    async fn logs(&self, key: BoxKey, pid: Option<u32>, offset: u64) -> ApiResult<Vec<u8>> {
+        let (project, name) = key.into_parts();
         let Some(pid) = pid else {
             return Err(ApiError::bad_request(
                 "invalid_argument",
@@ -320,18 +305,16 @@ impl KubeBackend {
         }
         Ok(out.stdout.into_bytes())
     }
+}
 
+#[async_trait]
+impl Ports for KubeBackend {
     /// The box's listening TCP sockets, from its own /proc/net tables.
-    pub(super) async fn list_ports(
-        &self,
-        project: String,
-        name: String,
-    ) -> ApiResult<Vec<PortView>> {
+    async fn list_ports(&self, key: BoxKey) -> ApiResult<Vec<PortView>> {
         const SPLIT: &str = "--forkr-tcp6--";
         let out = self
             .exec(
-                project,
-                name,
+                key,
                 ExecCommand {
                     command: vec![format!(
                         "cat /proc/net/tcp; echo {SPLIT}; cat /proc/net/tcp6 2>/dev/null; true"
@@ -345,30 +328,29 @@ impl KubeBackend {
         Ok(listening_both(v4, v6.trim_start_matches('\n')))
     }
 
-    pub(super) async fn wait_port(
+    async fn wait_port(
         &self,
-        project: String,
-        name: String,
+        key: BoxKey,
         port: u16,
         timeout: std::time::Duration,
     ) -> ApiResult<PortView> {
-        wait_for_port(&name, port, timeout, || {
-            self.list_ports(project.clone(), name.clone())
-        })
-        .await
+        wait_for_port(key.name(), port, timeout, || self.list_ports(key.clone())).await
     }
+}
 
+#[async_trait]
+impl Files for KubeBackend {
     /// `4kr cp` in: streamed to the agent, which writes inside the root (the box may be stopped).
     /// The agent decides whether the path lands in a shared volume; `shared_writes` says the
     /// caller is an admin.
-    pub(super) async fn put_file(
+    async fn put_file(
         &self,
-        project: String,
-        name: String,
+        key: BoxKey,
         q: FileQuery,
         body: Upload,
         shared_writes: bool,
     ) -> ApiResult<FileWritten> {
+        let (project, name) = key.into_parts();
         let mode = parse_mode(q.mode.as_deref())?;
         v::normalize_box_path(&q.path)?;
         let (b, node) = self.rooted(&project, &name).await?;
@@ -412,12 +394,8 @@ impl KubeBackend {
     }
 
     /// `4kr cp` out: streamed from the agent into an unnamed temporary file.
-    pub(super) async fn get_file(
-        &self,
-        project: String,
-        name: String,
-        path: String,
-    ) -> ApiResult<FileDownload> {
+    async fn get_file(&self, key: BoxKey, path: String) -> ApiResult<FileDownload> {
+        let (project, name) = key.into_parts();
         v::normalize_box_path(&path)?;
         let (b, node) = self.rooted(&project, &name).await?;
         let mut client = match self.runtime(&node).await {

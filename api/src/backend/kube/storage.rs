@@ -1,110 +1,31 @@
-//! What only the pools know: diffs of a root against its snapshots (on the box's node), and
-//! bases (on every node; the pools are their source of truth, as in local mode). Imports go to
+//! Bases, which only the pools know (on every node; the pools are their source of truth, as in
+//! local mode). Imports go to
 //! one node and reach the others when a box there needs them; a save is a `Base` object the
 //! operator carries out on the box's node.
 
 use std::collections::BTreeMap;
 
-use forkr_agent_proto::storage as agent;
+use async_trait::async_trait;
 use forkr_crds::base::{BaseSource, SaveSource};
 use forkr_crds::validation as v;
 use forkr_crds::{Base, BaseSpec};
+use forkr_agent_proto::storage as agent;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::agent::{status_error, stream_upload};
 use super::{KubeBackend, kube_error};
-use crate::backend::Upload;
+use crate::backend::{Bases, BoxKey, Upload};
 use crate::error::{ApiError, ApiResult};
-use crate::wire::{
-    BaseDetailsView, BaseSummaryView, BaseVersionView, BaseWritten, DiffChange, DiffFileView,
-    DiffStatusView, ImportBase,
-};
+use crate::wire::{BaseDetailsView, BaseSummaryView, BaseVersionView, BaseWritten, ImportBase};
 
 /// The field manager of forkr-api's own writes.
 const MANAGER: &str = "forkr-api";
 
-fn change_symbol(kind: i32) -> String {
-    match agent::ChangeKind::try_from(kind) {
-        Ok(agent::ChangeKind::ChangeAdded) => "+",
-        Ok(agent::ChangeKind::ChangeModified) => "~",
-        Ok(agent::ChangeKind::ChangeDeleted) => "-",
-        Err(_) => "?",
-    }
-    .to_owned()
-}
-
-impl KubeBackend {
-    pub(super) async fn diff_status(
-        &self,
-        project: String,
-        name: String,
-        against: Option<String>,
-    ) -> ApiResult<DiffStatusView> {
-        if let Some(a) = &against {
-            v::validate_snapshot_name(a)?;
-        }
-        let node = self.rooted(&project, &name).await?.1;
-        let req = agent::DiffStatusRequest {
-            project,
-            r#box: name,
-            against: against.unwrap_or_default(),
-        };
-        let r = self
-            .storage(&node)
-            .await?
-            .diff_status(req)
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        Ok(DiffStatusView {
-            against: r.against,
-            changes: r
-                .changes
-                .into_iter()
-                .map(|c| DiffChange {
-                    change: change_symbol(c.kind),
-                    path: c.path,
-                })
-                .collect(),
-            text: r.text,
-        })
-    }
-
-    pub(super) async fn diff_file(
-        &self,
-        project: String,
-        name: String,
-        path: String,
-        against: Option<String>,
-    ) -> ApiResult<DiffFileView> {
-        if let Some(a) = &against {
-            v::validate_snapshot_name(a)?;
-        }
-        let node = self.rooted(&project, &name).await?.1;
-        let req = agent::DiffFileRequest {
-            project,
-            r#box: name,
-            path: path.clone(),
-            against: against.unwrap_or_default(),
-        };
-        let r = self
-            .storage(&node)
-            .await?
-            .diff_file(req)
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        Ok(DiffFileView {
-            against: r.against,
-            path,
-            status: r.status,
-            diff: Some(r.diff).filter(|d| !d.is_empty()),
-        })
-    }
-
+#[async_trait]
+impl Bases for KubeBackend {
     /// Every base on any node; for a name on several nodes, the newest version wins (versions
     /// after the first sort by their timestamp suffix).
-    pub(super) async fn list_bases(&self) -> ApiResult<Vec<BaseSummaryView>> {
+    async fn list_bases(&self) -> ApiResult<Vec<BaseSummaryView>> {
         let mut by_name: BTreeMap<String, BaseSummaryView> = BTreeMap::new();
         for node in self.agent_nodes().await? {
             let list = self
@@ -135,11 +56,7 @@ impl KubeBackend {
     }
 
     /// A base's versions across the nodes.
-    pub(super) async fn show_base(
-        &self,
-        name: String,
-        tag: Option<String>,
-    ) -> ApiResult<BaseDetailsView> {
+    async fn show_base(&self, name: String, tag: Option<String>) -> ApiResult<BaseDetailsView> {
         let mut versions: BTreeMap<String, BaseVersionView> = BTreeMap::new();
         let mut missing = None;
         for node in self.agent_nodes().await? {
@@ -188,7 +105,7 @@ impl KubeBackend {
     }
 
     /// Deleted on every node that has it; a base still in use somewhere is refused there.
-    pub(super) async fn delete_base(&self, name: String) -> ApiResult<()> {
+    async fn delete_base(&self, name: String) -> ApiResult<()> {
         let mut deleted = false;
         let mut missing = None;
         for node in self.agent_nodes().await? {
@@ -206,7 +123,7 @@ impl KubeBackend {
     }
 
     /// Streams the tarball to the first node's agent, which extracts it as it arrives.
-    pub(super) async fn import_base(
+    async fn import_base(
         &self,
         name: String,
         req: ImportBase,
@@ -246,12 +163,8 @@ impl KubeBackend {
 
     /// `4kr base save`: a new request id in the project's `Base` object; the operator saves the
     /// root on the box's node and records the version.
-    pub(super) async fn save_base(
-        &self,
-        project: String,
-        name: String,
-        box_name: String,
-    ) -> ApiResult<BaseWritten> {
+    async fn save_base(&self, name: String, from: BoxKey) -> ApiResult<BaseWritten> {
+        let (project, box_name) = from.into_parts();
         v::validate_base_alias(&name)?;
         self.rooted(&project, &box_name).await?;
         let request_id = format!("s{}", jiff::Timestamp::now().as_nanosecond().unsigned_abs());

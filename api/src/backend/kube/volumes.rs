@@ -3,17 +3,18 @@
 //! outlive the object, are taken and restored by forkr-api through the volume's node agent, as
 //! the operator expects.
 
-use forkr_agent_proto::storage as agent;
+use async_trait::async_trait;
 use forkr_crds::data_volume::{
     DataVolumePhase, VolumeCheckpointSpec, VolumeCopyStatus, VolumeRestoreRequest,
 };
 use forkr_crds::validation::{validate_snapshot_name, validate_volume_name};
 use forkr_crds::{BoxResource, DataVolume};
+use forkr_agent_proto::storage as agent;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::agent::status_error;
 use super::{KubeBackend, kube_error};
-use crate::backend::VolumeCopy;
+use crate::backend::{VolumeCopy, Volumes};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{CheckpointVolume, RestoreVolume, SnapshotView, VolumeView};
 
@@ -135,7 +136,73 @@ impl KubeBackend {
             .collect())
     }
 
-    pub(super) async fn list_volumes(&self, project: String) -> ApiResult<Vec<VolumeView>> {
+    async fn backups_on(
+        &self,
+        node: &str,
+        project: &str,
+        name: &str,
+    ) -> ApiResult<Vec<SnapshotView>> {
+        let req = agent::ListCheckpointsRequest {
+            target: Some(target(project, name)),
+            shelf: agent::Shelf::Backups.into(),
+        };
+        let list = self
+            .storage(node)
+            .await?
+            .list_checkpoints(req)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        Ok(list.checkpoints.into_iter().map(agent_copy_view).collect())
+    }
+
+    /// A backup outlives its volume, so it is looked for on every node when the object is gone,
+    /// and restoring it brings the object back.
+    async fn restore_backup(
+        &self,
+        project: String,
+        name: String,
+        backup: String,
+    ) -> ApiResult<VolumeView> {
+        let existing = self
+            .volumes(&project)
+            .get_opt(&name)
+            .await
+            .map_err(kube_error)?;
+        let node = match &existing {
+            Some(v) => Self::volume_node(v)?,
+            None => {
+                let mut found = None;
+                for node in self.agent_nodes().await? {
+                    let list = self.backups_on(&node, &project, &name).await;
+                    if list.is_ok_and(|l| l.iter().any(|c| c.name == backup)) {
+                        found = Some(node);
+                        break;
+                    }
+                }
+                found.ok_or_else(|| ApiError::not_found("backup", &backup))?
+            }
+        };
+        let r = agent::CheckpointRef {
+            target: Some(target(&project, &name)),
+            shelf: agent::Shelf::Backups.into(),
+            name: backup,
+        };
+        self.storage(&node)
+            .await?
+            .restore_checkpoint(r)
+            .await
+            .map_err(status_error)?;
+        match existing {
+            Some(v) => Ok(volume_view(&project, &v)),
+            None => self.create_volume(project, name, None).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Volumes for KubeBackend {
+    async fn list_volumes(&self, project: String) -> ApiResult<Vec<VolumeView>> {
         let list = self
             .volumes(&project)
             .list(&ListParams::default())
@@ -150,7 +217,7 @@ impl KubeBackend {
         Ok(out)
     }
 
-    pub(super) async fn create_volume(
+    async fn create_volume(
         &self,
         project: String,
         name: String,
@@ -186,11 +253,11 @@ impl KubeBackend {
         .await
     }
 
-    pub(super) async fn show_volume(&self, project: String, name: String) -> ApiResult<VolumeView> {
+    async fn show_volume(&self, project: String, name: String) -> ApiResult<VolumeView> {
         Ok(volume_view(&project, &self.volume(&project, &name).await?))
     }
 
-    pub(super) async fn delete_volume(&self, project: String, name: String) -> ApiResult<()> {
+    async fn delete_volume(&self, project: String, name: String) -> ApiResult<()> {
         self.volume(&project, &name).await?;
         let users: Vec<String> = self
             .volume_users(&project, &name)
@@ -225,7 +292,7 @@ impl KubeBackend {
         .await
     }
 
-    pub(super) async fn list_volume_copies(
+    async fn list_volume_copies(
         &self,
         project: String,
         name: String,
@@ -247,27 +314,7 @@ impl KubeBackend {
         }
     }
 
-    async fn backups_on(
-        &self,
-        node: &str,
-        project: &str,
-        name: &str,
-    ) -> ApiResult<Vec<SnapshotView>> {
-        let req = agent::ListCheckpointsRequest {
-            target: Some(target(project, name)),
-            shelf: agent::Shelf::Backups.into(),
-        };
-        let list = self
-            .storage(node)
-            .await?
-            .list_checkpoints(req)
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        Ok(list.checkpoints.into_iter().map(agent_copy_view).collect())
-    }
-
-    pub(super) async fn copy_volume(
+    async fn copy_volume(
         &self,
         project: String,
         name: String,
@@ -343,7 +390,7 @@ impl KubeBackend {
         .await
     }
 
-    pub(super) async fn restore_volume(
+    async fn restore_volume(
         &self,
         project: String,
         name: String,
@@ -420,48 +467,5 @@ impl KubeBackend {
             Ok(done.then(|| volume_view(&project, v)))
         })
         .await
-    }
-
-    /// A backup outlives its volume, so it is looked for on every node when the object is gone,
-    /// and restoring it brings the object back.
-    async fn restore_backup(
-        &self,
-        project: String,
-        name: String,
-        backup: String,
-    ) -> ApiResult<VolumeView> {
-        let existing = self
-            .volumes(&project)
-            .get_opt(&name)
-            .await
-            .map_err(kube_error)?;
-        let node = match &existing {
-            Some(v) => Self::volume_node(v)?,
-            None => {
-                let mut found = None;
-                for node in self.agent_nodes().await? {
-                    let list = self.backups_on(&node, &project, &name).await;
-                    if list.is_ok_and(|l| l.iter().any(|c| c.name == backup)) {
-                        found = Some(node);
-                        break;
-                    }
-                }
-                found.ok_or_else(|| ApiError::not_found("backup", &backup))?
-            }
-        };
-        let r = agent::CheckpointRef {
-            target: Some(target(&project, &name)),
-            shelf: agent::Shelf::Backups.into(),
-            name: backup,
-        };
-        self.storage(&node)
-            .await?
-            .restore_checkpoint(r)
-            .await
-            .map_err(status_error)?;
-        match existing {
-            Some(v) => Ok(volume_view(&project, &v)),
-            None => self.create_volume(project, name, None).await,
-        }
     }
 }

@@ -3,17 +3,17 @@
 //! Every change writes the object first (the intent), then acts, then records the outcome, so a
 //! crash leaves an object whose phase says what was under way and a retry finishes it.
 
+use async_trait::async_trait;
 use axum::http::StatusCode;
 use forkr_crds::validation::{self as v, cpu_millis, memory_bytes, parse_data_mount};
 use forkr_crds::{BoxPhase, BoxResource, DataVolume, DataVolumeSpec, labels};
 use forkr_node_agent::runtime::{self as rt, Phase};
-use forkr_node_agent::{Shelf, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{BOX, LocalBackend, VOLUME};
-use crate::backend::{Deletion, spec};
+use crate::backend::{BoxKey, Boxes, Deletion, spec};
 use crate::error::{ApiError, ApiResult};
-use crate::wire::{BoxView, CreateBox, SnapshotView};
+use crate::wire::{BoxView, CreateBox};
 
 /// Kubernetes' default, which local mode keeps so a box stops the same way in both.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -71,21 +71,21 @@ fn needs_live(b: &BoxResource) -> bool {
     )
 }
 
-fn set_phase(b: &mut BoxResource, phase: BoxPhase, message: Option<String>) {
+pub(super) fn set_phase(b: &mut BoxResource, phase: BoxPhase, message: Option<String>) {
     let status = b.status.get_or_insert_with(Default::default);
     status.phase = Some(phase);
     status.message = message;
     status.observed_generation = b.metadata.generation;
 }
 
-fn mark_running(b: &mut BoxResource, st: &rt::BoxStatus) {
+pub(super) fn mark_running(b: &mut BoxResource, st: &rt::BoxStatus) {
     set_phase(b, BoxPhase::Running, None);
     let status = b.status.get_or_insert_with(Default::default);
     status.pod_ip = st.ip.map(|ip| ip.to_string());
     status.started_at = Some(now());
 }
 
-fn mark_stopped(b: &mut BoxResource) {
+pub(super) fn mark_stopped(b: &mut BoxResource) {
     set_phase(b, BoxPhase::Stopped, None);
     let status = b.status.get_or_insert_with(Default::default);
     status.pod_ip = None;
@@ -255,59 +255,6 @@ impl LocalBackend {
         .await
     }
 
-    pub(super) async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView> {
-        let (mut b, fork) = self.plan_box(&project, &req).await?;
-        let lock = self.box_lock(&project, &req.name);
-        let _g = lock.lock().await;
-        if let Some(existing) = self.find_box(&project, &req.name).await? {
-            // A create that died half way is finished by the same request; anything else is
-            // a name already taken.
-            let unfinished = matches!(
-                existing.status.as_ref().and_then(|s| s.phase),
-                Some(BoxPhase::Pending | BoxPhase::Creating | BoxPhase::Failed)
-            );
-            if !(unfinished && existing.spec == b.spec) {
-                return Err(ApiError::conflict(
-                    "already_exists",
-                    format!("box {:?} already exists", req.name),
-                ));
-            }
-            b.metadata.creation_timestamp = existing.metadata.creation_timestamp.clone();
-        }
-        // The request's own mounts must name volumes of this project; a fork's copies are made
-        // below.
-        let requested = req.data.iter().filter_map(|a| parse_data_mount(a).ok());
-        for m in requested {
-            let (p, vol) = (project.clone(), m.volume.clone());
-            self.pool(move |pool| pool.volume_path(&p, &vol))
-                .await
-                .map_err(|_| crate::backend::spec::volume_not_found(&project, &m.volume))?;
-        }
-        // A base that does not exist is bad input: refuse it before anything is written.
-        let base = match &fork {
-            Some(_) => None,
-            None => Some(
-                self.resolve_base(b.spec.effective_base().unwrap_or(labels::DEFAULT_BASE))
-                    .await?,
-            ),
-        };
-        set_phase(&mut b, BoxPhase::Creating, None);
-        self.put_box(&project, &b).await?;
-        match self.build_and_start(&project, &mut b, fork, base).await {
-            Ok(()) => {
-                self.put_box(&project, &b).await?;
-                let mut view = self.view(&project, b).await?;
-                view.message = self.url_taken(&project, &req.name).or(view.message);
-                Ok(view)
-            }
-            Err(e) => {
-                set_phase(&mut b, BoxPhase::Failed, Some(e.message.clone()));
-                self.put_box(&project, &b).await?;
-                Err(e)
-            }
-        }
-    }
-
     async fn build_and_start(
         &self,
         project: &str,
@@ -361,23 +308,89 @@ impl LocalBackend {
         Ok(())
     }
 
-    pub(super) async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>> {
+    /// The host PID of a running box's PID 1.
+    pub(super) async fn pid1(&self, project: &str, name: &str) -> ApiResult<i32> {
+        self.get_box(project, name).await?;
+        let (p, n) = (project.to_owned(), name.to_owned());
+        self.rt(move |rt| rt.pid1(&p, &n)).await.map_err(|e| {
+            if e.status == StatusCode::CONFLICT {
+                not_running(name)
+            } else {
+                e
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Boxes for LocalBackend {
+    async fn create_box(&self, project: String, req: CreateBox) -> ApiResult<BoxView> {
+        let (mut b, fork) = self.plan_box(&project, &req).await?;
+        let lock = self.box_lock(&project, &req.name);
+        let _g = lock.lock().await;
+        if let Some(existing) = self.find_box(&project, &req.name).await? {
+            // A create that died half way is finished by the same request; anything else is
+            // a name already taken.
+            let unfinished = matches!(
+                existing.status.as_ref().and_then(|s| s.phase),
+                Some(BoxPhase::Pending | BoxPhase::Creating | BoxPhase::Failed)
+            );
+            if !(unfinished && existing.spec == b.spec) {
+                return Err(ApiError::conflict(
+                    "already_exists",
+                    format!("box {:?} already exists", req.name),
+                ));
+            }
+            b.metadata.creation_timestamp = existing.metadata.creation_timestamp.clone();
+        }
+        // The request's own mounts must name volumes of this project; a fork's copies are made
+        // below.
+        let requested = req.data.iter().filter_map(|a| parse_data_mount(a).ok());
+        for m in requested {
+            let (p, vol) = (project.clone(), m.volume.clone());
+            self.pool(move |pool| pool.volume_path(&p, &vol))
+                .await
+                .map_err(|_| crate::backend::spec::volume_not_found(&project, &m.volume))?;
+        }
+        // A base that does not exist is bad input: refuse it before anything is written.
+        let base = match &fork {
+            Some(_) => None,
+            None => Some(
+                self.resolve_base(b.spec.effective_base().unwrap_or(labels::DEFAULT_BASE))
+                    .await?,
+            ),
+        };
+        set_phase(&mut b, BoxPhase::Creating, None);
+        self.put_box(&project, &b).await?;
+        match self.build_and_start(&project, &mut b, fork, base).await {
+            Ok(()) => {
+                self.put_box(&project, &b).await?;
+                let mut view = self.view(&project, b).await?;
+                view.message = self.url_taken(&project, &req.name).or(view.message);
+                Ok(view)
+            }
+            Err(e) => {
+                set_phase(&mut b, BoxPhase::Failed, Some(e.message.clone()));
+                self.put_box(&project, &b).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn list_boxes(&self, project: String) -> ApiResult<Vec<BoxView>> {
         let p = project.clone();
         let boxes: Vec<BoxResource> = self.store(move |s| s.list(BOX, &p)).await?;
         self.views(&project, boxes).await
     }
 
-    pub(super) async fn show_box(&self, project: String, name: String) -> ApiResult<BoxView> {
+    async fn show_box(&self, key: BoxKey) -> ApiResult<BoxView> {
+        let (project, name) = key.into_parts();
         let b = self.get_box(&project, &name).await?;
         self.view(&project, b).await
     }
 
-    pub(super) async fn update_box(
-        &self,
-        project: String,
-        name: String,
-        update: v::BoxUpdate,
-    ) -> ApiResult<BoxView> {
+    async fn update_box(&self, key: BoxKey, update: v::BoxUpdate) -> ApiResult<BoxView> {
+        let (project, name) = key.into_parts();
         let lock = self.box_lock(&project, &name);
         let _g = lock.lock().await;
         let mut b = self.get_box(&project, &name).await?;
@@ -389,13 +402,8 @@ impl LocalBackend {
     }
 
     /// Deletes a box: its container, its root and its checkpoints. Data and system volumes stay.
-    pub(super) async fn delete_box(
-        &self,
-        project: String,
-        name: String,
-        force: bool,
-    ) -> ApiResult<Deletion> {
-        v::validate_box_name(&name)?;
+    async fn delete_box(&self, key: BoxKey, force: bool) -> ApiResult<Deletion> {
+        let (project, name) = key.into_parts();
         let lock = self.box_lock(&project, &name);
         let _g = lock.lock().await;
         let Some(mut b) = self.find_box(&project, &name).await? else {
@@ -425,7 +433,8 @@ impl LocalBackend {
         }
     }
 
-    pub(super) async fn stop_box(&self, project: String, name: String) -> ApiResult<BoxView> {
+    async fn stop_box(&self, key: BoxKey) -> ApiResult<BoxView> {
+        let (project, name) = key.into_parts();
         let lock = self.box_lock(&project, &name);
         let _g = lock.lock().await;
         let mut b = self.get_box(&project, &name).await?;
@@ -444,7 +453,8 @@ impl LocalBackend {
     }
 
     /// Starts a stopped box again with its current spec (so `update`d resources apply).
-    pub(super) async fn resume_box(&self, project: String, name: String) -> ApiResult<BoxView> {
+    async fn resume_box(&self, key: BoxKey) -> ApiResult<BoxView> {
+        let (project, name) = key.into_parts();
         let lock = self.box_lock(&project, &name);
         let _g = lock.lock().await;
         let mut b = self.get_box(&project, &name).await?;
@@ -453,144 +463,6 @@ impl LocalBackend {
         let spec = runtime_spec(&project, &b)?;
         let st = self.rt(move |rt| rt.start(&spec)).await?;
         mark_running(&mut b, &st);
-        self.put_box(&project, &b).await?;
-        self.view(&project, b).await
-    }
-
-    /// The host PID of a running box's PID 1.
-    pub(super) async fn pid1(&self, project: &str, name: &str) -> ApiResult<i32> {
-        self.get_box(project, name).await?;
-        let (p, n) = (project.to_owned(), name.to_owned());
-        self.rt(move |rt| rt.pid1(&p, &n)).await.map_err(|e| {
-            if e.status == StatusCode::CONFLICT {
-                not_running(name)
-            } else {
-                e
-            }
-        })
-    }
-
-    pub(super) async fn list_snapshots(
-        &self,
-        project: String,
-        name: String,
-    ) -> ApiResult<Vec<SnapshotView>> {
-        self.get_box(&project, &name).await?;
-        let list = self
-            .pool(move |pool| {
-                pool.list_checkpoints(
-                    Subject::Root {
-                        project: &project,
-                        name: &name,
-                    },
-                    Shelf::Checkpoints,
-                )
-            })
-            .await?;
-        Ok(list.into_iter().map(super::checkpoint_view).collect())
-    }
-
-    pub(super) async fn create_snapshot(
-        &self,
-        project: String,
-        name: String,
-        snapshot: Option<String>,
-        description: Option<String>,
-    ) -> ApiResult<SnapshotView> {
-        if let Some(s) = &snapshot {
-            v::validate_snapshot_name(s)?;
-        }
-        let lock = self.box_lock(&project, &name);
-        let _g = lock.lock().await;
-        self.get_box(&project, &name).await?;
-        let (p, n) = (project.clone(), name.clone());
-        let made = self
-            .pool(move |pool| {
-                pool.create_checkpoint(
-                    Subject::Root {
-                        project: &p,
-                        name: &n,
-                    },
-                    Shelf::Checkpoints,
-                    snapshot.as_deref(),
-                    description.as_deref(),
-                    None,
-                )
-            })
-            .await
-            .map_err(|e| {
-                if e.code == "already_exists" {
-                    ApiError::conflict("snapshot_exists", e.message)
-                } else {
-                    e
-                }
-            })?;
-        drop(_g);
-        self.list_snapshots(project, name)
-            .await?
-            .into_iter()
-            .find(|s| s.name == made)
-            .ok_or_else(|| ApiError::internal("snapshot vanished after create"))
-    }
-
-    /// Rolls the root back to a snapshot: the box stops, the root is swapped atomically, and it
-    /// starts again if it was running.
-    pub(super) async fn restore_snapshot(
-        &self,
-        project: String,
-        name: String,
-        snapshot: String,
-    ) -> ApiResult<BoxView> {
-        v::validate_snapshot_name(&snapshot)?;
-        let lock = self.box_lock(&project, &name);
-        let _g = lock.lock().await;
-        let mut b = self.get_box(&project, &name).await?;
-        let (p, n) = (project.clone(), name.clone());
-        let was_running = matches!(self.rt(move |rt| rt.status(&p, &n)).await, Ok(st) if st.phase == Phase::Running);
-        let (p, n, s) = (project.clone(), name.clone(), snapshot.clone());
-        // Refuse a missing snapshot before stopping anything.
-        self.pool(move |pool| {
-            let list = pool.list_checkpoints(
-                Subject::Root {
-                    project: &p,
-                    name: &n,
-                },
-                Shelf::Checkpoints,
-            )?;
-            if list.iter().any(|c| c.name == s) {
-                Ok(())
-            } else {
-                Err(forkr_node_agent::Error::NotFound(format!(
-                    "snapshot {s:?} of box {n:?} not found"
-                )))
-            }
-        })
-        .await?;
-        set_phase(&mut b, BoxPhase::Restoring, None);
-        self.put_box(&project, &b).await?;
-        if was_running {
-            let (p, n) = (project.clone(), name.clone());
-            self.rt(move |rt| rt.stop(&p, &n)).await?;
-        }
-        let (p, n, s) = (project.clone(), name.clone(), snapshot.clone());
-        self.pool(move |pool| {
-            pool.restore_checkpoint(
-                Subject::Root {
-                    project: &p,
-                    name: &n,
-                },
-                Shelf::Checkpoints,
-                &s,
-            )
-        })
-        .await?;
-        if was_running {
-            let spec = runtime_spec(&project, &b)?;
-            let st = self.rt(move |rt| rt.start(&spec)).await?;
-            mark_running(&mut b, &st);
-        } else {
-            mark_stopped(&mut b);
-        }
         self.put_box(&project, &b).await?;
         self.view(&project, b).await
     }

@@ -3,12 +3,14 @@
 
 use std::io::Write;
 
+use async_trait::async_trait;
 use forkr_crds::validation::{parse_env_assignment, validate_user_name};
 use forkr_node_agent::exec::{self, ExecRequest, Stdio3, Target, User};
 
 use super::LocalBackend;
+use crate::backend::{BoxKey, Exec, ExecStream};
 use crate::error::{ApiError, ApiResult};
-use crate::wire::{BackgroundExec, ExecCommand, ExecOutput};
+use crate::wire::{BackgroundExec, ExecCommand, ExecOutput, ExecStart};
 
 impl LocalBackend {
     /// The engine's request: env pairs checked, `--user` looked up in the project's users. An
@@ -55,13 +57,12 @@ impl LocalBackend {
             user,
         })
     }
+}
 
-    pub(super) async fn exec(
-        &self,
-        project: String,
-        name: String,
-        cmd: ExecCommand,
-    ) -> ApiResult<ExecOutput> {
+#[async_trait]
+impl Exec for LocalBackend {
+    async fn exec(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<ExecOutput> {
+        let (project, name) = key.into_parts();
         let req = self.exec_request(&project, &cmd, false).await?;
         let pid1 = self.pid1(&project, &name).await?;
         let stdin = cmd.stdin.unwrap_or_default().into_bytes();
@@ -102,12 +103,8 @@ impl LocalBackend {
         .map_err(ApiError::from)
     }
 
-    pub(super) async fn exec_background(
-        &self,
-        project: String,
-        name: String,
-        cmd: ExecCommand,
-    ) -> ApiResult<BackgroundExec> {
+    async fn exec_background(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<BackgroundExec> {
+        let (project, name) = key.into_parts();
         let req = self.exec_request(&project, &cmd, false).await?;
         let pid1 = self.pid1(&project, &name).await?;
         let pid =
@@ -117,17 +114,16 @@ impl LocalBackend {
         Ok(BackgroundExec { pid })
     }
 
-    pub(super) async fn logs(
-        &self,
-        project: String,
-        name: String,
-        pid: Option<u32>,
-        offset: u64,
-    ) -> ApiResult<Vec<u8>> {
+    async fn logs(&self, key: BoxKey, pid: Option<u32>, offset: u64) -> ApiResult<Vec<u8>> {
+        let (project, name) = key.into_parts();
         let pid1 = self.pid1(&project, &name).await?;
         tokio::task::spawn_blocking(move || exec::logs::read_log(&Target::new(pid1), pid, offset))
             .await
             .map_err(|e| ApiError::internal(format!("logs task failed: {e}")))?
             .map_err(ApiError::from)
+    }
+
+    async fn exec_stream(&self, key: BoxKey, start: ExecStart) -> ApiResult<ExecStream> {
+        self.stream(key, start).await
     }
 }

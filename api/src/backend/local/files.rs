@@ -3,23 +3,26 @@
 
 use std::io::Read;
 
+use async_trait::async_trait;
+
 use forkr_node_agent::files::BoxFiles;
 
 use super::LocalBackend;
-use crate::backend::{FileDownload, Upload, parse_mode};
+use crate::backend::{BoxKey, FileDownload, Files, Upload, parse_mode};
 use crate::error::ApiResult;
 use crate::upload::LimitedReader;
 use crate::wire::{FileQuery, FileWritten};
 
-impl LocalBackend {
-    pub(super) async fn put_file(
+#[async_trait]
+impl Files for LocalBackend {
+    async fn put_file(
         &self,
-        project: String,
-        name: String,
+        key: BoxKey,
         q: FileQuery,
         body: Upload,
         shared_writes: bool,
     ) -> ApiResult<FileWritten> {
+        let (project, name) = key.into_parts();
         let mode = parse_mode(q.mode.as_deref())?;
         let owner = q.uid.zip(q.gid);
         self.get_box(&project, &name).await?;
@@ -53,12 +56,8 @@ impl LocalBackend {
         Ok(FileWritten { path: q.path, size })
     }
 
-    pub(super) async fn get_file(
-        &self,
-        project: String,
-        name: String,
-        path: String,
-    ) -> ApiResult<FileDownload> {
+    async fn get_file(&self, key: BoxKey, path: String) -> ApiResult<FileDownload> {
+        let (project, name) = key.into_parts();
         self.get_box(&project, &name).await?;
         let f = self
             .pool(move |pool| BoxFiles::for_box(pool, &project, &name)?.get(&path))

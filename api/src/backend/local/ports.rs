@@ -3,17 +3,18 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use super::LocalBackend;
 use crate::backend::procnet::{listening_both, wait_for_port};
+use crate::backend::{BoxKey, Ports};
 use crate::error::ApiResult;
 use crate::wire::PortView;
 
-impl LocalBackend {
-    pub(super) async fn list_ports(
-        &self,
-        project: String,
-        name: String,
-    ) -> ApiResult<Vec<PortView>> {
+#[async_trait]
+impl Ports for LocalBackend {
+    async fn list_ports(&self, key: BoxKey) -> ApiResult<Vec<PortView>> {
+        let (project, name) = key.into_parts();
         let pid = self.pid1(&project, &name).await?;
         let table = |file: &'static str| async move {
             tokio::fs::read_to_string(format!("/proc/{pid}/net/{file}"))
@@ -24,16 +25,7 @@ impl LocalBackend {
     }
 
     /// Waits until something listens on `port`, up to `timeout`.
-    pub(super) async fn wait_port(
-        &self,
-        project: String,
-        name: String,
-        port: u16,
-        timeout: Duration,
-    ) -> ApiResult<PortView> {
-        wait_for_port(&name, port, timeout, || {
-            self.list_ports(project.clone(), name.clone())
-        })
-        .await
+    async fn wait_port(&self, key: BoxKey, port: u16, timeout: Duration) -> ApiResult<PortView> {
+        wait_for_port(key.name(), port, timeout, || self.list_ports(key.clone())).await
     }
 }

@@ -2,13 +2,13 @@
 //! as they do in the CRD, and the in-memory [`HostIndex`](super::hosts::HostIndex) routes them.
 //! Who may have which host is `hostrules`', shared with the kube backend.
 
+use async_trait::async_trait;
 use forkr_crds::PublishedHost;
-use forkr_crds::validation as v;
 
 use super::LocalBackend;
 use super::hosts::box_of_url_host;
 use crate::backend::hostrules::{self, Domains, Holder};
-use crate::backend::spec;
+use crate::backend::{BoxKey, Hosts, spec};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{PublishBox, Published, UnpublishBox, Unpublished};
 
@@ -76,15 +76,12 @@ impl LocalBackend {
             publish: &self.publish_domain,
         }
     }
+}
 
-    pub(super) async fn publish_box(
-        &self,
-        project: String,
-        name: String,
-        req: PublishBox,
-        admin: bool,
-    ) -> ApiResult<Published> {
-        v::validate_box_name(&name)?;
+#[async_trait]
+impl Hosts for LocalBackend {
+    async fn publish_box(&self, key: BoxKey, req: PublishBox, admin: bool) -> ApiResult<Published> {
+        let (project, name) = key.into_parts();
         let host = spec::publish_target(
             req.subdomain.as_deref(),
             req.host.as_deref(),
@@ -135,13 +132,8 @@ impl LocalBackend {
         Ok(Published { host })
     }
 
-    pub(super) async fn unpublish_box(
-        &self,
-        project: String,
-        name: String,
-        req: UnpublishBox,
-    ) -> ApiResult<Unpublished> {
-        v::validate_box_name(&name)?;
+    async fn unpublish_box(&self, key: BoxKey, req: UnpublishBox) -> ApiResult<Unpublished> {
+        let (project, name) = key.into_parts();
         let target = if req.subdomain.is_none() && req.host.is_none() {
             if req.domain.is_some() {
                 return Err(ApiError::bad_request(

@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::LocalBackend;
-use crate::backend::{ExecIn, ExecOut, ExecStream, pump_output};
+use crate::backend::{BoxKey, ExecIn, ExecOut, ExecStream, pump_output};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{ExecCommand, ExecStart};
 
@@ -15,12 +15,9 @@ const DEFAULT_ROWS: u16 = 24;
 const DEFAULT_COLS: u16 = 80;
 
 impl LocalBackend {
-    pub(super) async fn exec_stream(
-        &self,
-        project: String,
-        name: String,
-        start: ExecStart,
-    ) -> ApiResult<ExecStream> {
+    /// The body of [`Exec::exec_stream`](crate::backend::Exec::exec_stream).
+    pub(super) async fn stream(&self, key: BoxKey, start: ExecStart) -> ApiResult<ExecStream> {
+        let (project, name) = key.into_parts();
         if start.tty || start.session.is_some() {
             return self.console(project, name, start).await;
         }

@@ -1,15 +1,25 @@
-//! Data volume checkpoints, backups and restores in local mode. Checkpoints go with the volume
+//! Data volumes in local mode: the object in SQLite, the subvolume in the pool; and their
+//! checkpoints, backups and restores. Checkpoints go with the volume
 //! when it is deleted; backups stay, and a volume can be restored from either.
 
+use async_trait::async_trait;
 use axum::http::StatusCode;
-use forkr_crds::BoxResource;
 use forkr_crds::validation::{validate_snapshot_name, validate_volume_name};
+use forkr_crds::{BoxResource, DataVolume};
 use forkr_node_agent::runtime::Phase;
 use forkr_node_agent::{Shelf, Subject};
 
-use super::{BOX, LocalBackend, volume_view};
+use super::{BOX, LocalBackend, VOLUME, volume_view};
+use crate::backend::{VolumeCopy, Volumes};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{CheckpointVolume, RestoreVolume, SnapshotView, VolumeView};
+
+fn shelf_of(kind: VolumeCopy) -> Shelf {
+    match kind {
+        VolumeCopy::Checkpoint => Shelf::Checkpoints,
+        VolumeCopy::Backup => Shelf::Backups,
+    }
+}
 
 fn shelf_word(shelf: Shelf) -> &'static str {
     match shelf {
@@ -26,13 +36,93 @@ impl LocalBackend {
             None => Err(ApiError::not_found("data volume", name)),
         }
     }
+}
 
-    pub(super) async fn list_volume_shelf(
+#[async_trait]
+impl Volumes for LocalBackend {
+    async fn list_volumes(&self, project: String) -> ApiResult<Vec<VolumeView>> {
+        let p = project.clone();
+        let infos = self.pool(move |pool| pool.list_volumes(&p)).await?;
+        let p = project.clone();
+        let objects: Vec<DataVolume> = self.store(move |s| s.list(VOLUME, &p)).await?;
+        Ok(infos
+            .iter()
+            .map(|info| {
+                let obj = objects
+                    .iter()
+                    .find(|o| o.metadata.name.as_deref() == Some(info.name.as_str()));
+                volume_view(&project, info, obj)
+            })
+            .collect())
+    }
+
+    async fn create_volume(
         &self,
         project: String,
         name: String,
-        shelf: Shelf,
+        limit: Option<String>,
+    ) -> ApiResult<VolumeView> {
+        let obj = crate::backend::spec::new_volume(&project, &name, limit)?;
+        let (p, n) = (project.clone(), name.clone());
+        if self
+            .store(move |s| s.get::<DataVolume>(VOLUME, &p, &n))
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::conflict(
+                "already_exists",
+                format!("data volume {name:?} already exists"),
+            ));
+        }
+        // The pool step is idempotent, so a create that died after it is finished by a retry.
+        let (p, n) = (project.clone(), name.clone());
+        self.pool(move |pool| pool.create_volume(&p, &n)).await?;
+        let (p, n, o) = (project.clone(), name.clone(), obj.clone());
+        self.store(move |s| s.insert(VOLUME, &p, &n, &o)).await?;
+        let info = self
+            .volume_info(&project, &name)
+            .await?
+            .ok_or_else(|| ApiError::internal("volume vanished after create"))?;
+        Ok(volume_view(&project, &info, Some(&obj)))
+    }
+
+    async fn show_volume(&self, project: String, name: String) -> ApiResult<VolumeView> {
+        let info = self
+            .volume_info(&project, &name)
+            .await?
+            .ok_or_else(|| ApiError::not_found("data volume", &name))?;
+        let (p, n) = (project.clone(), name.clone());
+        let obj: Option<DataVolume> = self.store(move |s| s.get(VOLUME, &p, &n)).await?;
+        Ok(volume_view(&project, &info, obj.as_ref()))
+    }
+
+    async fn delete_volume(&self, project: String, name: String) -> ApiResult<()> {
+        let p = project.clone();
+        let boxes: Vec<BoxResource> = self.store(move |s| s.list(BOX, &p)).await?;
+        let users: Vec<String> = boxes
+            .iter()
+            .filter(|b| b.spec.data.iter().any(|m| m.volume == name))
+            .filter_map(|b| b.metadata.name.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(ApiError::conflict(
+                "volume_in_use",
+                format!("data volume {name:?} is mounted by {}", users.join(", ")),
+            ));
+        }
+        let (p, n) = (project.clone(), name.clone());
+        self.pool(move |pool| pool.delete_volume(&p, &n)).await?;
+        self.store(move |s| s.remove(VOLUME, &project, &name).map(drop))
+            .await
+    }
+
+    async fn list_volume_copies(
+        &self,
+        project: String,
+        name: String,
+        kind: VolumeCopy,
     ) -> ApiResult<Vec<SnapshotView>> {
+        let shelf = shelf_of(kind);
         self.require_volume(&project, &name).await?;
         let list = self
             .pool(move |pool| {
@@ -49,13 +139,14 @@ impl LocalBackend {
     }
 
     /// A read-only copy of the volume as it is now, on the checkpoint or backup shelf.
-    pub(super) async fn shelve_volume(
+    async fn copy_volume(
         &self,
         project: String,
         name: String,
-        shelf: Shelf,
+        kind: VolumeCopy,
         req: CheckpointVolume,
     ) -> ApiResult<SnapshotView> {
+        let shelf = shelf_of(kind);
         if let Some(n) = &req.name {
             validate_snapshot_name(n)?;
         }
@@ -88,7 +179,7 @@ impl LocalBackend {
                 }
             })?;
         drop(g);
-        self.list_volume_shelf(project, name, shelf)
+        self.list_volume_copies(project, name, kind)
             .await?
             .into_iter()
             .find(|s| s.name == made)
@@ -97,7 +188,7 @@ impl LocalBackend {
 
     /// Swaps the volume for a copy of a checkpoint or backup. A running box would keep the old
     /// data mounted, so the boxes that mount it must be stopped first.
-    pub(super) async fn restore_volume(
+    async fn restore_volume(
         &self,
         project: String,
         name: String,
