@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use forkr_node_agent::Pool;
 use forkr_node_agent::exec::NodeBoxes;
-use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::metrics::{self, Metrics};
-use forkr_node_agent::net::NetConfig;
+use forkr_node_agent::pool::loopback::Loopback;
+use forkr_node_agent::rpc::storage as grpc;
+use forkr_node_agent::runtime::net::NetConfig;
 use forkr_node_agent::runtime::{ApiEndpoints, LocalRuntime, RuntimeConfig};
-use forkr_node_agent::{Pool, grpc};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,7 +101,7 @@ fn open_runtime(args: &Args, pool: &Arc<Pool>) -> anyhow::Result<Option<Arc<Loca
         network: Some(NetConfig {
             bridge: args.bridge.clone(),
             subnet: args.subnet,
-            upstream_dns: forkr_node_agent::net::hosts::host_nameservers(),
+            upstream_dns: forkr_node_agent::runtime::net::hosts::host_nameservers(),
             extra_hosts: Vec::new(),
         }),
         api: ApiEndpoints {

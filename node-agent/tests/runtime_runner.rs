@@ -30,7 +30,7 @@ impl Pod {
 impl Drop for Pod {
     fn drop(&mut self) {
         if let Ok(t) = self.find() {
-            let _ = forkr_node_agent::oskit::kill(t.pid1, libc::SIGKILL);
+            let _ = forkr_node_agent::sys::kill(t.pid1, libc::SIGKILL);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

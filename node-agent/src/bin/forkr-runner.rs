@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use forkr_node_agent::runner::{self, RunnerConfig};
+use forkr_node_agent::runtime::runner::{self, RunnerConfig};
 
 fn main() {
     let mut args = std::env::args_os().skip(1);

@@ -6,6 +6,7 @@
 
 mod exec;
 mod files;
+pub mod storage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::error::Error;
 use crate::exec::Target;
 use crate::exec::session::Sessions;
-use crate::grpc::{TokenAuth, to_status};
 use crate::pool::Pool;
+use crate::rpc::storage::{TokenAuth, to_status};
 use crate::runtime::{BoxSpec, LocalRuntime, Phase, VolumeMount};
 
 /// Generated protocol types, shared by server and clients.

@@ -189,7 +189,7 @@ pub fn ensure_runner_rootfs(state_dir: &Path, runner_bin: &Path) -> Result<PathB
         let p = staging.join(d);
         std::fs::create_dir_all(&p).ctx("create", &p)?;
     }
-    for (name, _) in crate::runner::SYSTEM_MOUNTS {
+    for (name, _) in crate::runtime::runner::SYSTEM_MOUNTS {
         let p = staging.join(SYSTEM_DIR.trim_start_matches('/')).join(name);
         std::fs::create_dir_all(&p).ctx("create", &p)?;
     }

@@ -10,8 +10,6 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-pub mod netlink;
-
 fn cstr(p: &OsStr) -> Result<CString> {
     CString::new(p.as_bytes())
         .map_err(|_| Error::InvalidArgument(format!("path {:?} contains a NUL byte", p)))

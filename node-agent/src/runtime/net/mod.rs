@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::oskit::netlink;
+use crate::sys::netlink;
 use crate::sys::{HostBin, host_command};
 
 /// The bridge and its /24.

@@ -23,6 +23,21 @@
 //!
 //! One agent owns a pool at a time; opening it recovers as if every earlier owner had crashed.
 
+pub mod bases;
+pub mod checkpoint;
+pub mod diff;
+pub mod fault;
+pub mod import;
+pub mod loopback;
+pub mod meta;
+pub mod names;
+pub mod receive;
+pub mod roots;
+pub mod sendstream;
+pub mod sizes;
+pub mod tree;
+pub mod volumes;
+
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,8 +47,8 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::fault::Faults;
-use crate::{meta, names, sys};
+use crate::pool::fault::Faults;
+use crate::sys;
 
 /// Global system volumes, behind `/box/bin` and `/box/all`.
 pub const GLOBAL_SYSTEM_VOLUMES: [&str; 2] = ["box-bin", "box-all"];
@@ -340,7 +355,7 @@ impl Pool {
             sweep_staging(&self.abs(top), 3)?;
         }
         self.sweep_meta(&self.abs("meta"), Path::new(""))?;
-        crate::bases::repair_aliases(self)
+        crate::pool::bases::repair_aliases(self)
     }
 
     fn recover_work_dir(&self, dir: &Path) -> Result<()> {

@@ -12,13 +12,13 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::service::Interceptor;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::checkpoint::{Shelf, Subject};
-use crate::diff::{Change, Strategy};
 use crate::error::Error;
 use crate::exec::NodeBoxes;
-use crate::import::ImportOptions;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::pool::checkpoint::{Shelf, Subject};
+use crate::pool::diff::{Change, Strategy};
+use crate::pool::import::ImportOptions;
 use crate::runtime::LocalRuntime;
 use crate::sys;
 
@@ -343,7 +343,7 @@ fn shelf(v: i32) -> Result<Shelf, Status> {
     }
 }
 
-fn root_msg(pool: &Pool, r: crate::roots::RootInfo) -> proto::Root {
+fn root_msg(pool: &Pool, r: crate::pool::roots::RootInfo) -> proto::Root {
     let path = pool.path().join("roots").join(&r.project).join(&r.name);
     proto::Root {
         project: r.project,
@@ -845,7 +845,7 @@ impl StorageService {
     async fn receive_from(
         &self,
         client: &mut PeerClient,
-        info: &crate::receive::ReceivedVersion,
+        info: &crate::pool::receive::ReceivedVersion,
         parent: Option<String>,
     ) -> Result<String, Status> {
         let mut stream = client
@@ -896,7 +896,7 @@ type PeerClient = proto::storage_client::StorageClient<
 async fn peer_version(
     client: &mut PeerClient,
     version: &str,
-) -> Result<crate::receive::ReceivedVersion, Status> {
+) -> Result<crate::pool::receive::ReceivedVersion, Status> {
     let show = client
         .show_base(proto::ShowBaseRequest {
             name: version.to_string(),
@@ -911,7 +911,7 @@ async fn peer_version(
         .or_else(|| show.versions.first())
         .cloned()
         .ok_or_else(|| Status::not_found(format!("peer has no base {version:?}")))?;
-    Ok(crate::receive::ReceivedVersion {
+    Ok(crate::pool::receive::ReceivedVersion {
         version: row.version,
         name: show.name,
         kind: row.kind,
