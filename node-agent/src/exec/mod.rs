@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use crate::error::{Error, Result};
 use crate::runtime::runner::env::{BASE_PATH, single_quote};
 use crate::sys as oskit;
-use crate::sys::{HostBin, host_command};
+use crate::sys::cmd::{HostBin, host_command};
 
 /// Where background execs write their output inside the box.
 pub const EXEC_LOG_DIR: &str = "/tmp/boxes/exec";

@@ -224,7 +224,7 @@ pub fn ensure_runner_rootfs(state_dir: &Path, runner_bin: &Path) -> Result<PathB
 
 /// The absolute paths of the shared libraries (and loader) `bin` needs, from `ldd`.
 fn shared_libraries(bin: &Path) -> Result<BTreeSet<PathBuf>> {
-    let out = crate::sys::host_command(crate::sys::HostBin::Ldd)?
+    let out = crate::sys::cmd::host_command(crate::sys::cmd::HostBin::Ldd)?
         .arg(bin)
         .output()
         .ctx("run ldd on", bin)?;

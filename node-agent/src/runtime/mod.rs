@@ -342,7 +342,7 @@ impl LocalRuntime {
             // The runner reads the box's variables from runner.json and gives them to PID 1
             // alone; its own process gets the fixed host environment, so a box's LD_PRELOAD or
             // PATH never steers the privileged runner.
-            env: crate::sys::HOST_ENV
+            env: crate::sys::cmd::HOST_ENV
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),

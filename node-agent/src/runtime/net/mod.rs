@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
+use crate::sys::cmd::{HostBin, host_command};
 use crate::sys::netlink;
-use crate::sys::{HostBin, host_command};
 
 /// The bridge and its /24.
 #[derive(Debug, Clone)]
