@@ -1,4 +1,5 @@
-//! The node's btrfs pool: layout, opening, work directories and crash recovery.
+//! The node's btrfs pool: layout, work directories and crash recovery (`open` opens it); the
+//! objects kept in it live in the submodules (`roots`, `checkpoint`, `bases`, `volumes`, ...).
 //!
 //! Layout under the pool directory:
 //!
@@ -31,6 +32,7 @@ pub mod import;
 pub mod loopback;
 pub mod meta;
 pub mod names;
+mod open;
 pub mod receive;
 pub mod roots;
 pub mod sendstream;
@@ -49,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, IoContext, Result};
 use crate::pool::fault::Faults;
 use crate::sys;
+use names::STAGING_PREFIX;
 
 /// Global system volumes, behind `/box/bin` and `/box/all`.
 pub const GLOBAL_SYSTEM_VOLUMES: [&str; 2] = ["box-bin", "box-all"];
@@ -100,41 +103,6 @@ impl Drop for Work<'_> {
 static OP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Pool {
-    /// Opens the pool at `dir`, creating its layout, and repairs what a crash left behind.
-    /// Fails with a clear message when `dir` is not on btrfs.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Pool> {
-        let dir = dir.as_ref().to_path_buf();
-        if !dir.is_dir() {
-            return Err(Error::NotFound(format!(
-                "pool directory {} does not exist",
-                dir.display()
-            )));
-        }
-        if !sys::is_btrfs(&dir)? {
-            return Err(Error::FailedPrecondition(format!(
-                "pool directory {} is not on a btrfs filesystem; mount one there or use a loopback pool",
-                dir.display()
-            )));
-        }
-        for top in TOP_DIRS {
-            let p = dir.join(top);
-            fs::create_dir_all(&p).ctx("create", &p)?;
-        }
-        let pool = Pool {
-            dir,
-            ops: Mutex::new(()),
-            in_flight: Mutex::new(HashSet::new()),
-            faults: Faults::default(),
-        };
-        pool.recover_at_open()?;
-        let _g = pool.lock();
-        for vol in GLOBAL_SYSTEM_VOLUMES {
-            pool.ensure_subvolume(&Path::new("system").join(vol))?;
-        }
-        drop(_g);
-        Ok(pool)
-    }
-
     /// The pool's directory.
     pub fn path(&self) -> &Path {
         &self.dir
@@ -338,26 +306,6 @@ impl Pool {
         Ok(())
     }
 
-    /// Full repair when the pool is opened and nothing else runs: work directories, staging
-    /// names whose record did not survive, stale sidecars, and aliases.
-    fn recover_at_open(&self) -> Result<()> {
-        self.recover()?;
-        let _g = self.lock();
-        for top in [
-            "bases",
-            "roots",
-            "checkpoints",
-            "volumes",
-            "volume-checkpoints",
-            "volume-backups",
-            "system",
-        ] {
-            sweep_staging(&self.abs(top), 3)?;
-        }
-        self.sweep_meta(&self.abs("meta"), Path::new(""))?;
-        crate::pool::bases::repair_aliases(self)
-    }
-
     fn recover_work_dir(&self, dir: &Path) -> Result<()> {
         let intent: Option<Intent> = meta::read(&dir.join("intent.meta"));
         let staged = self.staged_in(dir)?;
@@ -446,9 +394,6 @@ impl Pool {
         Ok(())
     }
 }
-
-/// Prefix of staging names; `names` refuses it so a user's object can never look like one.
-pub const STAGING_PREFIX: &str = ".forkr-";
 
 impl Work<'_> {
     /// A staging path next to `target` (same directory, so even a read-only subvolume can be
