@@ -395,13 +395,13 @@ fn import_bench(pool: &Pool, cfg: &Config, scratch: &Path, rows: &mut Vec<Row>) 
 /// the transport adds.
 fn grpc_bench(pool: std::sync::Arc<Pool>, cfg: &Config, scratch: &Path, rows: &mut Vec<Row>) {
     use forkr_node_agent::rpc::storage::proto::storage_client::StorageClient;
-    use forkr_node_agent::rpc::storage::{self, BearerToken, proto};
+    use forkr_node_agent::rpc::storage::{BearerToken, proto};
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let sock = scratch.join("agent.sock");
     let (create, delete) = rt.block_on(async {
         let serving = sock.clone();
         tokio::spawn(async move {
-            storage::serve_unix(
+            forkr_node_agent::rpc::serve::serve_unix(
                 pool,
                 Default::default(),
                 None,

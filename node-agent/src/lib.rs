@@ -22,6 +22,9 @@ pub use pool::checkpoint::{Shelf, Subject};
 #[doc(hidden)]
 pub use pool::{checkpoint, diff, import, loopback, volumes};
 #[doc(hidden)]
-pub use rpc::storage as grpc;
+pub mod grpc {
+    pub use crate::rpc::serve::*;
+    pub use crate::rpc::storage::*;
+}
 #[doc(hidden)]
 pub use runtime::{net, runner};

@@ -11,7 +11,7 @@ use forkr_node_agent::Pool;
 use forkr_node_agent::exec::NodeBoxes;
 use forkr_node_agent::metrics::{self, Metrics};
 use forkr_node_agent::pool::loopback::Loopback;
-use forkr_node_agent::rpc::storage as grpc;
+use forkr_node_agent::rpc::serve;
 use forkr_node_agent::runtime::net::NetConfig;
 use forkr_node_agent::runtime::{ApiEndpoints, LocalRuntime, RuntimeConfig};
 
@@ -159,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(metrics::serve(metrics.clone(), listener, shutdown.clone()));
     }
     let node_boxes = Arc::new(NodeBoxes::new(&args.containerd_state));
-    let unix = grpc::serve_unix_on_node(
+    let unix = serve::serve_unix_on_node(
         pool.clone(),
         metrics.clone(),
         runtime.clone(),
@@ -170,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
     );
     match args.listen {
         Some(addr) => {
-            let tcp = grpc::serve_tcp_on_node(
+            let tcp = serve::serve_tcp_on_node(
                 pool.clone(),
                 metrics.clone(),
                 runtime.clone(),

@@ -369,16 +369,23 @@ async fn serves_over_a_unix_socket_and_tcp() {
     let server = {
         let (pool, sock) = (pool.clone(), sock.clone());
         tokio::spawn(async move {
-            storage::serve_unix(pool, Arc::default(), None, TOKEN, &sock, async {
-                let _ = stop_rx.await;
-            })
+            forkr_node_agent::rpc::serve::serve_unix(
+                pool,
+                Arc::default(),
+                None,
+                TOKEN,
+                &sock,
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
             .await
         })
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let metrics = Arc::new(forkr_node_agent::metrics::Metrics::default());
-    tokio::spawn(storage::serve_tcp_listener(
+    tokio::spawn(forkr_node_agent::rpc::serve::serve_tcp_listener(
         pool,
         metrics.clone(),
         None,

@@ -14,7 +14,7 @@ use common::{TarGz, TestPool, elf};
 use forkr_node_agent::Pool;
 use forkr_node_agent::pool::import::ImportOptions;
 use forkr_node_agent::rpc::storage::proto::storage_client::StorageClient;
-use forkr_node_agent::rpc::storage::{self, BearerToken, proto};
+use forkr_node_agent::rpc::storage::{BearerToken, proto};
 use tar::EntryType;
 
 const TOKEN: &str = "cluster-token";
@@ -23,7 +23,7 @@ async fn serve(t: &TestPool) -> String {
     let pool = Arc::new(Pool::open(t.lb.path()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(storage::serve_tcp_listener(
+    tokio::spawn(forkr_node_agent::rpc::serve::serve_tcp_listener(
         pool,
         Arc::default(),
         None,

@@ -1,25 +1,23 @@
-//! The gRPC face of the pool: the `Storage` service, token authentication, and serving over TCP
-//! and a Unix socket. Pool calls block on the kernel, so each runs on the blocking thread pool.
+//! The gRPC face of the pool: the `Storage` service and token authentication (serving it next to
+//! `Runtime` is `rpc::serve`). Pool calls block on the kernel, so each runs on the blocking
+//! thread pool.
 
 use std::io::{self, Read};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Interceptor;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
-use crate::exec::NodeBoxes;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::pool::checkpoint::{Shelf, Subject};
 use crate::pool::diff::{Change, Strategy};
 use crate::pool::import::ImportOptions;
-use crate::runtime::LocalRuntime;
 use crate::sys;
 
 /// Generated protocol types, shared by server and clients.
@@ -136,149 +134,6 @@ pub fn service_with_metrics(
         },
         TokenAuth::new(token),
     ))
-}
-
-/// Serves the Storage and Runtime services on a TCP address until `shutdown` resolves.
-pub async fn serve_tcp(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    token: &str,
-    addr: SocketAddr,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    serve_tcp_on_node(
-        pool,
-        metrics,
-        runtime,
-        Arc::default(),
-        token,
-        addr,
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve_tcp`], finding Kubernetes-mode boxes with `node_boxes`.
-pub async fn serve_tcp_on_node(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    node_boxes: Arc<NodeBoxes>,
-    token: &str,
-    addr: SocketAddr,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_listener(
-        pool, metrics, runtime, node_boxes, token, listener, shutdown,
-    )
-    .await
-}
-
-/// Serves on an already bound TCP listener (lets callers pick port 0).
-pub async fn serve_tcp_listener(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    token: &str,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    serve_listener(
-        pool,
-        metrics,
-        runtime,
-        Arc::default(),
-        token,
-        listener,
-        shutdown,
-    )
-    .await
-}
-
-async fn serve_listener(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    node_boxes: Arc<NodeBoxes>,
-    token: &str,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    crate::rpc::server_builder()
-        .add_service(service_with_metrics(pool.clone(), token, metrics)?)
-        .add_service(crate::rpc::service_on_node(
-            pool,
-            runtime,
-            token,
-            crate::rpc::HEARTBEAT,
-            node_boxes,
-        ))
-        // Without TCP_NODELAY, the small frames of an exec stream wait on delayed ACKs: about
-        // 40 ms per exec. tonic sets it only on listeners it binds itself.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(std::time::Duration::from_secs(60))),
-            shutdown,
-        )
-        .await?;
-    Ok(())
-}
-
-/// Serves on a Unix socket (replacing a stale one), readable by root only, until `shutdown`.
-pub async fn serve_unix(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    token: &str,
-    path: &Path,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    serve_unix_on_node(
-        pool,
-        metrics,
-        runtime,
-        Arc::default(),
-        token,
-        path,
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve_unix`], finding Kubernetes-mode boxes with `node_boxes`.
-pub async fn serve_unix_on_node(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    node_boxes: Arc<NodeBoxes>,
-    token: &str,
-    path: &Path,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    crate::rpc::server_builder()
-        .add_service(service_with_metrics(pool.clone(), token, metrics)?)
-        .add_service(crate::rpc::service_on_node(
-            pool,
-            runtime,
-            token,
-            crate::rpc::HEARTBEAT,
-            node_boxes,
-        ))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
 }
 
 impl StorageService {

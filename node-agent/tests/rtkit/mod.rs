@@ -269,7 +269,7 @@ impl Rt {
         );
         let path = sock.clone();
         tokio::spawn(async move {
-            forkr_node_agent::rpc::serve_unix(svc, &path, std::future::pending())
+            forkr_node_agent::rpc::serve::serve_runtime_unix(svc, &path, std::future::pending())
                 .await
                 .unwrap()
         });
