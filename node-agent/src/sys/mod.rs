@@ -1,7 +1,7 @@
 //! The one seam to the kernel and the host: every btrfs call, ioctl, mount, confined path walk,
 //! process call and host program goes through here, so the rest of the crate reads as logic.
-//! It is the only module allowed `unsafe` and `std::process::Command::new` (the crate denies
-//! `unsafe_code` elsewhere; `tests/rooms.rs` checks both).
+//! It is the only module allowed `unsafe` and `std::process::Command::new`; `tests/rooms.rs`
+//! checks that on the source, as `grep -rn 'Command::new\|unsafe' node-agent/src` would.
 //!
 //! The submodules are named for what they touch; callers use the flat `sys::` names below, and
 //! `sys::netlink` and `sys::cmd` as namespaces of their own.
