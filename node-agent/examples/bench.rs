@@ -9,9 +9,9 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use forkr_node_agent::diff::Strategy;
-use forkr_node_agent::import::ImportOptions;
-use forkr_node_agent::loopback::Loopback;
+use forkr_node_agent::pool::diff::Strategy;
+use forkr_node_agent::pool::import::ImportOptions;
+use forkr_node_agent::pool::loopback::Loopback;
 use forkr_node_agent::{Pool, Shelf, Subject};
 
 const MIB: u64 = 1 << 20;
@@ -394,14 +394,14 @@ fn import_bench(pool: &Pool, cfg: &Config, scratch: &Path, rows: &mut Vec<Row>) 
 /// The same create and delete, through the gRPC API over the agent's Unix socket, to show what
 /// the transport adds.
 fn grpc_bench(pool: std::sync::Arc<Pool>, cfg: &Config, scratch: &Path, rows: &mut Vec<Row>) {
-    use forkr_node_agent::grpc::proto::storage_client::StorageClient;
-    use forkr_node_agent::grpc::{self, BearerToken, proto};
+    use forkr_node_agent::rpc::storage::proto::storage_client::StorageClient;
+    use forkr_node_agent::rpc::storage::{BearerToken, proto};
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let sock = scratch.join("agent.sock");
     let (create, delete) = rt.block_on(async {
         let serving = sock.clone();
         tokio::spawn(async move {
-            grpc::serve_unix(
+            forkr_node_agent::rpc::serve::serve_unix(
                 pool,
                 Default::default(),
                 None,

@@ -1,33 +1,30 @@
 //! forkr-node-agent: owns the node's btrfs pool and serves it over gRPC.
+//!
+//! Rooms: `sys` is the one seam to the kernel and the host's programs; `pool` is the storage
+//! engine on btrfs; `runtime` runs boxes (runc, the runner, networking); `exec` and `files` enter
+//! running boxes; `rpc` serves the Storage and Runtime services.
 
-pub mod bases;
-pub mod checkpoint;
-pub mod diff;
 pub mod error;
-pub mod fault;
-pub mod grpc;
-pub mod import;
-pub mod loopback;
-pub mod meta;
-pub mod metrics;
-pub mod names;
-pub mod pool;
-pub mod receive;
-pub mod rootfs;
-pub mod roots;
-pub mod sendstream;
-pub mod sizes;
-pub mod sys;
-pub mod volumes;
-
-pub use checkpoint::{Shelf, Subject};
-pub use error::{Error, Result};
-pub use pool::Pool;
 pub mod exec;
 pub mod files;
+pub mod metrics;
 pub mod minibase;
-pub mod net;
-pub mod oskit;
+pub mod pool;
 pub mod rpc;
-pub mod runner;
 pub mod runtime;
+pub mod sys;
+
+pub use error::{Error, Result};
+pub use pool::Pool;
+pub use pool::checkpoint::{Shelf, Subject};
+
+// Old paths, for forkr-api and e2e until the merge (issue 13).
+#[doc(hidden)]
+pub use pool::{checkpoint, diff, import, loopback, volumes};
+#[doc(hidden)]
+pub mod grpc {
+    pub use crate::rpc::serve::*;
+    pub use crate::rpc::storage::*;
+}
+#[doc(hidden)]
+pub use runtime::{net, runner};

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use forkr_node_agent::Pool;
 use forkr_node_agent::exec::NodeBoxes;
-use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::metrics::{self, Metrics};
-use forkr_node_agent::net::NetConfig;
+use forkr_node_agent::pool::loopback::Loopback;
+use forkr_node_agent::rpc::serve;
+use forkr_node_agent::runtime::net::NetConfig;
 use forkr_node_agent::runtime::{ApiEndpoints, LocalRuntime, RuntimeConfig};
-use forkr_node_agent::{Pool, grpc};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,7 +101,7 @@ fn open_runtime(args: &Args, pool: &Arc<Pool>) -> anyhow::Result<Option<Arc<Loca
         network: Some(NetConfig {
             bridge: args.bridge.clone(),
             subnet: args.subnet,
-            upstream_dns: forkr_node_agent::net::hosts::host_nameservers(),
+            upstream_dns: forkr_node_agent::runtime::net::hosts::host_nameservers(),
             extra_hosts: Vec::new(),
         }),
         api: ApiEndpoints {
@@ -158,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(metrics::serve(metrics.clone(), listener, shutdown.clone()));
     }
     let node_boxes = Arc::new(NodeBoxes::new(&args.containerd_state));
-    let unix = grpc::serve_unix_on_node(
+    let unix = serve::serve_unix_on_node(
         pool.clone(),
         metrics.clone(),
         runtime.clone(),
@@ -169,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
     );
     match args.listen {
         Some(addr) => {
-            let tcp = grpc::serve_tcp_on_node(
+            let tcp = serve::serve_tcp_on_node(
                 pool.clone(),
                 metrics.clone(),
                 runtime.clone(),

@@ -19,7 +19,7 @@ const BASH: &str = "/usr/bin/bash";
 const TINI: &str = "/usr/bin/tini-static";
 
 fn libs_of(bin: &str) -> Result<Vec<PathBuf>> {
-    let out = crate::sys::host_command(crate::sys::HostBin::Ldd)?
+    let out = crate::sys::cmd::host_command(crate::sys::cmd::HostBin::Ldd)?
         .arg(bin)
         .output()
         .ctx("run ldd on", Path::new(bin))?;
@@ -157,7 +157,7 @@ fn build(out: &Path, libs: &[PathBuf]) -> Result<()> {
     t.file("usr/bin/busybox", &read(Path::new(BUSYBOX))?, 0o755)?;
     t.file("usr/bin/bash", &read(Path::new(BASH))?, 0o755)?;
     t.file("usr/bin/tini", &read(Path::new(TINI))?, 0o755)?;
-    let list = crate::sys::host_command(crate::sys::HostBin::Busybox)?
+    let list = crate::sys::cmd::host_command(crate::sys::cmd::HostBin::Busybox)?
         .arg("--list")
         .output()
         .ctx("run", Path::new(BUSYBOX))?;

@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::{TarGz, TestPool, elf, rootfs_tar};
 use forkr_node_agent::Error;
-use forkr_node_agent::import::ImportOptions;
+use forkr_node_agent::pool::import::ImportOptions;
 use tar::EntryType;
 
 fn import(t: &TestPool, name: &str, tar: &[u8], parent: Option<&str>) -> Result<String, Error> {

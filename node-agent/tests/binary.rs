@@ -6,8 +6,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use forkr_node_agent::grpc::proto::storage_client::StorageClient;
-use forkr_node_agent::grpc::{BearerToken, proto};
+use forkr_node_agent::rpc::storage::proto::storage_client::StorageClient;
+use forkr_node_agent::rpc::storage::{BearerToken, proto};
 
 /// Kills the agent if the test fails before stopping it.
 struct Agent(std::process::Child);

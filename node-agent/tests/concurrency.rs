@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{TestPool, rootfs_tar};
-use forkr_node_agent::import::ImportOptions;
+use forkr_node_agent::pool::import::ImportOptions;
 use forkr_node_agent::{Shelf, Subject};
 
 #[test]

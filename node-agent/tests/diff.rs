@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use common::{TestPool, write_file};
-use forkr_node_agent::diff::{Change, FileStatus, Method, Strategy};
+use forkr_node_agent::pool::diff::{Change, FileStatus, Method, Strategy};
 use forkr_node_agent::{Error, Shelf, Subject};
 
 const WEB: Subject<'static> = Subject::Root {

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::Path;
 
 use common::{TestPool, rootfs_tar, write_file};
-use forkr_node_agent::import::ImportOptions;
+use forkr_node_agent::pool::import::ImportOptions;
 use forkr_node_agent::{Error, Pool, Shelf, Subject};
 
 const WEB: Subject<'static> = Subject::Root {
@@ -373,7 +373,7 @@ fn receive() {
                 Some(&p.base_path("box-base")?),
                 false,
             )?;
-            let info = forkr_node_agent::receive::ReceivedVersion {
+            let info = forkr_node_agent::pool::receive::ReceivedVersion {
                 version: "replica".into(),
                 name: "replica".into(),
                 kind: "import".into(),

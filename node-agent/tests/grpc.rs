@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use common::{TestPool, rootfs_tar, write_file};
 use forkr_node_agent::Pool;
-use forkr_node_agent::grpc::proto::storage_client::StorageClient;
-use forkr_node_agent::grpc::proto::{self, import_base_chunk::Part, target::Kind};
-use forkr_node_agent::grpc::{self, BearerToken};
+use forkr_node_agent::rpc::storage::proto::storage_client::StorageClient;
+use forkr_node_agent::rpc::storage::proto::{self, import_base_chunk::Part, target::Kind};
+use forkr_node_agent::rpc::storage::{self, BearerToken};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -26,7 +26,7 @@ async fn in_process(pool: Arc<Pool>, token: &str) -> Client {
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
         Server::builder()
-            .add_service(grpc::service(pool, TOKEN).unwrap())
+            .add_service(storage::service(pool, TOKEN).unwrap())
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))
             .await
     });
@@ -91,7 +91,7 @@ async fn calls_without_the_token_are_rejected() {
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
     tokio::spawn(async move {
         Server::builder()
-            .add_service(grpc::service(pool, TOKEN).unwrap())
+            .add_service(storage::service(pool, TOKEN).unwrap())
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))
             .await
     });
@@ -369,16 +369,23 @@ async fn serves_over_a_unix_socket_and_tcp() {
     let server = {
         let (pool, sock) = (pool.clone(), sock.clone());
         tokio::spawn(async move {
-            grpc::serve_unix(pool, Arc::default(), None, TOKEN, &sock, async {
-                let _ = stop_rx.await;
-            })
+            forkr_node_agent::rpc::serve::serve_unix(
+                pool,
+                Arc::default(),
+                None,
+                TOKEN,
+                &sock,
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
             .await
         })
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let metrics = Arc::new(forkr_node_agent::metrics::Metrics::default());
-    tokio::spawn(grpc::serve_tcp_listener(
+    tokio::spawn(forkr_node_agent::rpc::serve::serve_tcp_listener(
         pool,
         metrics.clone(),
         None,

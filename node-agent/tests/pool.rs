@@ -29,7 +29,8 @@ fn open_refuses_a_directory_not_on_btrfs() {
 #[test]
 fn layout_and_system_volumes() {
     let t = TestPool::new();
-    let already = forkr_node_agent::loopback::Loopback::ensure_btrfs(t.lb.path(), 1 << 30).unwrap();
+    let already =
+        forkr_node_agent::pool::loopback::Loopback::ensure_btrfs(t.lb.path(), 1 << 30).unwrap();
     assert!(
         already.is_none(),
         "a btrfs directory needs no loopback image"

@@ -8,8 +8,8 @@ use std::fs;
 
 use common::TestPool;
 use forkr_node_agent::Error;
-use forkr_node_agent::receive::ReceivedVersion;
-use forkr_node_agent::sendstream::{attr, cmd};
+use forkr_node_agent::pool::receive::ReceivedVersion;
+use forkr_node_agent::pool::sendstream::{attr, cmd};
 
 fn command(kind: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
     let mut body = Vec::new();

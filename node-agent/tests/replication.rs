@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use common::{TarGz, TestPool, elf};
 use forkr_node_agent::Pool;
-use forkr_node_agent::grpc::proto::storage_client::StorageClient;
-use forkr_node_agent::grpc::{self, BearerToken, proto};
-use forkr_node_agent::import::ImportOptions;
+use forkr_node_agent::pool::import::ImportOptions;
+use forkr_node_agent::rpc::storage::proto::storage_client::StorageClient;
+use forkr_node_agent::rpc::storage::{BearerToken, proto};
 use tar::EntryType;
 
 const TOKEN: &str = "cluster-token";
@@ -23,7 +23,7 @@ async fn serve(t: &TestPool) -> String {
     let pool = Arc::new(Pool::open(t.lb.path()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(grpc::serve_tcp_listener(
+    tokio::spawn(forkr_node_agent::rpc::serve::serve_tcp_listener(
         pool,
         Arc::default(),
         None,
@@ -204,7 +204,7 @@ fn an_incremental_stream_needs_the_same_parent() {
         false,
     )
     .unwrap();
-    let info = forkr_node_agent::receive::ReceivedVersion {
+    let info = forkr_node_agent::pool::receive::ReceivedVersion {
         version: "dev".into(),
         name: "dev".into(),
         kind: "import".into(),

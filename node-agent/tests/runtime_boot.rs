@@ -237,7 +237,7 @@ fn recovery_adopts_running_boxes_and_reports_dead_ones() {
     let alive = rt.boot(&spec(&project, "alive")).pid.unwrap();
     let doomed = rt.boot(&spec(&project, "doomed")).pid.unwrap();
     // The box dies while the agent is away.
-    forkr_node_agent::oskit::kill(doomed, libc::SIGKILL).unwrap();
+    forkr_node_agent::sys::kill(doomed, libc::SIGKILL).unwrap();
     let t = std::time::Instant::now();
     while forkr_node_agent::runtime::process_running(doomed) && t.elapsed().as_secs() < 5 {
         std::thread::sleep(std::time::Duration::from_millis(10));

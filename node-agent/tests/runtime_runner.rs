@@ -30,7 +30,7 @@ impl Pod {
 impl Drop for Pod {
     fn drop(&mut self) {
         if let Ok(t) = self.find() {
-            let _ = forkr_node_agent::oskit::kill(t.pid1, libc::SIGKILL);
+            let _ = forkr_node_agent::sys::kill(t.pid1, libc::SIGKILL);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -142,7 +142,7 @@ async fn agent_without_local_runtime_serves_exec_and_files_for_pods() {
     );
     let path = sock.clone();
     tokio::spawn(async move {
-        forkr_node_agent::rpc::serve_unix(svc, &path, std::future::pending()).await
+        forkr_node_agent::rpc::serve::serve_runtime_unix(svc, &path, std::future::pending()).await
     });
     let mut c = rtkit::connect(&sock).await;
     let bref = Some(proto::BoxRef {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use forkr_node_agent::runner;
+use forkr_node_agent::runtime::runner;
 
 fn main() {
     let mut args = std::env::args_os().skip(1);

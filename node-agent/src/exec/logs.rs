@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{EXEC_LOG_DIR, Target};
-use crate::oskit;
+use crate::sys as oskit;
 
 /// Creates the log directory, world-writable and sticky like /tmp, so execs as project users
 /// can write their logs too.

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
-use crate::oskit;
-use crate::runner::env::{BASE_PATH, single_quote};
-use crate::sys::{HostBin, host_command};
+use crate::runtime::runner::env::{BASE_PATH, single_quote};
+use crate::sys as oskit;
+use crate::sys::cmd::{HostBin, host_command};
 
 /// Where background execs write their output inside the box.
 pub const EXEC_LOG_DIR: &str = "/tmp/boxes/exec";

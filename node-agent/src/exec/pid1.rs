@@ -88,7 +88,7 @@ impl Spec {
         {
             return false;
         }
-        let prefix = format!("{}=", crate::runner::CONFIG_ENV);
+        let prefix = format!("{}=", crate::runtime::runner::CONFIG_ENV);
         let Some(config) = self
             .process
             .iter()

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecRequest, Stdio3, Target};
-use crate::oskit;
+use crate::sys as oskit;
 
 /// Output kept for a reattach.
 pub const REPLAY_BYTES: usize = 64 * 1024;

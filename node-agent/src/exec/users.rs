@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 use crate::exec::User;
-use crate::oskit;
+use crate::sys as oskit;
 
 /// The first UID of a project's allocation.
 pub const FIRST_UID: u32 = 20000;

@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, IoContext, Result};
-use crate::oskit;
 use crate::pool::Pool;
-use crate::runner::{SHARED_MOUNTS, SYSTEM_MOUNTS};
+use crate::runtime::runner::{SHARED_MOUNTS, SYSTEM_MOUNTS};
+use crate::sys as oskit;
 
 /// The documented refusal for anything but a regular file (forkr-api's fallback repeats it).
 pub use forkr_agent_proto::files::ONLY_FILES;

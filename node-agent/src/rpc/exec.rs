@@ -146,8 +146,8 @@ async fn pipes(
     let (Some(so), Some(se)) = (child.stdout.take(), child.stderr.take()) else {
         return;
     };
-    crate::oskit::set_pipe_size(&so, CHUNK as i32);
-    crate::oskit::set_pipe_size(&se, CHUNK as i32);
+    crate::sys::set_pipe_size(&so, CHUNK as i32);
+    crate::sys::set_pipe_size(&se, CHUNK as i32);
     let o = tokio::spawn(pump_output(so, tx.clone(), exec_output::Msg::Stdout));
     let e = tokio::spawn(pump_output(se, tx.clone(), exec_output::Msg::Stderr));
     let feeder = tokio::spawn(async move {

@@ -1,24 +1,26 @@
-//! The gRPC face of the box runtime: the `Runtime` service (box start/stop/status in local mode;
-//! exec, console, ps, logs and files in both modes), authenticated with the agent's token.
+//! The node's gRPC services. This module is the `Runtime` service (box start/stop/status in local
+//! mode; exec, console, ps, logs and files in both modes, in `exec` and `files`), authenticated
+//! with the agent's token; `storage` is the `Storage` service over the pool; `serve` serves both.
+//! `serve` depends on the two services and neither depends on it.
 //!
 //! Its code is generated from `proto/forkr/runtime/v1/runtime.proto` by the build script, like the
 //! Storage service's.
 
 mod exec;
 mod files;
+pub mod serve;
+pub mod storage;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
 use crate::exec::Target;
 use crate::exec::session::Sessions;
-use crate::grpc::{TokenAuth, to_status};
 use crate::pool::Pool;
+use crate::rpc::storage::{TokenAuth, to_status};
 use crate::runtime::{BoxSpec, LocalRuntime, Phase, VolumeMount};
 
 /// Generated protocol types, shared by server and clients (forkr-agent-proto).
@@ -70,31 +72,6 @@ pub fn service_on_node(
         },
         TokenAuth::new(token),
     )
-}
-
-/// HTTP/2 keepalive for long idle exec and console streams: a PING every 20 s, and the
-/// connection is dropped when one goes unanswered for 20 s.
-pub fn server_builder() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-}
-
-/// Serves the Runtime service alone on a Unix socket until `shutdown` (tests, benchmarks).
-pub async fn serve_unix(
-    svc: tonic::service::interceptor::InterceptedService<RuntimeServer<RuntimeService>, TokenAuth>,
-    path: &Path,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let listener = tokio::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    server_builder()
-        .add_service(svc)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
 }
 
 pub(crate) fn box_ref(b: Option<proto::BoxRef>) -> Result<(String, String), Status> {

@@ -185,7 +185,7 @@ pub fn ensure_runner_rootfs(state_dir: &Path, runner_bin: &Path) -> Result<PathB
         let p = staging.join(d);
         std::fs::create_dir_all(&p).ctx("create", &p)?;
     }
-    for (name, _) in crate::runner::SYSTEM_MOUNTS {
+    for (name, _) in crate::runtime::runner::SYSTEM_MOUNTS {
         let p = staging.join(SYSTEM_DIR.trim_start_matches('/')).join(name);
         std::fs::create_dir_all(&p).ctx("create", &p)?;
     }
@@ -220,7 +220,7 @@ pub fn ensure_runner_rootfs(state_dir: &Path, runner_bin: &Path) -> Result<PathB
 
 /// The absolute paths of the shared libraries (and loader) `bin` needs, from `ldd`.
 fn shared_libraries(bin: &Path) -> Result<BTreeSet<PathBuf>> {
-    let out = crate::sys::host_command(crate::sys::HostBin::Ldd)?
+    let out = crate::sys::cmd::host_command(crate::sys::cmd::HostBin::Ldd)?
         .arg(bin)
         .output()
         .ctx("run ldd on", bin)?;

@@ -17,7 +17,9 @@
 //! that died meanwhile.
 
 pub mod bundle;
+pub mod net;
 pub mod runc;
+pub mod runner;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -28,12 +30,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::net::{NetConfig, Network};
 use crate::pool::Pool;
-use crate::runner::{self, DataMount, Injected, RunnerConfig};
+use crate::runtime::net::{NetConfig, Network};
 use bundle::{Bind, BundleSpec};
 use forkr_agent_proto::layout;
 use runc::Runc;
+use runner::{DataMount, Injected, RunnerConfig};
 
 /// How the local runtime is set up.
 #[derive(Debug, Clone)]
@@ -341,7 +343,7 @@ impl LocalRuntime {
             // The runner reads the box's variables from runner.json and gives them to PID 1
             // alone; its own process gets the fixed host environment, so a box's LD_PRELOAD or
             // PATH never steers the privileged runner.
-            env: crate::sys::HOST_ENV
+            env: crate::sys::cmd::HOST_ENV
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
@@ -381,7 +383,7 @@ impl LocalRuntime {
         if let Some(st) = self.runc.state(&id)?
             && st.status == "running"
         {
-            crate::oskit::kill(st.pid, libc::SIGTERM)?;
+            crate::sys::kill(st.pid, libc::SIGTERM)?;
             let deadline = Instant::now() + Duration::from_secs(rec.spec.grace_seconds);
             while process_running(st.pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));

@@ -33,7 +33,7 @@ impl Runc {
     /// runc by absolute path with the fixed host environment: it runs as root on the host, so
     /// nothing of a box or a request may steer which binary runs or how it loads.
     fn cmd(&self) -> Result<Command> {
-        let mut c = crate::sys::host_command(crate::sys::HostBin::Runc)?;
+        let mut c = crate::sys::cmd::host_command(crate::sys::cmd::HostBin::Runc)?;
         c.arg("--root").arg(&self.root);
         Ok(c)
     }

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use forkr_node_agent::Pool;
-use forkr_node_agent::import::ImportOptions;
-use forkr_node_agent::loopback::Loopback;
+use forkr_node_agent::pool::import::ImportOptions;
+use forkr_node_agent::pool::loopback::Loopback;
 
 /// A pool on a private loopback btrfs. Field order matters: the pool closes before the unmount.
 pub struct TestPool {

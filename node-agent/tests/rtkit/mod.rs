@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use forkr_node_agent::Pool;
-use forkr_node_agent::import::ImportOptions;
-use forkr_node_agent::loopback::Loopback;
-use forkr_node_agent::net::{NetConfig, SubnetLease};
+use forkr_node_agent::pool::import::ImportOptions;
+use forkr_node_agent::pool::loopback::Loopback;
+use forkr_node_agent::runtime::net::{NetConfig, SubnetLease};
 use forkr_node_agent::runtime::{ApiEndpoints, BoxSpec, BoxStatus, LocalRuntime, RuntimeConfig};
 
 const CACHE: &str = "/var/cache/forkr/testbase";
@@ -253,7 +253,7 @@ pub const TOKEN: &str = "runtime-test-token";
 pub type Client = forkr_node_agent::rpc::proto::runtime_client::RuntimeClient<
     tonic::service::interceptor::InterceptedService<
         tonic::transport::Channel,
-        forkr_node_agent::grpc::BearerToken,
+        forkr_node_agent::rpc::storage::BearerToken,
     >,
 >;
 
@@ -269,7 +269,7 @@ impl Rt {
         );
         let path = sock.clone();
         tokio::spawn(async move {
-            forkr_node_agent::rpc::serve_unix(svc, &path, std::future::pending())
+            forkr_node_agent::rpc::serve::serve_runtime_unix(svc, &path, std::future::pending())
                 .await
                 .unwrap()
         });
@@ -287,7 +287,7 @@ pub async fn connect(sock: &Path) -> Client {
         {
             return forkr_node_agent::rpc::proto::runtime_client::RuntimeClient::with_interceptor(
                 ch,
-                forkr_node_agent::grpc::BearerToken::new(TOKEN).unwrap(),
+                forkr_node_agent::rpc::storage::BearerToken::new(TOKEN).unwrap(),
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

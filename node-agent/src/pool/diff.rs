@@ -11,10 +11,11 @@ use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{Shelf, Subject};
+use super::{sendstream, tree};
 use crate::error::{Error, IoContext, Result};
+use crate::pool::checkpoint::{Shelf, Subject};
 use crate::pool::{Intent, Pool};
-use crate::{rootfs, sendstream, sys};
+use crate::sys;
 
 /// Largest file `diff file` compares.
 pub const FILE_DIFF_LIMIT: u64 = 1024 * 1024;
@@ -343,8 +344,8 @@ fn compare_file(
 ) -> Result<FileDiff> {
     let path = &*p.to_string_lossy();
     let against = against.to_string();
-    let old = rootfs::resolve(checkpoint, p, false)?.filter(|h| h.symlink_metadata().is_ok());
-    let new = rootfs::resolve(frozen, p, false)?.filter(|h| h.symlink_metadata().is_ok());
+    let old = tree::resolve(checkpoint, p, false)?.filter(|h| h.symlink_metadata().is_ok());
+    let new = tree::resolve(frozen, p, false)?.filter(|h| h.symlink_metadata().is_ok());
     let (status, diff) = match (&old, &new) {
         (None, None) => {
             return Err(Error::NotFound(format!(

@@ -1,4 +1,5 @@
-//! The node's btrfs pool: layout, opening, work directories and crash recovery.
+//! The node's btrfs pool: layout, work directories and crash recovery (`open` opens it); the
+//! objects kept in it live in the submodules (`roots`, `checkpoint`, `bases`, `volumes`, ...).
 //!
 //! Layout under the pool directory:
 //!
@@ -23,6 +24,22 @@
 //!
 //! One agent owns a pool at a time; opening it recovers as if every earlier owner had crashed.
 
+pub mod bases;
+pub mod checkpoint;
+pub mod diff;
+pub mod fault;
+pub mod import;
+pub mod loopback;
+pub mod meta;
+pub mod names;
+mod open;
+pub mod receive;
+pub mod roots;
+pub mod sendstream;
+pub mod sizes;
+pub mod tree;
+pub mod volumes;
+
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,8 +49,9 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::fault::Faults;
-use crate::{meta, names, sys};
+use crate::pool::fault::Faults;
+use crate::sys;
+use names::STAGING_PREFIX;
 
 // The layout is the contract with the operator, which mounts parts of the pool by host path.
 use forkr_agent_proto::layout::{self, TOP_DIRS};
@@ -72,41 +90,6 @@ impl Drop for Work<'_> {
 static OP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Pool {
-    /// Opens the pool at `dir`, creating its layout, and repairs what a crash left behind.
-    /// Fails with a clear message when `dir` is not on btrfs.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Pool> {
-        let dir = dir.as_ref().to_path_buf();
-        if !dir.is_dir() {
-            return Err(Error::NotFound(format!(
-                "pool directory {} does not exist",
-                dir.display()
-            )));
-        }
-        if !sys::is_btrfs(&dir)? {
-            return Err(Error::FailedPrecondition(format!(
-                "pool directory {} is not on a btrfs filesystem; mount one there or use a loopback pool",
-                dir.display()
-            )));
-        }
-        for top in TOP_DIRS {
-            let p = dir.join(top);
-            fs::create_dir_all(&p).ctx("create", &p)?;
-        }
-        let pool = Pool {
-            dir,
-            ops: Mutex::new(()),
-            in_flight: Mutex::new(HashSet::new()),
-            faults: Faults::default(),
-        };
-        pool.recover_at_open()?;
-        let _g = pool.lock();
-        for vol in GLOBAL_SYSTEM_VOLUMES {
-            pool.ensure_subvolume(&Path::new(layout::SYSTEM).join(vol))?;
-        }
-        drop(_g);
-        Ok(pool)
-    }
-
     /// The pool's directory.
     pub fn path(&self) -> &Path {
         &self.dir
@@ -310,18 +293,6 @@ impl Pool {
         Ok(())
     }
 
-    /// Full repair when the pool is opened and nothing else runs: work directories, staging
-    /// names whose record did not survive, stale sidecars, and aliases.
-    fn recover_at_open(&self) -> Result<()> {
-        self.recover()?;
-        let _g = self.lock();
-        for top in layout::SUBVOLUME_DIRS {
-            sweep_staging(&self.abs(top), 3)?;
-        }
-        self.sweep_meta(&self.abs(layout::META), Path::new(""))?;
-        crate::bases::repair_aliases(self)
-    }
-
     fn recover_work_dir(&self, dir: &Path) -> Result<()> {
         let intent: Option<Intent> = meta::read(&dir.join("intent.meta"));
         let staged = self.staged_in(dir)?;
@@ -410,9 +381,6 @@ impl Pool {
         Ok(())
     }
 }
-
-/// Prefix of staging names; `names` refuses it so a user's object can never look like one.
-pub const STAGING_PREFIX: &str = ".forkr-";
 
 impl Work<'_> {
     /// A staging path next to `target` (same directory, so even a read-only subvolume can be

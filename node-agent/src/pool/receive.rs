@@ -10,11 +10,12 @@ use std::io::{BufReader, Read};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::bases::BaseOrigin;
+use super::names;
 use crate::error::{Error, IoContext, Result};
+use crate::pool::bases::BaseOrigin;
+use crate::pool::sendstream::{self, Command, attr, cmd};
 use crate::pool::{Intent, Pool};
-use crate::sendstream::{self, Command, attr, cmd};
-use crate::{names, sys};
+use crate::sys;
 
 fn bad(what: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("bad replication stream: {what}"))

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::names;
 use crate::error::{Error, Result};
-use crate::meta::{self, Meta};
+use crate::pool::meta::{self, Meta};
 use crate::pool::{self, Intent, Pool};
-use crate::{names, sys};
+use crate::sys;
 
 /// Something that can be checkpointed: a box root or a data volume.
 #[derive(Debug, Clone, Copy)]

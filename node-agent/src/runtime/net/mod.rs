@@ -1,7 +1,7 @@
 //! Local networking: one Linux bridge, a network namespace per box with its own IP on it, egress
 //! NAT, and names.
 //!
-//! Plumbing is rtnetlink requests on the start path (`oskit::netlink`), and iproute2/iptables
+//! Plumbing is rtnetlink requests on the start path (`sys::netlink`), and iproute2/iptables
 //! for the one-time bridge and NAT set-up, rather than the CNI plugins: the steps are a few fixed
 //! requests, the IP allocation has to live in our own state anyway (it feeds the names), and it
 //! keeps one dependency fewer on every node. Names are hosts files, one per project, that the
@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::oskit::netlink;
-use crate::sys::{HostBin, host_command};
+use crate::sys::cmd::{HostBin, host_command};
+use crate::sys::netlink;
 
 /// The bridge and its /24.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! Looking at files inside a box or base tree as the box sees them: absolute symlinks resolve
-//! against the tree's root, never against the host's.
+//! against the tree's root, never against the host's. Import and diff use it on trees in the
+//! pool (a running box's files go through `sys::open_in_root` instead).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;

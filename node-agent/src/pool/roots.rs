@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{Shelf, Subject};
+use super::names;
 use crate::error::{Error, Result};
-use crate::meta::{self, Meta};
+use crate::pool::checkpoint::{Shelf, Subject};
+use crate::pool::meta::{self, Meta};
 use crate::pool::{self, Intent, PROJECT_SYSTEM_VOLUMES, Pool};
-use crate::{names, sys};
+use crate::sys;
 
 /// A box root as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]

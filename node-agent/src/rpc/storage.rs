@@ -1,23 +1,21 @@
-//! The gRPC face of the pool: the `Storage` service, token authentication, and serving over TCP
-//! and a Unix socket. Pool calls block on the kernel, so each runs on the blocking thread pool.
+//! The gRPC face of the pool: the `Storage` service and token authentication (serving it next to
+//! `Runtime` is `rpc::serve`). Pool calls block on the kernel, so each runs on the blocking
+//! thread pool.
 
 use std::io::{self, Read};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::checkpoint::{Shelf, Subject};
-use crate::diff::{Change, Strategy};
 use crate::error::Error;
-use crate::exec::NodeBoxes;
-use crate::import::ImportOptions;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
-use crate::runtime::LocalRuntime;
+use crate::pool::checkpoint::{Shelf, Subject};
+use crate::pool::diff::{Change, Strategy};
+use crate::pool::import::ImportOptions;
 use crate::sys;
 
 /// Generated protocol types, shared by server and clients (forkr-agent-proto).
@@ -79,149 +77,6 @@ pub fn service_with_metrics(
         },
         TokenAuth::new(token),
     ))
-}
-
-/// Serves the Storage and Runtime services on a TCP address until `shutdown` resolves.
-pub async fn serve_tcp(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    token: &str,
-    addr: SocketAddr,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    serve_tcp_on_node(
-        pool,
-        metrics,
-        runtime,
-        Arc::default(),
-        token,
-        addr,
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve_tcp`], finding Kubernetes-mode boxes with `node_boxes`.
-pub async fn serve_tcp_on_node(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    node_boxes: Arc<NodeBoxes>,
-    token: &str,
-    addr: SocketAddr,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_listener(
-        pool, metrics, runtime, node_boxes, token, listener, shutdown,
-    )
-    .await
-}
-
-/// Serves on an already bound TCP listener (lets callers pick port 0).
-pub async fn serve_tcp_listener(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    token: &str,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    serve_listener(
-        pool,
-        metrics,
-        runtime,
-        Arc::default(),
-        token,
-        listener,
-        shutdown,
-    )
-    .await
-}
-
-async fn serve_listener(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    node_boxes: Arc<NodeBoxes>,
-    token: &str,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    crate::rpc::server_builder()
-        .add_service(service_with_metrics(pool.clone(), token, metrics)?)
-        .add_service(crate::rpc::service_on_node(
-            pool,
-            runtime,
-            token,
-            crate::rpc::HEARTBEAT,
-            node_boxes,
-        ))
-        // Without TCP_NODELAY, the small frames of an exec stream wait on delayed ACKs: about
-        // 40 ms per exec. tonic sets it only on listeners it binds itself.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(std::time::Duration::from_secs(60))),
-            shutdown,
-        )
-        .await?;
-    Ok(())
-}
-
-/// Serves on a Unix socket (replacing a stale one), readable by root only, until `shutdown`.
-pub async fn serve_unix(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    token: &str,
-    path: &Path,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    serve_unix_on_node(
-        pool,
-        metrics,
-        runtime,
-        Arc::default(),
-        token,
-        path,
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve_unix`], finding Kubernetes-mode boxes with `node_boxes`.
-pub async fn serve_unix_on_node(
-    pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
-    runtime: Option<Arc<LocalRuntime>>,
-    node_boxes: Arc<NodeBoxes>,
-    token: &str,
-    path: &Path,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    crate::rpc::server_builder()
-        .add_service(service_with_metrics(pool.clone(), token, metrics)?)
-        .add_service(crate::rpc::service_on_node(
-            pool,
-            runtime,
-            token,
-            crate::rpc::HEARTBEAT,
-            node_boxes,
-        ))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
 }
 
 impl StorageService {
@@ -286,7 +141,7 @@ fn shelf(v: i32) -> Result<Shelf, Status> {
     }
 }
 
-fn root_msg(pool: &Pool, r: crate::roots::RootInfo) -> proto::Root {
+fn root_msg(pool: &Pool, r: crate::pool::roots::RootInfo) -> proto::Root {
     let path = pool
         .path()
         .join(forkr_agent_proto::layout::root(&r.project, &r.name));
@@ -790,7 +645,7 @@ impl StorageService {
     async fn receive_from(
         &self,
         client: &mut PeerClient,
-        info: &crate::receive::ReceivedVersion,
+        info: &crate::pool::receive::ReceivedVersion,
         parent: Option<String>,
     ) -> Result<String, Status> {
         let mut stream = client
@@ -841,7 +696,7 @@ type PeerClient = proto::storage_client::StorageClient<
 async fn peer_version(
     client: &mut PeerClient,
     version: &str,
-) -> Result<crate::receive::ReceivedVersion, Status> {
+) -> Result<crate::pool::receive::ReceivedVersion, Status> {
     let show = client
         .show_base(proto::ShowBaseRequest {
             name: version.to_string(),
@@ -856,7 +711,7 @@ async fn peer_version(
         .or_else(|| show.versions.first())
         .cloned()
         .ok_or_else(|| Status::not_found(format!("peer has no base {version:?}")))?;
-    Ok(crate::receive::ReceivedVersion {
+    Ok(crate::pool::receive::ReceivedVersion {
         version: row.version,
         name: show.name,
         kind: row.kind,

@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::names;
 use crate::error::{Error, Result};
-use crate::meta::{self, Alias, Meta};
+use crate::pool::meta::{self, Alias, Meta};
 use crate::pool::{self, Intent, Pool, Work};
-use crate::{names, sys};
+use crate::sys;
 
 /// One base version.
 #[derive(Debug, Clone, PartialEq, Eq)]

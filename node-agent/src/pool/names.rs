@@ -7,6 +7,10 @@
 
 use crate::error::{Error, Result};
 
+/// Prefix of the pool's staging names; `component` refuses it so a user's object can never look
+/// like one.
+pub const STAGING_PREFIX: &str = ".forkr-";
+
 /// Longest name accepted for any component; well under the 255-byte limit of a btrfs name,
 /// leaving room for the `-vYYYYMMDDhhmmss` version suffix and `box-<name>-<vol>` clones.
 pub const MAX_LEN: usize = 200;
@@ -27,7 +31,7 @@ pub fn component(kind: &str, name: &str) -> Result<()> {
     if name.contains('/') || name.contains('\0') {
         return bad("must not contain / or NUL");
     }
-    if name.starts_with(crate::pool::STAGING_PREFIX) {
+    if name.starts_with(STAGING_PREFIX) {
         return bad("names starting with .forkr- are reserved");
     }
     if name.len() > MAX_LEN {

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use crate::checkpoint::{Shelf, Subject};
+use super::names;
 use crate::error::{Error, Result};
-use crate::meta::{self, Meta};
+use crate::pool::checkpoint::{Shelf, Subject};
+use crate::pool::meta::{self, Meta};
 use crate::pool::{self, GLOBAL_SYSTEM_VOLUMES, Intent, PROJECT_SYSTEM_VOLUMES, Pool};
-use crate::{names, sys};
+use crate::sys;
 
 /// One data volume as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
-use crate::oskit;
+use crate::sys;
 // The configuration is the contract with whoever writes it (the operator, the local runtime):
 // it lives in forkr-agent-proto; this module is the boot that reads it.
 pub use forkr_agent_proto::runner::{
@@ -67,12 +67,12 @@ pub fn validate(cfg: &RunnerConfig) -> Result<()> {
 
 /// Performs every step up to the exec of PID 1, in the order of the documents.
 pub fn prepare(cfg: &RunnerConfig) -> Result<()> {
-    let root = oskit::open_dir(&cfg.root)?;
+    let root = sys::open_dir(&cfg.root)?;
     mount_kernel_surfaces(&root)?;
     mount_scratch(cfg, &root)?;
     bind_etc_files(cfg, &root)?;
     mount_volumes(cfg, &root)?;
-    oskit::set_hostname(&cfg.hostname())?;
+    sys::set_hostname(&cfg.hostname())?;
     write_env(cfg, &root)
 }
 
@@ -81,18 +81,18 @@ pub fn boot(cfg: &RunnerConfig) -> Error {
     if let Err(e) = prepare(cfg) {
         return e;
     }
-    if let Err(e) = oskit::chroot(&cfg.root) {
+    if let Err(e) = sys::chroot(&cfg.root) {
         return e;
     }
-    oskit::execve(Path::new(&cfg.init[0]), &cfg.init, &cfg.process_env())
+    sys::execve(Path::new(&cfg.init[0]), &cfg.init, &cfg.process_env())
 }
 
 fn mount_kernel_surfaces(root: &OwnedFd) -> Result<()> {
-    oskit::mount_fs("proc", &oskit::mkdir_all_in_root(root, Path::new("/proc"))?)?;
-    oskit::mount_fs("sysfs", &oskit::mkdir_all_in_root(root, Path::new("/sys"))?)?;
-    oskit::bind(
+    sys::mount_fs("proc", &sys::mkdir_all_in_root(root, Path::new("/proc"))?)?;
+    sys::mount_fs("sysfs", &sys::mkdir_all_in_root(root, Path::new("/sys"))?)?;
+    sys::bind(
         Path::new("/dev"),
-        &oskit::mkdir_all_in_root(root, Path::new("/dev"))?,
+        &sys::mkdir_all_in_root(root, Path::new("/dev"))?,
         true,
     )
 }
@@ -100,14 +100,14 @@ fn mount_kernel_surfaces(root: &OwnedFd) -> Result<()> {
 /// Empties the scratch directory and binds its `tmp` (1777) and `run` (755) into the box.
 fn mount_scratch(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
     std::fs::create_dir_all(&cfg.scratch).ctx("create", &cfg.scratch)?;
-    oskit::wipe_dir(&cfg.scratch)?;
+    sys::wipe_dir(&cfg.scratch)?;
     for (name, mode) in [("tmp", 0o1777), ("run", 0o755)] {
         let src = cfg.scratch.join(name);
         std::fs::create_dir(&src).ctx("create", &src)?;
         std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .ctx("chmod", &src)?;
-        let target = oskit::mkdir_all_in_root(root, &Path::new("/").join(name))?;
-        oskit::bind(&src, &target, false)?;
+        let target = sys::mkdir_all_in_root(root, &Path::new("/").join(name))?;
+        sys::bind(&src, &target, false)?;
     }
     Ok(())
 }
@@ -115,11 +115,11 @@ fn mount_scratch(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
 /// Binds the given resolv.conf and hosts. A symlink in their place (Ubuntu's resolv.conf points
 /// into /run) is replaced by a plain file, so the bind lands on the box's own path.
 fn bind_etc_files(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
-    let etc = oskit::mkdir_all_in_root(root, Path::new("/etc"))?;
+    let etc = sys::mkdir_all_in_root(root, Path::new("/etc"))?;
     for (src, name) in [(&cfg.resolv_conf, "resolv.conf"), (&cfg.hosts, "hosts")] {
         let Some(src) = src else { continue };
         let target = plain_file_at(root, &etc, name)?;
-        oskit::bind(src, &target, false)?;
+        sys::bind(src, &target, false)?;
     }
     Ok(())
 }
@@ -127,33 +127,33 @@ fn bind_etc_files(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
 /// An O_PATH fd on a regular file `/etc/<name>` in the root, replacing a symlink or creating it.
 fn plain_file_at(root: &OwnedFd, etc: &OwnedFd, name: &str) -> Result<OwnedFd> {
     let path = Path::new("/etc").join(name);
-    let etc_path = oskit::fd_path(etc).join(name);
+    let etc_path = sys::fd_path(etc).join(name);
     if etc_path
         .symlink_metadata()
         .is_ok_and(|m| !m.file_type().is_file())
     {
         std::fs::remove_file(&etc_path).ctx("replace", &path)?;
     }
-    drop(oskit::open_in_root(
+    drop(sys::open_in_root(
         root,
         &path,
         libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW,
         0o644,
     )?);
-    oskit::open_in_root(root, &path, libc::O_PATH | libc::O_NOFOLLOW, 0)
+    sys::open_in_root(root, &path, libc::O_PATH | libc::O_NOFOLLOW, 0)
 }
 
 /// System volumes first, then data volumes parents before children, so /home/x lands on /home.
 fn mount_volumes(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
     for (name, target) in SYSTEM_MOUNTS {
         if let Some(src) = cfg.system_volumes.get(name) {
-            oskit::bind(
+            sys::bind(
                 src,
-                &oskit::mkdir_all_in_root(root, Path::new(target))?,
+                &sys::mkdir_all_in_root(root, Path::new(target))?,
                 false,
             )?;
             if SHARED_MOUNTS.contains(&target) {
-                oskit::remount_read_only(root, Path::new(target))?;
+                sys::remount_read_only(root, Path::new(target))?;
             }
         }
     }
@@ -161,9 +161,9 @@ fn mount_volumes(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
     data.sort_by_key(|m| m.target.matches('/').count());
     for m in data {
         let target = Path::new(&m.target);
-        oskit::bind(&m.source, &oskit::mkdir_all_in_root(root, target)?, true)?;
+        sys::bind(&m.source, &sys::mkdir_all_in_root(root, target)?, true)?;
         if m.read_only {
-            oskit::remount_read_only(root, target)?;
+            sys::remount_read_only(root, target)?;
         }
     }
     Ok(())
@@ -171,13 +171,13 @@ fn mount_volumes(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
 
 /// Writes /etc/boxes-env (atomically) and adds its source line to /etc/bash.bashrc once.
 fn write_env(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
-    let etc = oskit::mkdir_all_in_root(root, Path::new("/etc"))?;
-    let etc_dir = oskit::fd_path(&etc);
+    let etc = sys::mkdir_all_in_root(root, Path::new("/etc"))?;
+    let etc_dir = sys::fd_path(&etc);
     let vars = env::box_env(&cfg.injected, &cfg.env);
     let file = Path::new("/etc/boxes-env");
     // Opened inside the root, so a symlink planted at the temporary name cannot lead out; the
     // rename replaces whatever sits at the final name without following it.
-    let tmp = oskit::open_in_root(
+    let tmp = sys::open_in_root(
         root,
         Path::new("/etc/.boxes-env.forkr-new"),
         libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
@@ -194,17 +194,17 @@ fn write_env(cfg: &RunnerConfig, root: &OwnedFd) -> Result<()> {
 
     let bashrc = Path::new("/etc/bash.bashrc");
     let mut text = String::new();
-    match oskit::open_in_root(root, bashrc, libc::O_RDONLY, 0) {
+    match sys::open_in_root(root, bashrc, libc::O_RDONLY, 0) {
         Ok(fd) => {
             std::fs::File::from(fd)
                 .read_to_string(&mut text)
                 .ctx("read", bashrc)?;
         }
-        Err(e) if oskit::is_enoent(&e) => {}
+        Err(e) if sys::is_enoent(&e) => {}
         Err(e) => return Err(e),
     }
     if let Some(updated) = env::with_source_line(&text) {
-        let fd = oskit::open_in_root(
+        let fd = sys::open_in_root(
             root,
             bashrc,
             libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,

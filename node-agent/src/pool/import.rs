@@ -7,10 +7,11 @@ use std::path::{Component, Path};
 
 use tar::EntryType;
 
-use crate::bases::BaseOrigin;
+use super::{names, tree};
 use crate::error::{Error, Result};
+use crate::pool::bases::BaseOrigin;
 use crate::pool::{Intent, Pool};
-use crate::{names, rootfs, sys};
+use crate::sys;
 
 /// What an import records about its base version besides the tarball.
 #[derive(Debug, Clone, Default)]
@@ -158,7 +159,7 @@ pub fn extract(reader: impl Read, dst: &Path) -> Result<()> {
 /// The parent is resolved inside the tree, never through a symlink to the host.
 fn remove_existing(dst: &Path, path: &Path) -> Result<()> {
     let parent = Path::new("/").join(path.parent().unwrap_or(Path::new("")));
-    let (Some(host_parent), Some(name)) = (rootfs::resolve(dst, &parent, true)?, path.file_name())
+    let (Some(host_parent), Some(name)) = (tree::resolve(dst, &parent, true)?, path.file_name())
     else {
         return Ok(());
     };
@@ -175,7 +176,7 @@ fn make_special<R: Read>(entry: &tar::Entry<'_, R>, dst: &Path, path: &Path) -> 
     let h = entry.header();
     let parent = path.parent().unwrap_or(Path::new(""));
     // The parent must already resolve inside the root, as tar checks for its own entries.
-    let host_parent = rootfs::ensure_dir(dst, parent)?;
+    let host_parent = tree::ensure_dir(dst, parent)?;
     let Some(file_name) = path.file_name() else {
         return Err(bad_entry(path, "no file name"));
     };
@@ -220,7 +221,7 @@ impl Pool {
                 self.step("import: staged")?;
                 extract(reader, &staged)?;
                 self.step("import: extracted")?;
-                rootfs::verify_amd64(&staged)?;
+                tree::verify_amd64(&staged)?;
                 sys::set_read_only(&staged, true)?;
                 self.step("import: sealed")?;
                 let origin = BaseOrigin {
