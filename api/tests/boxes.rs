@@ -489,10 +489,9 @@ async fn snapshots_diff_restore_fork_and_save() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn console_survives_a_dropped_connection() {
-    use forkr_api::client::Client;
-    use forkr_api::wire::{ExecControl, ExecStart, FRAME_STDIN, FRAME_STDOUT};
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
+    use forkr_api_proto::client::Client;
+    use forkr_api_proto::frame::{ClientFrame, ServerFrame};
+    use forkr_api_proto::wire::ExecStart;
 
     let a = Api::start().await;
     a.ok(Method::POST, "/boxes", Some(json!({"name": "tty"})))
@@ -508,20 +507,26 @@ async fn console_survives_a_dropped_connection() {
         .exec_socket("shop", "tty", &start, true)
         .await
         .unwrap();
-    let id = match ws.next().await.unwrap().unwrap() {
-        Message::Text(t) => match serde_json::from_str::<ExecControl>(&t).unwrap() {
-            ExecControl::Session(id) => id,
-            other => panic!("expected the session first, got {other:?}"),
-        },
-        other => panic!("expected a text frame, got {other:?}"),
+    let id = match ws.recv().await.unwrap().unwrap() {
+        ServerFrame::Session(id) => id,
+        other => panic!("expected the session first, got {other:?}"),
     };
-    let typed = [&[FRAME_STDIN][..], b"stty size; echo BEFORE$((1+1))\n"].concat();
-    ws.send(Message::Binary(typed.into())).await.unwrap();
+    assert!(id.starts_with("pty-"), "{id}");
+    ws.send(&ClientFrame::Stdin(
+        b"stty size; echo BEFORE$((1+1))\n".to_vec(),
+    ))
+    .await
+    .unwrap();
     let mut seen = String::new();
+    let mut next_offset = 0;
     while !seen.contains("BEFORE2") {
-        if let Some(Ok(Message::Binary(b))) = ws.next().await {
-            assert_eq!(b[0], FRAME_STDOUT);
-            seen.push_str(&String::from_utf8_lossy(&b[1..]));
+        match ws.recv().await.unwrap().unwrap() {
+            ServerFrame::Stdout { offset, data } => {
+                assert_eq!(offset, next_offset, "output frames number every byte");
+                next_offset += data.len() as u64;
+                seen.push_str(&String::from_utf8_lossy(&data));
+            }
+            other => panic!("a PTY has one output stream, got {other:?}"),
         }
     }
     assert!(
@@ -541,20 +546,16 @@ async fn console_survives_a_dropped_connection() {
         .unwrap();
     let mut replay = String::new();
     let mut exit = None;
-    let typed = [&[FRAME_STDIN][..], b"exit 3\n"].concat();
     let mut sent = false;
     while exit.is_none() {
-        match ws.next().await.unwrap().unwrap() {
-            Message::Binary(b) => replay.push_str(&String::from_utf8_lossy(&b[1..])),
-            Message::Text(t) => match serde_json::from_str::<ExecControl>(&t).unwrap() {
-                ExecControl::Exit(code) => exit = Some(code),
-                ExecControl::Session(s) => assert_eq!(s, id),
-                _ => {}
-            },
-            _ => {}
+        match ws.recv().await.unwrap().unwrap() {
+            ServerFrame::Stdout { data, .. } => replay.push_str(&String::from_utf8_lossy(&data)),
+            ServerFrame::Exit(code) => exit = Some(code),
+            ServerFrame::Session(s) => assert_eq!(s, id),
+            other => panic!("unexpected frame {other:?}"),
         }
         if !sent && replay.contains("BEFORE2") {
-            ws.send(Message::Binary(typed.clone().into()))
+            ws.send(&ClientFrame::Stdin(b"exit 3\n".to_vec()))
                 .await
                 .unwrap();
             sent = true;

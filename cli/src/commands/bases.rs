@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use forkr_api::wire::{BaseDetailsView, BaseSummaryView, ImportBase};
+use forkr_api_proto::wire::{BaseDetailsView, BaseSummaryView, ImportBase};
 use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
-use forkr_api::wire::ImportBase;
+use forkr_api_proto::wire::ImportBase;
 use sha2::Digest;
 
 use super::Context;

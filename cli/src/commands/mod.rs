@@ -18,7 +18,7 @@ pub mod volumes;
 
 use std::path::PathBuf;
 
-use forkr_api::client::Client;
+use forkr_api_proto::client::Client;
 
 use crate::config::Config;
 use crate::target::{self, TargetFlags};

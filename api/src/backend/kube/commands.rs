@@ -13,7 +13,7 @@ use crate::backend::procnet::{listening_both, wait_for_port};
 use crate::backend::{ExecStream, FileDownload, Upload, parse_mode};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{
-    BackgroundExec, ExecCommand, ExecOutput, ExecStart, FileQuery, FileWritten, PortView,
+    self, BackgroundExec, ExecCommand, ExecOutput, ExecStart, FileQuery, FileWritten, PortView,
 };
 
 /// What every agent exec carries, checked as local mode checks it.
@@ -28,11 +28,11 @@ struct Command<'a> {
 impl<'a> From<&'a ExecCommand> for Command<'a> {
     fn from(c: &'a ExecCommand) -> Self {
         Command {
-            args: &c.command,
-            sh: c.sh,
-            env: &c.env,
-            wd: c.wd.as_ref(),
-            user: c.user.as_ref(),
+            args: &c.run.command,
+            sh: c.run.sh,
+            env: &c.run.env,
+            wd: c.run.wd.as_ref(),
+            user: c.run.user.as_ref(),
         }
     }
 }
@@ -40,11 +40,11 @@ impl<'a> From<&'a ExecCommand> for Command<'a> {
 impl<'a> From<&'a ExecStart> for Command<'a> {
     fn from(c: &'a ExecStart) -> Self {
         Command {
-            args: &c.command,
-            sh: c.sh,
-            env: &c.env,
-            wd: c.wd.as_ref(),
-            user: c.user.as_ref(),
+            args: &c.run.command,
+            sh: c.run.sh,
+            env: &c.run.env,
+            wd: c.run.wd.as_ref(),
+            user: c.run.user.as_ref(),
         }
     }
 }
@@ -183,7 +183,7 @@ impl KubeBackend {
         name: String,
         cmd: ExecCommand,
     ) -> ApiResult<ExecOutput> {
-        if cmd.command.is_empty() {
+        if cmd.run.command.is_empty() {
             return Err(command_required());
         }
         if let Some(node) = self.node_of(&project, &name).await? {
@@ -192,7 +192,7 @@ impl KubeBackend {
             match self.agent_exec(&node, start, stdin).await {
                 Ok(out) => return Ok(out),
                 // `--user` needs the agent: Kubernetes exec runs as the container's root.
-                Err(e) => e.or_fall_back(cmd.user.is_some())?,
+                Err(e) => e.or_fall_back(cmd.run.user.is_some())?,
             }
         }
         self.kube_exec(project, name, cmd).await
@@ -205,7 +205,7 @@ impl KubeBackend {
         start: ExecStart,
     ) -> ApiResult<ExecStream> {
         let console = start.tty || start.session.is_some();
-        if start.command.is_empty() && !console {
+        if start.run.command.is_empty() && !console {
             return Err(command_required());
         }
         if let Some(node) = self.node_of(&project, &name).await? {
@@ -221,7 +221,7 @@ impl KubeBackend {
             {
                 Ok(s) => return Ok(s),
                 // A console session lives in the agent; nothing else can reattach to it.
-                Err(e) => e.or_fall_back(start.user.is_some() || start.session.is_some())?,
+                Err(e) => e.or_fall_back(start.run.user.is_some() || start.session.is_some())?,
             }
         }
         if start.session.is_some() {
@@ -238,7 +238,7 @@ impl KubeBackend {
         name: String,
         cmd: ExecCommand,
     ) -> ApiResult<BackgroundExec> {
-        if cmd.command.is_empty() {
+        if cmd.run.command.is_empty() {
             return Err(command_required());
         }
         if let Some(node) = self.node_of(&project, &name).await? {
@@ -254,7 +254,7 @@ impl KubeBackend {
                     });
                 }
                 // `--user` needs the agent: Kubernetes exec runs as the container's root.
-                Err(e) => e.or_fall_back(cmd.user.is_some())?,
+                Err(e) => e.or_fall_back(cmd.run.user.is_some())?,
             }
         }
         self.kube_background(project, name, cmd).await
@@ -304,11 +304,14 @@ impl KubeBackend {
                 project,
                 name,
                 ExecCommand {
-                    command: vec![format!(
-                        "tail -c +{} /tmp/boxes/exec/{pid}.log",
-                        offset.saturating_add(1)
-                    )],
-                    sh: true,
+                    run: wire::Command {
+                        command: vec![format!(
+                            "tail -c +{} /tmp/boxes/exec/{pid}.log",
+                            offset.saturating_add(1)
+                        )],
+                        sh: true,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             )
@@ -333,10 +336,13 @@ impl KubeBackend {
                 project,
                 name,
                 ExecCommand {
-                    command: vec![format!(
-                        "cat /proc/net/tcp; echo {SPLIT}; cat /proc/net/tcp6 2>/dev/null; true"
-                    )],
-                    sh: true,
+                    run: wire::Command {
+                        command: vec![format!(
+                            "cat /proc/net/tcp; echo {SPLIT}; cat /proc/net/tcp6 2>/dev/null; true"
+                        )],
+                        sh: true,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             )
