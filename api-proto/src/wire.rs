@@ -563,3 +563,41 @@ pub struct CreatedToken {
     #[serde(flatten)]
     pub info: TokenView,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// The flattened [`Command`] keeps both exec bodies one flat object, as docs/api.md shows.
+    #[test]
+    fn exec_bodies_stay_flat() {
+        let body = json!({"command": ["ls", "-l"], "sh": false, "env": ["A=b"], "wd": "/w",
+            "user": "app", "stdin": "hi", "bg": true});
+        let cmd: ExecCommand = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(cmd.run.command, ["ls", "-l"]);
+        assert_eq!(cmd.run.user.as_deref(), Some("app"));
+        assert_eq!(serde_json::to_value(&cmd).unwrap(), body);
+
+        let start: ExecStart =
+            serde_json::from_value(json!({"tty": true, "rows": 24, "session": "pty-1"})).unwrap();
+        assert!(start.run.command.is_empty() && start.tty);
+        let start: ExecStart =
+            serde_json::from_value(json!({"command": ["sh"], "sh": true, "cols": 80})).unwrap();
+        assert_eq!((start.run.sh, start.cols), (true, Some(80)));
+    }
+
+    #[test]
+    fn exec_bodies_refuse_unknown_fields() {
+        for (body, field) in [
+            (json!({"command": ["ls"], "surprise": 1}), "surprise"),
+            (json!({"command": ["ls"], "tty": true}), "tty"),
+        ] {
+            let e = serde_json::from_value::<ExecCommand>(body).unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        let e = serde_json::from_value::<ExecStart>(json!({"bg": true})).unwrap_err();
+        assert!(e.to_string().contains("bg"), "{e}");
+    }
+}

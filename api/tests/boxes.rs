@@ -633,3 +633,45 @@ async fn the_proxy_routes_by_host_and_says_why_it_cannot() {
     assert_eq!(get("forks.forkr.test", "/healthz").await.0, StatusCode::OK);
     assert_eq!(get("127.0.0.1:1234", "/healthz").await.0, StatusCode::OK);
 }
+
+/// A client frame the codec cannot read ends the stream with `invalid_frame`; the old
+/// end-of-stdin byte (`[1]`, now a server kind) is one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_exec_frame_is_refused() {
+    use forkr_api_proto::frame::ServerFrame;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let a = Api::start().await;
+    a.ok(Method::POST, "/boxes", Some(json!({"name": "frames"})))
+        .await;
+    for bad in [vec![0x01], vec![], vec![0x04, 0, 24], vec![0x7f, 1, 2]] {
+        let url = format!(
+            "{}/v1/projects/shop/boxes/frames/exec/ws",
+            a.s.url.replacen("http", "ws", 1)
+        );
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", a.s.admin).parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let start = json!({"command": ["cat"]}).to_string();
+        ws.send(Message::text(start)).await.unwrap();
+        ws.send(Message::binary(bad.clone())).await.unwrap();
+        let mut frames = Vec::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Binary(b) = msg {
+                frames.push(ServerFrame::decode(&b).unwrap());
+            }
+        }
+        assert!(
+            matches!(frames.first(), Some(ServerFrame::Session(id)) if id.starts_with("exec-")),
+            "{bad:?}: {frames:?}"
+        );
+        match frames.last() {
+            Some(ServerFrame::Error(e)) => assert_eq!(e.error, "invalid_frame", "{bad:?}: {e:?}"),
+            other => panic!("{bad:?}: expected an invalid_frame error, got {other:?}"),
+        }
+    }
+}

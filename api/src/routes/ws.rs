@@ -114,11 +114,14 @@ async fn serve(
         if console {
             start.tty = true;
         }
+        // A terminal session is named by the backend (the id a console reattaches with), in
+        // its first output; any other stream is named here, before anything else.
+        let named_by_backend = start.tty || start.session.is_some();
         let id = exec_session_id()?;
         let stream = state.backend.exec_stream(project, name, start).await?;
-        Ok::<_, ApiError>((id, stream))
+        Ok::<_, ApiError>((id, named_by_backend, stream))
     };
-    let (exec_id, stream) = match started.await {
+    let (exec_id, named_by_backend, stream) = match started.await {
         Ok(s) => s,
         Err(e) => {
             let _ = socket.send(error_frame(&e)).await;
@@ -134,8 +137,15 @@ async fn serve(
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let mut offsets = Offsets::default();
-        // A console names its own session first; any other stream gets `exec_id`.
-        let mut opened = false;
+        let mut opened = !named_by_backend;
+        if opened
+            && sink
+                .send(frame(&ServerFrame::Session(exec_id.clone())))
+                .await
+                .is_err()
+        {
+            return;
+        }
         let mut refusable = true;
         loop {
             tokio::select! {
@@ -143,6 +153,7 @@ async fn serve(
                     let Some(out) = out else { break };
                     if !opened {
                         opened = true;
+                        // A backend that cannot reattach names no session: `exec_id` stands in.
                         if !matches!(out, ExecOut::Session(_))
                             && sink.send(frame(&ServerFrame::Session(exec_id.clone()))).await.is_err()
                         {
@@ -164,6 +175,9 @@ async fn serve(
                 }
                 refusal = &mut refused, if refusable => match refusal {
                     Ok(error) => {
+                        if !opened {
+                            let _ = sink.send(frame(&ServerFrame::Session(exec_id.clone()))).await;
+                        }
                         let _ = sink.send(frame(&error)).await;
                         break;
                     }

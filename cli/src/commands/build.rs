@@ -190,7 +190,7 @@ pub async fn build(
         builder: Some(engine.name.to_owned()),
         ..Default::default()
     };
-    let imported = super::bases::import(ctx, project, name, &tmp.0, q).await?;
+    let imported = super::upload::import(ctx, project, name, &tmp.0, q).await?;
     Ok(format!("built {tag} with {}\n{imported}", engine.name))
 }
 

@@ -13,6 +13,7 @@ pub mod localbase;
 pub mod snapshots;
 pub mod stream;
 pub mod tokens;
+pub mod upload;
 pub mod users;
 pub mod volumes;
 
