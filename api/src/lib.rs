@@ -2,13 +2,11 @@
 //! tokens scoped to projects, errors as `{"error": code, "message": text}`, and the embedded
 //! local backend (SQLite plus the node agent's pool).
 //!
-//! With default features off, only [`wire`] (and [`client`] with the `client` feature) remain:
-//! that is what 4kr links, so the types the server sends are the types the CLI reads.
+//! The contract itself (wire types, exec frames, the typed client) lives in forkr-api-proto,
+//! which 4kr links instead of this crate; [`wire`] is re-exported so `crate::wire::X` keeps
+//! naming the types the server sends.
 
-pub mod wire;
-
-#[cfg(feature = "client")]
-pub mod client;
+pub use forkr_api_proto::{frame, wire};
 
 #[cfg(feature = "server")]
 pub mod auth;

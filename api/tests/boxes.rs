@@ -489,10 +489,9 @@ async fn snapshots_diff_restore_fork_and_save() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn console_survives_a_dropped_connection() {
-    use forkr_api::client::Client;
-    use forkr_api::wire::{ExecControl, ExecStart, FRAME_STDIN, FRAME_STDOUT};
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
+    use forkr_api_proto::client::Client;
+    use forkr_api_proto::frame::{ClientFrame, ServerFrame};
+    use forkr_api_proto::wire::ExecStart;
 
     let a = Api::start().await;
     a.ok(Method::POST, "/boxes", Some(json!({"name": "tty"})))
@@ -508,20 +507,26 @@ async fn console_survives_a_dropped_connection() {
         .exec_socket("shop", "tty", &start, true)
         .await
         .unwrap();
-    let id = match ws.next().await.unwrap().unwrap() {
-        Message::Text(t) => match serde_json::from_str::<ExecControl>(&t).unwrap() {
-            ExecControl::Session(id) => id,
-            other => panic!("expected the session first, got {other:?}"),
-        },
-        other => panic!("expected a text frame, got {other:?}"),
+    let id = match ws.recv().await.unwrap().unwrap() {
+        ServerFrame::Session(id) => id,
+        other => panic!("expected the session first, got {other:?}"),
     };
-    let typed = [&[FRAME_STDIN][..], b"stty size; echo BEFORE$((1+1))\n"].concat();
-    ws.send(Message::Binary(typed.into())).await.unwrap();
+    assert!(id.starts_with("pty-"), "{id}");
+    ws.send(&ClientFrame::Stdin(
+        b"stty size; echo BEFORE$((1+1))\n".to_vec(),
+    ))
+    .await
+    .unwrap();
     let mut seen = String::new();
+    let mut next_offset = 0;
     while !seen.contains("BEFORE2") {
-        if let Some(Ok(Message::Binary(b))) = ws.next().await {
-            assert_eq!(b[0], FRAME_STDOUT);
-            seen.push_str(&String::from_utf8_lossy(&b[1..]));
+        match ws.recv().await.unwrap().unwrap() {
+            ServerFrame::Stdout { offset, data } => {
+                assert_eq!(offset, next_offset, "output frames number every byte");
+                next_offset += data.len() as u64;
+                seen.push_str(&String::from_utf8_lossy(&data));
+            }
+            other => panic!("a PTY has one output stream, got {other:?}"),
         }
     }
     assert!(
@@ -541,20 +546,16 @@ async fn console_survives_a_dropped_connection() {
         .unwrap();
     let mut replay = String::new();
     let mut exit = None;
-    let typed = [&[FRAME_STDIN][..], b"exit 3\n"].concat();
     let mut sent = false;
     while exit.is_none() {
-        match ws.next().await.unwrap().unwrap() {
-            Message::Binary(b) => replay.push_str(&String::from_utf8_lossy(&b[1..])),
-            Message::Text(t) => match serde_json::from_str::<ExecControl>(&t).unwrap() {
-                ExecControl::Exit(code) => exit = Some(code),
-                ExecControl::Session(s) => assert_eq!(s, id),
-                _ => {}
-            },
-            _ => {}
+        match ws.recv().await.unwrap().unwrap() {
+            ServerFrame::Stdout { data, .. } => replay.push_str(&String::from_utf8_lossy(&data)),
+            ServerFrame::Exit(code) => exit = Some(code),
+            ServerFrame::Session(s) => assert_eq!(s, id),
+            other => panic!("unexpected frame {other:?}"),
         }
         if !sent && replay.contains("BEFORE2") {
-            ws.send(Message::Binary(typed.clone().into()))
+            ws.send(&ClientFrame::Stdin(b"exit 3\n".to_vec()))
                 .await
                 .unwrap();
             sent = true;
@@ -631,4 +632,46 @@ async fn the_proxy_routes_by_host_and_says_why_it_cannot() {
     // The API's own name, and a bare address, reach the API.
     assert_eq!(get("forks.forkr.test", "/healthz").await.0, StatusCode::OK);
     assert_eq!(get("127.0.0.1:1234", "/healthz").await.0, StatusCode::OK);
+}
+
+/// A client frame the codec cannot read ends the stream with `invalid_frame`; the old
+/// end-of-stdin byte (`[1]`, now a server kind) is one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_exec_frame_is_refused() {
+    use forkr_api_proto::frame::ServerFrame;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let a = Api::start().await;
+    a.ok(Method::POST, "/boxes", Some(json!({"name": "frames"})))
+        .await;
+    for bad in [vec![0x01], vec![], vec![0x04, 0, 24], vec![0x7f, 1, 2]] {
+        let url = format!(
+            "{}/v1/projects/shop/boxes/frames/exec/ws",
+            a.s.url.replacen("http", "ws", 1)
+        );
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", a.s.admin).parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let start = json!({"command": ["cat"]}).to_string();
+        ws.send(Message::text(start)).await.unwrap();
+        ws.send(Message::binary(bad.clone())).await.unwrap();
+        let mut frames = Vec::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Binary(b) = msg {
+                frames.push(ServerFrame::decode(&b).unwrap());
+            }
+        }
+        assert!(
+            matches!(frames.first(), Some(ServerFrame::Session(id)) if id.starts_with("exec-")),
+            "{bad:?}: {frames:?}"
+        );
+        match frames.last() {
+            Some(ServerFrame::Error(e)) => assert_eq!(e.error, "invalid_frame", "{bad:?}: {e:?}"),
+            other => panic!("{bad:?}: expected an invalid_frame error, got {other:?}"),
+        }
+    }
 }

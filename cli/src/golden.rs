@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use forkr_api::wire::*;
+use forkr_api_proto::wire::*;
 
 use crate::commands::{bases, boxes, snapshots, users, volumes};
 use crate::output;

@@ -128,7 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             project,
             json,
         } => {
-            let req = forkr_api::wire::PublishBox {
+            let req = forkr_api_proto::wire::PublishBox {
                 subdomain,
                 host,
                 domain,
@@ -144,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             project,
             json,
         } => {
-            let req = forkr_api::wire::UnpublishBox {
+            let req = forkr_api_proto::wire::UnpublishBox {
                 subdomain,
                 host,
                 domain,

@@ -35,7 +35,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The NAME, SIZE, CREATED, DESCRIPTION table of snapshots and volume copies.
-pub fn snapshot_table(list: &[forkr_api::wire::SnapshotView]) -> String {
+pub fn snapshot_table(list: &[forkr_api_proto::wire::SnapshotView]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use forkr_api_proto::frame::{ClientFrame, ServerFrame};
 use forkr_node_agent::net::SubnetLease;
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
@@ -459,19 +460,27 @@ impl Target {
         ws.send(Message::text(json!({"command": command}).to_string()))
             .await
             .unwrap();
-        ws.send(Message::binary(vec![1u8])).await.unwrap();
+        ws.send(Message::binary(ClientFrame::StdinEof.encode()))
+            .await
+            .unwrap();
         let mut out = Vec::new();
+        let mut session = None;
         while let Some(msg) = ws.next().await {
-            match msg.unwrap() {
-                Message::Binary(b) if b.first() == Some(&1) => out.extend_from_slice(&b[1..]),
-                Message::Text(t) => {
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    if let Some(code) = v["exit"].as_i64() {
-                        return (code, out);
-                    }
-                    assert!(v.get("error").is_none(), "exec failed: {v}");
+            let frame = match msg.unwrap() {
+                Message::Binary(b) => ServerFrame::decode(&b).unwrap(),
+                Message::Text(t) => panic!("a text frame after the start: {t}"),
+                _ => continue,
+            };
+            match frame {
+                ServerFrame::Session(id) => session = Some(id),
+                ServerFrame::Stdout { offset, data } => {
+                    assert!(session.is_some(), "output before the session id");
+                    assert_eq!(offset, out.len() as u64, "stdout offsets count every byte");
+                    out.extend_from_slice(&data);
                 }
-                _ => {}
+                ServerFrame::Stderr { .. } => {}
+                ServerFrame::Exit(code) => return (code.into(), out),
+                ServerFrame::Error(e) => panic!("exec failed: {e:?}"),
             }
         }
         panic!("the exec socket closed without an exit code");

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use forkr_api_proto::frame::{ClientFrame, ServerFrame};
 use forkr_e2e::{Target, Tok};
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -50,8 +51,8 @@ async fn console(
     }
 }
 
-/// What a console socket said: its output and text frames, until `until` holds on the output
-/// or the socket ends.
+/// What a console socket said: its output and its other frames (as the JSON of their meaning),
+/// until `until` holds on the output or the socket ends.
 #[derive(Debug, Default)]
 struct Heard {
     output: Vec<u8>,
@@ -79,10 +80,15 @@ async fn listen(ws: &mut Ws, until: impl Fn(&Heard) -> bool) -> Heard {
     let fut = async {
         while let Some(msg) = ws.next().await {
             match msg {
-                Ok(Message::Binary(b)) if b.first() == Some(&1) => {
-                    heard.output.extend_from_slice(&b[1..]);
-                }
-                Ok(Message::Text(t)) => heard.texts.push(serde_json::from_str(&t).unwrap()),
+                Ok(Message::Binary(b)) => match ServerFrame::decode(&b).unwrap() {
+                    ServerFrame::Stdout { data, .. } | ServerFrame::Stderr { data, .. } => {
+                        heard.output.extend_from_slice(&data);
+                    }
+                    ServerFrame::Session(id) => heard.texts.push(json!({"session": id})),
+                    ServerFrame::Exit(code) => heard.texts.push(json!({"exit": code})),
+                    ServerFrame::Error(e) => heard.texts.push(serde_json::to_value(e).unwrap()),
+                },
+                Ok(Message::Text(t)) => panic!("a text frame after the start: {t}"),
                 Ok(Message::Close(_)) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -109,8 +115,7 @@ async fn console_with(t: &Target, tok: Tok, project: &str, name: &str, marker: &
     // The shell computes the marker, so the screen holds it only once the shell has run it.
     let (half, rest) = marker.split_at(marker.len() / 2);
     let line = format!("echo {half}$((6*7)){rest}\n");
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(line.as_bytes());
+    let frame = ClientFrame::Stdin(line.into_bytes()).encode();
     ws.send(Message::binary(frame)).await.unwrap();
     let want = shown(marker);
     let heard = listen(&mut ws, |h| h.output().contains(&want)).await;

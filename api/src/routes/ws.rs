@@ -1,7 +1,9 @@
-//! WebSocket exec (`.../exec/ws`) and console (`.../console`). The frames are described on
-//! [`crate::wire::ExecStart`]. The server pings every 20 s, so idle sessions survive proxies
-//! that drop silent connections.
+//! WebSocket exec (`.../exec/ws`) and console (`.../console`): the JSON start frame, then the
+//! binary frames of [`crate::frame`] both ways. Every stream opens with its session id, and each
+//! output frame carries its offset in its stream, counted here. The server pings every 20 s, so
+//! idle sessions survive proxies that drop silent connections.
 
+use std::io::Read;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -11,10 +13,9 @@ use futures::{SinkExt, StreamExt};
 
 use crate::backend::{BoxKey, ExecIn, ExecOut};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::frame::{ClientFrame, FrameError, Offsets, ServerFrame};
 use crate::state::AppState;
-use crate::wire::{
-    ExecControl, ExecStart, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF, FRAME_STDOUT,
-};
+use crate::wire::ExecStart;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 
@@ -44,16 +45,38 @@ pub async fn console(
     Ok(ws.on_upgrade(move |socket| serve(state, key, socket, true)))
 }
 
-fn error_frame(e: &ApiError) -> Message {
-    let body = ErrorBody {
-        error: e.code.to_owned(),
-        message: e.message.clone(),
-    };
-    Message::Text(serde_json::to_string(&body).unwrap_or_default().into())
+fn frame(f: &ServerFrame) -> Message {
+    Message::Binary(f.encode().into())
 }
 
-fn control(c: &ExecControl) -> Message {
-    Message::Text(serde_json::to_string(c).unwrap_or_default().into())
+fn error_frame(e: &ApiError) -> Message {
+    frame(&ServerFrame::error(e.code, e.message.clone()))
+}
+
+/// The id of a plain exec stream: 128 random bits, like a console's, so that a later reattach
+/// can take it as it is.
+fn exec_session_id() -> ApiResult<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| ApiError::internal(format!("session id: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("exec-{hex}"))
+}
+
+/// A client frame as the backend takes it; a bad one is answered with `invalid_frame`.
+fn client_input(msg: Message) -> Result<Option<ExecIn>, FrameError> {
+    let frame = match msg {
+        Message::Binary(b) => ClientFrame::decode(&b)?,
+        Message::Text(_) => return Err(FrameError::Text),
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return Ok(None),
+    };
+    Ok(Some(match frame {
+        ClientFrame::Stdin(data) => ExecIn::Stdin(data),
+        ClientFrame::StdinEof => ExecIn::Eof,
+        ClientFrame::Resize { rows, cols } => ExecIn::Resize { rows, cols },
+        ClientFrame::Signal(sig) => ExecIn::Signal(sig),
+    }))
 }
 
 async fn first_frame(socket: &mut WebSocket) -> ApiResult<ExecStart> {
@@ -72,16 +95,19 @@ async fn first_frame(socket: &mut WebSocket) -> ApiResult<ExecStart> {
 }
 
 async fn serve(state: AppState, key: BoxKey, mut socket: WebSocket, console: bool) {
-    let stream = match first_frame(&mut socket).await {
-        Ok(mut start) => {
-            if console {
-                start.tty = true;
-            }
-            state.backend.exec_stream(key, start).await
+    let started = async {
+        let mut start = first_frame(&mut socket).await?;
+        if console {
+            start.tty = true;
         }
-        Err(e) => Err(e),
+        // A terminal session is named by the backend (the id a console reattaches with), in
+        // its first output; any other stream is named here, before anything else.
+        let named_by_backend = start.tty || start.session.is_some();
+        let id = exec_session_id()?;
+        let stream = state.backend.exec_stream(key, start).await?;
+        Ok::<_, ApiError>((id, named_by_backend, stream))
     };
-    let stream = match stream {
+    let (exec_id, named_by_backend, stream) = match started.await {
         Ok(s) => s,
         Err(e) => {
             let _ = socket.send(error_frame(&e)).await;
@@ -91,26 +117,59 @@ async fn serve(state: AppState, key: BoxKey, mut socket: WebSocket, console: boo
     };
     let (mut sink, mut source) = socket.split();
     let mut output = stream.output;
+    // A bad client frame ends the stream: the reader hands its error frame to the writer.
+    let (refuse, mut refused) = tokio::sync::oneshot::channel::<ServerFrame>();
     let sender = tokio::spawn(async move {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let mut offsets = Offsets::default();
+        let mut opened = !named_by_backend;
+        if opened
+            && sink
+                .send(frame(&ServerFrame::Session(exec_id.clone())))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let mut refusable = true;
         loop {
             tokio::select! {
                 out = output.recv() => {
                     let Some(out) = out else { break };
-                    let (frame, last) = match out {
-                        ExecOut::Stdout(d) => (Message::Binary([&[FRAME_STDOUT][..], &d].concat().into()), false),
-                        ExecOut::Stderr(d) => (Message::Binary([&[FRAME_STDERR][..], &d].concat().into()), false),
-                        ExecOut::Session(id) => (control(&ExecControl::Session(id)), false),
-                        ExecOut::Exit(code) => (control(&ExecControl::Exit(code)), true),
+                    if !opened {
+                        opened = true;
+                        // A backend that cannot reattach names no session: `exec_id` stands in.
+                        if !matches!(out, ExecOut::Session(_))
+                            && sink.send(frame(&ServerFrame::Session(exec_id.clone()))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let (next, last) = match out {
+                        ExecOut::Stdout(d) => (offsets.stdout(d), false),
+                        ExecOut::Stderr(d) => (offsets.stderr(d), false),
+                        ExecOut::Session(id) => (ServerFrame::Session(id), false),
+                        ExecOut::Exit(code) => (ServerFrame::Exit(code), true),
                     };
-                    if sink.send(frame).await.is_err() {
+                    if sink.send(frame(&next)).await.is_err() {
                         return;
                     }
                     if last {
                         break;
                     }
                 }
+                refusal = &mut refused, if refusable => match refusal {
+                    Ok(error) => {
+                        if !opened {
+                            let _ = sink.send(frame(&ServerFrame::Session(exec_id.clone()))).await;
+                        }
+                        let _ = sink.send(frame(&error)).await;
+                        break;
+                    }
+                    // The reader ended without a refusal.
+                    Err(_) => refusable = false,
+                },
                 _ = ping.tick() => {
                     if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
                         return;
@@ -122,27 +181,23 @@ async fn serve(state: AppState, key: BoxKey, mut socket: WebSocket, console: boo
     });
     let input = stream.input;
     while let Some(Ok(msg)) = source.next().await {
-        let forwarded = match msg {
-            Message::Binary(b) => match b.first() {
-                Some(&FRAME_STDIN) => Some(ExecIn::Stdin(b[1..].to_vec())),
-                Some(&FRAME_STDIN_EOF) => Some(ExecIn::Eof),
-                _ => None,
-            },
-            Message::Text(t) => match serde_json::from_str::<ExecControl>(&t) {
-                Ok(ExecControl::Resize { rows, cols }) => Some(ExecIn::Resize { rows, cols }),
-                Ok(ExecControl::Signal(sig)) => Some(ExecIn::Signal(sig)),
-                _ => None,
-            },
-            Message::Close(_) => break,
-            _ => None,
-        };
-        if let Some(m) = forwarded
-            && input.send(m).await.is_err()
-        {
+        if matches!(msg, Message::Close(_)) {
             break;
         }
+        match client_input(msg) {
+            Ok(Some(m)) => {
+                if input.send(m).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = refuse.send(ServerFrame::error("invalid_frame", e.to_string()));
+                break;
+            }
+        }
     }
-    // The client is gone or done: closing input ends stdin (a console just detaches).
+    // The client is gone, done or refused: closing input ends stdin (a console just detaches).
     drop(input);
     let _ = sender.await;
 }

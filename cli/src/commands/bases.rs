@@ -1,9 +1,7 @@
-use std::path::Path;
+//! `4kr base ...`: list, show, save, import and delete base versions; `base build` is in
+//! [`super::build`], and both upload through [`super::upload`].
 
-use anyhow::Context as _;
-use forkr_api::wire::{BaseDetailsView, BaseSummaryView, ImportBase};
-use futures::TryStreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
+use forkr_api_proto::wire::{BaseDetailsView, BaseSummaryView, ImportBase};
 
 use super::Context;
 use crate::cli::BaseCommand;
@@ -36,7 +34,7 @@ pub async fn run(ctx: &Context, cmd: BaseCommand) -> anyhow::Result<String> {
                 parent,
                 ..Default::default()
             };
-            import(ctx, &project, &name, &file, q).await
+            super::upload::import(ctx, &project, &name, &file, q).await
         }
         BaseCommand::Build {
             name,
@@ -96,39 +94,4 @@ pub fn show_text(d: &BaseDetailsView) -> String {
             &rows
         )
     )
-}
-
-/// Streams the file to the server with a progress bar on stderr (hidden when it is not a
-/// terminal), so a multi-gigabyte rootfs is never held in memory.
-pub async fn import(
-    ctx: &Context,
-    project: &str,
-    name: &str,
-    file: &Path,
-    q: ImportBase,
-) -> anyhow::Result<String> {
-    forkr_crds::validation::validate_base_alias(name)?;
-    let client = ctx.client()?;
-    let f = tokio::fs::File::open(file)
-        .await
-        .with_context(|| format!("opening {}", file.display()))?;
-    let len = f.metadata().await?.len();
-    let bar = ProgressBar::new(len).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .map_err(|e| anyhow::anyhow!("progress template: {e}"))?
-            .progress_chars("=> "),
-    );
-    bar.set_message(format!("uploading {}", file.display()));
-    let counter = bar.clone();
-    let stream = tokio_util::io::ReaderStream::new(f)
-        .inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
-    let result = client
-        .import_base(project, name, &q, reqwest::Body::wrap_stream(stream))
-        .await;
-    bar.finish_and_clear();
-    let written = result?;
-    Ok(format!(
-        "imported {} as {}\n",
-        written.name, written.version
-    ))
 }

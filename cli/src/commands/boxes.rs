@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use forkr_api::wire::{BoxView, CreateBox, PublishBox, UnpublishBox, UpdateBox};
+use forkr_api_proto::wire::{BoxView, CreateBox, PublishBox, UnpublishBox, UpdateBox};
 use forkr_crds::validation::parse_env_assignment;
 
 use super::Context;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
-use forkr_api::wire::ImportBase;
+use forkr_api_proto::wire::ImportBase;
 use sha2::Digest;
 
 use super::Context;
@@ -190,7 +190,7 @@ pub async fn build(
         builder: Some(engine.name.to_owned()),
         ..Default::default()
     };
-    let imported = super::bases::import(ctx, project, name, &tmp.0, q).await?;
+    let imported = super::upload::import(ctx, project, name, &tmp.0, q).await?;
     Ok(format!("built {tag} with {}\n{imported}", engine.name))
 }
 

@@ -4,7 +4,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context as _;
-use forkr_api::wire::FileQuery;
+use forkr_api_proto::wire::FileQuery;
 use forkr_crds::validation::{BoxPath, CopyDirection, ResolvedTarget, parse_copy};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -65,7 +65,7 @@ pub async fn cp(
 }
 
 async fn upload(
-    client: &forkr_api::client::Client,
+    client: &forkr_api_proto::client::Client,
     project: &str,
     name: &str,
     local: &str,
@@ -98,7 +98,7 @@ async fn upload(
 }
 
 async fn download(
-    client: &forkr_api::client::Client,
+    client: &forkr_api_proto::client::Client,
     project: &str,
     name: &str,
     path: &str,

@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use forkr_api::wire::{CreateBox, ExecCommand, ExecStart};
+use forkr_api_proto::wire::{Command, CreateBox, ExecCommand, ExecStart};
 
 use super::Context;
 use crate::cli::ExecArgs;
@@ -28,7 +28,7 @@ fn ephemeral_name() -> String {
 /// name. Ctrl-C while it is being made lets the create finish, then deletes the box: aborting
 /// the request could leave a box that the server finishes after the delete.
 pub async fn make_ephemeral(
-    client: &forkr_api::client::Client,
+    client: &forkr_api_proto::client::Client,
     project: &str,
 ) -> anyhow::Result<String> {
     let name = ephemeral_name();
@@ -95,7 +95,7 @@ pub async fn exec(ctx: &Context, a: ExecArgs) -> anyhow::Result<Finished> {
 
 async fn run(
     _ctx: &Context,
-    client: &forkr_api::client::Client,
+    client: &forkr_api_proto::client::Client,
     project: &str,
     name: &str,
     a: ExecArgs,
@@ -108,13 +108,17 @@ async fn run(
         // No command and stdin is not a terminal: bash reads the script from stdin.
         command = vec!["bash".into()];
     }
+    // One command shape for both ways of running it.
+    let run = Command {
+        command,
+        sh: a.sh,
+        env: a.env,
+        wd: a.wd,
+        user: a.user,
+    };
     if a.bg {
         let cmd = ExecCommand {
-            command,
-            sh: a.sh,
-            env: a.env,
-            wd: a.wd,
-            user: a.user,
+            run,
             stdin: None,
             bg: true,
         };
@@ -131,11 +135,7 @@ async fn run(
         });
     }
     let start = ExecStart {
-        command,
-        sh: a.sh,
-        env: a.env,
-        wd: a.wd,
-        user: a.user,
+        run,
         ..Default::default()
     };
     let code = super::stream::exec(client, project, name, start).await?;
@@ -187,7 +187,10 @@ pub async fn ps(
             &p,
             &name,
             &ExecCommand {
-                command,
+                run: Command {
+                    command,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )

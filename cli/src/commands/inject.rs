@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use forkr_api::client::{Client, is_not_found};
-use forkr_api::wire::{ExecCommand, FileQuery};
+use forkr_api_proto::client::{Client, is_not_found};
+use forkr_api_proto::wire::{Command, ExecCommand, FileQuery};
 
 use super::Context;
 
@@ -208,9 +208,12 @@ async fn run(
     p: &str,
     b: &str,
     command: &[&str],
-) -> anyhow::Result<forkr_api::wire::ExecOutput> {
+) -> anyhow::Result<forkr_api_proto::wire::ExecOutput> {
     let cmd = ExecCommand {
-        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        run: Command {
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     Ok(client.exec(p, b, &cmd).await?)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use forkr_api::client::Client;
+use forkr_api_proto::client::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Context;

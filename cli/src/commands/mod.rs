@@ -13,12 +13,13 @@ pub mod localbase;
 pub mod snapshots;
 pub mod stream;
 pub mod tokens;
+pub mod upload;
 pub mod users;
 pub mod volumes;
 
 use std::path::PathBuf;
 
-use forkr_api::client::Client;
+use forkr_api_proto::client::Client;
 
 use crate::config::Config;
 use crate::target::{self, TargetFlags};

@@ -1,6 +1,6 @@
 //! snapshot create/list/restore and diff status/file.
 
-use forkr_api::wire::CreateSnapshot;
+use forkr_api_proto::wire::CreateSnapshot;
 
 use super::Context;
 use crate::cli::{DiffCommand, PortCommand, SnapshotCommand};
@@ -120,7 +120,7 @@ pub async fn port(ctx: &Context, cmd: PortCommand) -> anyhow::Result<String> {
 }
 
 /// `port list`'s PORT, ADDRESS table.
-pub fn ports_table(ports: &[forkr_api::wire::PortView]) -> String {
+pub fn ports_table(ports: &[forkr_api_proto::wire::PortView]) -> String {
     let rows: Vec<Vec<String>> = ports
         .iter()
         .map(|p| vec![p.port.to_string(), p.address.clone()])

@@ -5,13 +5,10 @@
 use std::io::Write;
 use std::time::Duration;
 
-use forkr_api::client::{Client, Socket};
-use forkr_api::wire::{
-    ErrorBody, ExecControl, ExecStart, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF, FRAME_STDOUT,
-};
-use futures::{SinkExt, StreamExt};
+use forkr_api_proto::client::{Client, ClientError, ExecFrames, ExecSink};
+use forkr_api_proto::frame::{ClientFrame, ServerFrame};
+use forkr_api_proto::wire::ExecStart;
 use tokio::io::AsyncReadExt;
-use tokio_tungstenite::tungstenite::Message;
 
 /// How a stream ended.
 enum End {
@@ -20,51 +17,42 @@ enum End {
     Dropped(String),
 }
 
-fn text_frame(c: &ExecControl) -> Message {
-    Message::Text(serde_json::to_string(c).unwrap_or_default().into())
-}
-
 /// Reads frames until the exit code, writing output as it comes. Returns how it ended and the
-/// console session id, if one was announced.
-async fn drain(
-    mut source: futures::stream::SplitStream<Socket>,
-    session: &mut Option<String>,
-) -> anyhow::Result<End> {
+/// session id the stream announced.
+async fn drain(mut frames: ExecFrames, session: &mut Option<String>) -> anyhow::Result<End> {
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    while let Some(msg) = source.next().await {
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => return Ok(End::Dropped(e.to_string())),
+    while let Some(frame) = frames.recv().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(ClientError::Stream(e)) => return Ok(End::Dropped(e.to_string())),
+            Err(e) => return Err(e.into()),
         };
-        match msg {
-            Message::Binary(b) => match b.first() {
-                Some(&FRAME_STDOUT) => {
-                    stdout.write_all(&b[1..])?;
-                    stdout.flush()?;
-                }
-                Some(&FRAME_STDERR) => {
-                    stderr.write_all(&b[1..])?;
-                    stderr.flush()?;
-                }
-                _ => {}
-            },
-            Message::Text(t) => {
-                if let Ok(c) = serde_json::from_str::<ExecControl>(&t) {
-                    match c {
-                        ExecControl::Exit(code) => return Ok(End::Exit(code)),
-                        ExecControl::Session(id) => *session = Some(id),
-                        _ => {}
-                    }
-                } else if let Ok(e) = serde_json::from_str::<ErrorBody>(&t) {
-                    anyhow::bail!(e.message);
-                }
+        match frame {
+            ServerFrame::Stdout { data, .. } => {
+                stdout.write_all(&data)?;
+                stdout.flush()?;
             }
-            Message::Close(_) => break,
-            _ => {}
+            ServerFrame::Stderr { data, .. } => {
+                stderr.write_all(&data)?;
+                stderr.flush()?;
+            }
+            ServerFrame::Session(id) => *session = Some(id),
+            ServerFrame::Exit(code) => return Ok(End::Exit(code)),
+            ServerFrame::Error(e) => anyhow::bail!(e.message),
         }
     }
     Ok(End::Dropped("the connection closed".into()))
+}
+
+/// Sends what the channel carries until it ends or the socket breaks; false when it broke.
+async fn pump(sink: &mut ExecSink, rx: &mut tokio::sync::mpsc::Receiver<ClientFrame>) -> bool {
+    while let Some(f) = rx.recv().await {
+        if sink.send(&f).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Runs a command with its streams attached to this process's; returns its exit code.
@@ -75,8 +63,8 @@ pub async fn exec(
     start: ExecStart,
 ) -> anyhow::Result<i32> {
     let socket = client.exec_socket(project, name, &start, false).await?;
-    let (mut sink, source) = socket.split();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
+    let (mut sink, frames) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ClientFrame>(16);
     let stdin_tx = tx.clone();
     tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
@@ -84,14 +72,12 @@ pub async fn exec(
         loop {
             match stdin.read(&mut buf).await {
                 Ok(0) | Err(_) => {
-                    let _ = stdin_tx
-                        .send(Message::Binary(vec![FRAME_STDIN_EOF].into()))
-                        .await;
+                    let _ = stdin_tx.send(ClientFrame::StdinEof).await;
                     break;
                 }
                 Ok(n) => {
-                    let frame = [&[FRAME_STDIN][..], &buf[..n]].concat();
-                    if stdin_tx.send(Message::Binary(frame.into())).await.is_err() {
+                    let frame = ClientFrame::Stdin(buf[..n].to_vec());
+                    if stdin_tx.send(frame).await.is_err() {
                         break;
                     }
                 }
@@ -107,11 +93,7 @@ pub async fn exec(
         if let Ok(mut s) = tokio::signal::unix::signal(kind) {
             tokio::spawn(async move {
                 while s.recv().await.is_some() {
-                    if tx
-                        .send(text_frame(&ExecControl::Signal(sig)))
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(ClientFrame::Signal(sig)).await.is_err() {
                         break;
                     }
                 }
@@ -119,15 +101,9 @@ pub async fn exec(
         }
     }
     drop(tx);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
-                break;
-            }
-        }
-    });
+    let writer = tokio::spawn(async move { pump(&mut sink, &mut rx).await });
     let mut session = None;
-    let end = drain(source, &mut session).await;
+    let end = drain(frames, &mut session).await;
     writer.abort();
     match end? {
         End::Exit(code) => Ok(code),
@@ -156,7 +132,7 @@ impl Drop for RawMode {
 pub async fn console(client: &Client, project: &str, name: &str) -> anyhow::Result<i32> {
     let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
     let _raw = RawMode::enter();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ClientFrame>(64);
     let stdin_tx = tx.clone();
     tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
@@ -165,8 +141,11 @@ pub async fn console(client: &Client, project: &str, name: &str) -> anyhow::Resu
             if n == 0 {
                 break;
             }
-            let frame = [&[FRAME_STDIN][..], &buf[..n]].concat();
-            if stdin_tx.send(Message::Binary(frame.into())).await.is_err() {
+            if stdin_tx
+                .send(ClientFrame::Stdin(buf[..n].to_vec()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -178,10 +157,7 @@ pub async fn console(client: &Client, project: &str, name: &str) -> anyhow::Resu
         tokio::spawn(async move {
             while winch.recv().await.is_some() {
                 if let Ok((cols, rows)) = crossterm::terminal::size()
-                    && tx
-                        .send(text_frame(&ExecControl::Resize { rows, cols }))
-                        .await
-                        .is_err()
+                    && tx.send(ClientFrame::Resize { rows, cols }).await.is_err()
                 {
                     break;
                 }
@@ -209,22 +185,15 @@ pub async fn console(client: &Client, project: &str, name: &str) -> anyhow::Resu
             Err(e) => return Err(e.into()),
         };
         attempts = 0;
-        let (mut sink, source) = socket.split();
-        let pump = async {
-            while let Some(m) = rx.recv().await {
-                if sink.send(m).await.is_err() {
-                    return false;
-                }
-            }
-            true
-        };
+        let (mut sink, frames) = socket.split();
+        let pumped = pump(&mut sink, &mut rx);
         let end = {
-            let drained = drain(source, &mut session);
+            let drained = drain(frames, &mut session);
             tokio::pin!(drained);
             // When our stdin ends, keep showing output until the shell exits.
             tokio::select! {
                 end = &mut drained => end?,
-                _ = pump => drained.await?,
+                _ = pumped => drained.await?,
             }
         };
         match end {

@@ -1,7 +1,7 @@
 //! `4kr token list|create|revoke`: the server's bearer tokens, through the API (admin tokens
 //! only; the server refuses others with 403).
 
-use forkr_api::wire::{CreateToken, ExpiresIn, TokenView};
+use forkr_api_proto::wire::{CreateToken, ExpiresIn, TokenView};
 
 use super::Context;
 use crate::cli::TokenCommand;
@@ -43,7 +43,9 @@ fn scope(t: &TokenView) -> String {
 pub fn expiry(expires: Option<String>) -> (Option<ExpiresIn>, Option<String>) {
     match expires {
         None => (None, None),
-        Some(e) if forkr_api::wire::parse_lifetime(&e).is_ok() => (Some(ExpiresIn::Text(e)), None),
+        Some(e) if forkr_api_proto::wire::parse_lifetime(&e).is_ok() => {
+            (Some(ExpiresIn::Text(e)), None)
+        }
         Some(e) => (None, Some(e)),
     }
 }

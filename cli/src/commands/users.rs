@@ -1,4 +1,4 @@
-use forkr_api::wire::{CreateUser, UpdateUser, UserView};
+use forkr_api_proto::wire::{CreateUser, UpdateUser, UserView};
 
 use super::Context;
 use crate::cli::UserCommand;

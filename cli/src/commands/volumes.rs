@@ -1,6 +1,6 @@
 //! `4kr volume` (aliases `vol` and `data`): data volumes, their checkpoints and backups.
 
-use forkr_api::wire::{CheckpointVolume, CreateVolume, RestoreVolume, VolumeView};
+use forkr_api_proto::wire::{CheckpointVolume, CreateVolume, RestoreVolume, VolumeView};
 
 use super::Context;
 use crate::cli::{VolumeArg, VolumeCommand, VolumeCopyArgs};

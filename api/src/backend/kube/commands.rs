@@ -14,7 +14,7 @@ use crate::backend::procnet::{listening_both, wait_for_port};
 use crate::backend::{BoxKey, Exec, ExecStream, FileDownload, Files, Ports, Upload, parse_mode};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{
-    BackgroundExec, ExecCommand, ExecOutput, ExecStart, FileQuery, FileWritten, PortView,
+    self, BackgroundExec, ExecCommand, ExecOutput, ExecStart, FileQuery, FileWritten, PortView,
 };
 
 /// What every agent exec carries, checked as local mode checks it.
@@ -29,11 +29,11 @@ struct Command<'a> {
 impl<'a> From<&'a ExecCommand> for Command<'a> {
     fn from(c: &'a ExecCommand) -> Self {
         Command {
-            args: &c.command,
-            sh: c.sh,
-            env: &c.env,
-            wd: c.wd.as_ref(),
-            user: c.user.as_ref(),
+            args: &c.run.command,
+            sh: c.run.sh,
+            env: &c.run.env,
+            wd: c.run.wd.as_ref(),
+            user: c.run.user.as_ref(),
         }
     }
 }
@@ -41,11 +41,11 @@ impl<'a> From<&'a ExecCommand> for Command<'a> {
 impl<'a> From<&'a ExecStart> for Command<'a> {
     fn from(c: &'a ExecStart) -> Self {
         Command {
-            args: &c.command,
-            sh: c.sh,
-            env: &c.env,
-            wd: c.wd.as_ref(),
-            user: c.user.as_ref(),
+            args: &c.run.command,
+            sh: c.run.sh,
+            env: &c.run.env,
+            wd: c.run.wd.as_ref(),
+            user: c.run.user.as_ref(),
         }
     }
 }
@@ -181,7 +181,7 @@ impl KubeBackend {
 impl Exec for KubeBackend {
     async fn exec(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<ExecOutput> {
         let (project, name) = key.into_parts();
-        if cmd.command.is_empty() {
+        if cmd.run.command.is_empty() {
             return Err(command_required());
         }
         if let Some(node) = self.node_of(&project, &name).await? {
@@ -190,7 +190,7 @@ impl Exec for KubeBackend {
             match self.agent_exec(&node, start, stdin).await {
                 Ok(out) => return Ok(out),
                 // `--user` needs the agent: Kubernetes exec runs as the container's root.
-                Err(e) => e.or_fall_back(cmd.user.is_some())?,
+                Err(e) => e.or_fall_back(cmd.run.user.is_some())?,
             }
         }
         self.kube_exec(project, name, cmd).await
@@ -199,7 +199,7 @@ impl Exec for KubeBackend {
     async fn exec_stream(&self, key: BoxKey, start: ExecStart) -> ApiResult<ExecStream> {
         let (project, name) = key.into_parts();
         let console = start.tty || start.session.is_some();
-        if start.command.is_empty() && !console {
+        if start.run.command.is_empty() && !console {
             return Err(command_required());
         }
         if let Some(node) = self.node_of(&project, &name).await? {
@@ -215,7 +215,7 @@ impl Exec for KubeBackend {
             {
                 Ok(s) => return Ok(s),
                 // A console session lives in the agent; nothing else can reattach to it.
-                Err(e) => e.or_fall_back(start.user.is_some() || start.session.is_some())?,
+                Err(e) => e.or_fall_back(start.run.user.is_some() || start.session.is_some())?,
             }
         }
         if start.session.is_some() {
@@ -228,7 +228,7 @@ impl Exec for KubeBackend {
 
     async fn exec_background(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<BackgroundExec> {
         let (project, name) = key.into_parts();
-        if cmd.command.is_empty() {
+        if cmd.run.command.is_empty() {
             return Err(command_required());
         }
         if let Some(node) = self.node_of(&project, &name).await? {
@@ -244,7 +244,7 @@ impl Exec for KubeBackend {
                     });
                 }
                 // `--user` needs the agent: Kubernetes exec runs as the container's root.
-                Err(e) => e.or_fall_back(cmd.user.is_some())?,
+                Err(e) => e.or_fall_back(cmd.run.user.is_some())?,
             }
         }
         self.kube_background(project, name, cmd).await
@@ -289,11 +289,14 @@ impl Exec for KubeBackend {
                 project,
                 name,
                 ExecCommand {
-                    command: vec![format!(
-                        "tail -c +{} /tmp/boxes/exec/{pid}.log",
-                        offset.saturating_add(1)
-                    )],
-                    sh: true,
+                    run: wire::Command {
+                        command: vec![format!(
+                            "tail -c +{} /tmp/boxes/exec/{pid}.log",
+                            offset.saturating_add(1)
+                        )],
+                        sh: true,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             )
@@ -316,10 +319,13 @@ impl Ports for KubeBackend {
             .exec(
                 key,
                 ExecCommand {
-                    command: vec![format!(
-                        "cat /proc/net/tcp; echo {SPLIT}; cat /proc/net/tcp6 2>/dev/null; true"
-                    )],
-                    sh: true,
+                    run: wire::Command {
+                        command: vec![format!(
+                            "cat /proc/net/tcp; echo {SPLIT}; cat /proc/net/tcp6 2>/dev/null; true"
+                        )],
+                        sh: true,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             )

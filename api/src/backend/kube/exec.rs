@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::{KubeBackend, kube_error};
 use crate::backend::{ExecIn, ExecOut, ExecStream, pump_output};
 use crate::error::{ApiError, ApiResult};
-use crate::wire::{BackgroundExec, ExecCommand, ExecOutput, ExecStart};
+use crate::wire::{BackgroundExec, Command, ExecCommand, ExecOutput, ExecStart};
 
 /// How long an exec waits for the box's pod to be ready.
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -30,7 +30,7 @@ fn quote(word: &str) -> String {
 /// The shell script that runs `cmd` as `4kr exec` means it: args as words, or with `sh` one
 /// shell string; `--env` applied last; `--wd` first; stdin fed from the script itself.
 pub(super) fn script(cmd: &ExecCommand) -> ApiResult<String> {
-    if cmd.command.is_empty() {
+    if cmd.run.command.is_empty() {
         return Err(ApiError::bad_request(
             "command_required",
             "command is required",
@@ -39,17 +39,18 @@ pub(super) fn script(cmd: &ExecCommand) -> ApiResult<String> {
     // The exec starts with the container's environment; the box's own (BOX_NAME and the rest,
     // as PID 1 has it) is in /etc/boxes-env.
     let mut out = String::from("set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a; ");
-    if let Some(wd) = &cmd.wd {
+    if let Some(wd) = &cmd.run.wd {
         out.push_str(&format!("cd {} && ", quote(wd)));
     }
-    for kv in &cmd.env {
+    for kv in &cmd.run.env {
         v::parse_env_assignment(kv)?;
         out.push_str(&format!("export {}; ", quote(kv)));
     }
-    let body = if cmd.sh {
-        cmd.command.join(" ")
+    let body = if cmd.run.sh {
+        cmd.run.command.join(" ")
     } else {
-        cmd.command
+        cmd.run
+            .command
             .iter()
             .map(|w| quote(w))
             .collect::<Vec<_>>()
@@ -131,7 +132,7 @@ impl KubeBackend {
         name: String,
         cmd: ExecCommand,
     ) -> ApiResult<ExecOutput> {
-        if cmd.user.is_some() {
+        if cmd.run.user.is_some() {
             return Err(user_needs_agent());
         }
         // The command travels in the exec request's URL; a large stdin goes ahead as a file.
@@ -212,17 +213,17 @@ impl KubeBackend {
         name: String,
         start: ExecStart,
     ) -> ApiResult<ExecStream> {
-        if start.user.is_some() {
+        if start.run.user.is_some() {
             return Err(user_needs_agent());
         }
-        let script = if start.command.is_empty() {
+        let script = if start.run.command.is_empty() {
             None
         } else {
             Some(script(&ExecCommand {
-                command: start.command.clone(),
-                sh: start.sh,
-                env: start.env.clone(),
-                wd: start.wd.clone(),
+                run: Command {
+                    user: None,
+                    ..start.run.clone()
+                },
                 ..Default::default()
             })?)
         };
@@ -324,9 +325,12 @@ impl KubeBackend {
                 project,
                 name,
                 ExecCommand {
-                    command: vec![wrapper],
-                    sh: true,
-                    user: cmd.user,
+                    run: Command {
+                        command: vec![wrapper],
+                        sh: true,
+                        user: cmd.run.user,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             )
@@ -373,8 +377,11 @@ impl KubeBackend {
             let (project, name) = (project.clone(), name.clone());
             async move {
                 let s = script(&ExecCommand {
-                    command: vec![body],
-                    sh: true,
+                    run: Command {
+                        command: vec![body],
+                        sh: true,
+                        ..Default::default()
+                    },
                     stdin,
                     ..Default::default()
                 })?;
@@ -459,10 +466,13 @@ impl KubeBackend {
                 project,
                 name,
                 ExecCommand {
-                    command: vec![format!(
-                        "[ -e {qp} ] || exit 2; [ -f {qp} ] || exit 3; stat -L -c '%a %u %g' {qp} && base64 {qp}"
-                    )],
-                    sh: true,
+                    run: Command {
+                        command: vec![format!(
+                            "[ -e {qp} ] || exit 2; [ -f {qp} ] || exit 3; stat -L -c '%a %u %g' {qp} && base64 {qp}"
+                        )],
+                        sh: true,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             )
@@ -562,9 +572,12 @@ mod tests {
     #[test]
     fn scripts_quote_words_and_carry_stdin() {
         let cmd = ExecCommand {
-            command: vec!["echo".into(), "it's".into(), "$HOME".into()],
-            env: vec!["A=b c".into()],
-            wd: Some("/work".into()),
+            run: Command {
+                command: vec!["echo".into(), "it's".into(), "$HOME".into()],
+                env: vec!["A=b c".into()],
+                wd: Some("/work".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert_eq!(
@@ -572,8 +585,11 @@ mod tests {
             r#"set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a; cd '/work' && export 'A=b c'; 'echo' 'it'\''s' '$HOME'"#
         );
         let sh = ExecCommand {
-            command: vec!["echo $HOME | wc -c".into()],
-            sh: true,
+            run: Command {
+                command: vec!["echo $HOME | wc -c".into()],
+                sh: true,
+                ..Default::default()
+            },
             stdin: Some("hi".into()),
             ..Default::default()
         };

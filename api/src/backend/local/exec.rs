@@ -21,17 +21,17 @@ impl LocalBackend {
         cmd: &ExecCommand,
         interactive: bool,
     ) -> ApiResult<ExecRequest> {
-        if cmd.command.is_empty() && !interactive {
+        if cmd.run.command.is_empty() && !interactive {
             return Err(ApiError::bad_request(
                 "command_required",
                 "command is required",
             ));
         }
-        let mut env = Vec::with_capacity(cmd.env.len());
-        for pair in &cmd.env {
+        let mut env = Vec::with_capacity(cmd.run.env.len());
+        for pair in &cmd.run.env {
             env.push(parse_env_assignment(pair)?);
         }
-        let user = match &cmd.user {
+        let user = match &cmd.run.user {
             None => None,
             Some(name) => {
                 validate_user_name(name)?;
@@ -46,14 +46,14 @@ impl LocalBackend {
                 })
             }
         };
-        if let Some(wd) = &cmd.wd {
+        if let Some(wd) = &cmd.run.wd {
             forkr_crds::validation::normalize_box_path(wd)?;
         }
         Ok(ExecRequest {
-            args: cmd.command.clone(),
-            sh: cmd.sh,
+            args: cmd.run.command.clone(),
+            sh: cmd.run.sh,
             env,
-            wd: cmd.wd.clone(),
+            wd: cmd.run.wd.clone(),
             user,
         })
     }

@@ -22,11 +22,7 @@ impl LocalBackend {
             return self.console(project, name, start).await;
         }
         let cmd = ExecCommand {
-            command: start.command,
-            sh: start.sh,
-            env: start.env,
-            wd: start.wd,
-            user: start.user,
+            run: start.run,
             stdin: None,
             bg: false,
         };
@@ -94,11 +90,7 @@ impl LocalBackend {
             Some(id) => self.sessions.get(id, (&project, &name))?,
             None => {
                 let cmd = ExecCommand {
-                    command: start.command.clone(),
-                    sh: start.sh,
-                    env: start.env.clone(),
-                    wd: start.wd.clone(),
-                    user: start.user.clone(),
+                    run: start.run.clone(),
                     stdin: None,
                     bg: false,
                 };

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// The body of every error response: `{"error": code, "message": text}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// A stable machine code, e.g. `fork_running`, `no_updates`, `invalid_name`.
     pub error: String,
@@ -16,13 +16,15 @@ pub struct ErrorBody {
 }
 
 /// `GET /healthz`, `GET /readyz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
 }
 
 /// A data mount as the API shows and takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DataMountView {
     pub volume: String,
@@ -32,7 +34,8 @@ pub struct DataMountView {
 }
 
 /// `POST /v1/projects/{project}/snapshots/{box}`: the name is optional (`v0`, `v1`, ...).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshot {
     #[serde(default)]
@@ -42,7 +45,8 @@ pub struct CreateSnapshot {
 }
 
 /// One snapshot: the NAME, SIZE, CREATED and DESCRIPTION columns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SnapshotView {
     pub name: String,
     /// Bytes.
@@ -53,14 +57,16 @@ pub struct SnapshotView {
 }
 
 /// A change in `diff status`: `+`, `~` or `-`, and the path inside the box.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiffChange {
     pub change: String,
     pub path: String,
 }
 
 /// `diff status`: the snapshot compared against and what changed since.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiffStatusView {
     pub against: String,
     pub changes: Vec<DiffChange>,
@@ -69,7 +75,8 @@ pub struct DiffStatusView {
 }
 
 /// `diff file`: one of added, deleted, modified or unchanged, with a unified diff if modified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiffFileView {
     pub against: String,
     pub path: String,
@@ -78,7 +85,8 @@ pub struct DiffFileView {
 }
 
 /// One row of `base list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BaseSummaryView {
     pub name: String,
     pub version: String,
@@ -87,7 +95,8 @@ pub struct BaseSummaryView {
 }
 
 /// One version in `base show`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BaseVersionView {
     pub version: String,
     pub kind: String,
@@ -99,7 +108,8 @@ pub struct BaseVersionView {
 }
 
 /// `base show`: the name, the latest version, the version count and the versions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BaseDetailsView {
     pub name: String,
     pub latest: String,
@@ -108,7 +118,8 @@ pub struct BaseDetailsView {
 }
 
 /// `POST /v1/projects/{project}/bases/{name}/save`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SaveBase {
     /// The box whose root becomes the new version.
@@ -117,9 +128,10 @@ pub struct SaveBase {
 }
 
 /// Query of `POST /v1/projects/{project}/bases/{name}/import`; the body is the `.tar.gz`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[cfg_attr(feature = "server", derive(utoipa::IntoParams))]
-#[cfg_attr(feature = "server", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ImportBase {
     /// A base (alias or exact version) to snapshot and extract on top of.
@@ -137,14 +149,16 @@ pub struct ImportBase {
 }
 
 /// The version a save or import wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BaseWritten {
     pub name: String,
     pub version: String,
 }
 
 /// `POST /v1/projects/{project}/volumes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateVolume {
     pub name: String,
@@ -154,7 +168,8 @@ pub struct CreateVolume {
 }
 
 /// A data volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumeView {
     pub name: String,
     pub project: String,
@@ -165,7 +180,8 @@ pub struct VolumeView {
 }
 
 /// A project user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserView {
     pub name: String,
     pub uid: u32,
@@ -176,7 +192,8 @@ pub struct UserView {
 }
 
 /// `POST /v1/projects/{project}/users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub name: String,
@@ -185,7 +202,8 @@ pub struct CreateUser {
 }
 
 /// `PATCH /v1/projects/{project}/users/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     pub shell: String,
@@ -195,7 +213,8 @@ pub struct UpdateUser {
 pub type StringMap = BTreeMap<String, String>;
 
 /// `POST /v1/projects/{project}/boxes`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateBox {
     pub name: String,
@@ -224,7 +243,8 @@ pub struct CreateBox {
 }
 
 /// A box, as `show` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BoxView {
     pub name: String,
     pub project: String,
@@ -255,7 +275,8 @@ pub struct BoxView {
 /// `PATCH /v1/projects/{project}/boxes/{name}`: the CLI merges every `KEY=VALUE` into `env`;
 /// the server applies PORT, CPU, MEMORY and TERMINATION_GRACE_PERIOD_SECONDS (or
 /// TERMINATION_GRACE_SECONDS) and drops the rest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBox {
     #[serde(default)]
@@ -265,16 +286,21 @@ pub struct UpdateBox {
 }
 
 /// `POST .../boxes/{name}/snapshots/{snapshot}/restore` has no body; this is its answer's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Restored {
     pub snapshot: String,
 }
 
-/// `POST .../boxes/{name}/exec`: one command, its output collected.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// What to run and how: the part of a command that `POST .../exec` and the first frame of
+/// `.../exec/ws` share, flattened into both so their JSON stays one flat object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-pub struct ExecCommand {
-    /// The program and its arguments; with `sh`, one shell string.
+pub struct Command {
+    /// The program and its arguments; with `sh`, one shell string. Required, except that a
+    /// `tty` stream with none runs an interactive login shell.
+    #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
     pub sh: bool,
@@ -286,6 +312,15 @@ pub struct ExecCommand {
     /// A project user.
     #[serde(default)]
     pub user: Option<String>,
+}
+
+/// `POST .../boxes/{name}/exec`: one command, its output collected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExecCommand {
+    #[serde(flatten)]
+    pub run: Command,
     /// Bytes for stdin, as UTF-8 text.
     #[serde(default)]
     pub stdin: Option<String>,
@@ -295,7 +330,8 @@ pub struct ExecCommand {
 }
 
 /// The result of a foreground `POST .../exec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecOutput {
     pub exit_code: i32,
     /// Output as UTF-8 (invalid bytes replaced); use the WebSocket exec for binary data.
@@ -304,15 +340,17 @@ pub struct ExecOutput {
 }
 
 /// The result of a background exec: `pid=<n>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackgroundExec {
     pub pid: u32,
 }
 
 /// Query of `PUT`/`GET .../boxes/{name}/files`: the body is the file's bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[cfg_attr(feature = "server", derive(utoipa::IntoParams))]
-#[cfg_attr(feature = "server", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct FileQuery {
     /// Absolute path inside the box.
@@ -328,7 +366,8 @@ pub struct FileQuery {
 }
 
 /// What a put wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileWritten {
     pub path: String,
     pub size: u64,
@@ -340,27 +379,14 @@ pub const HEADER_UID: &str = "x-forkr-uid";
 pub const HEADER_GID: &str = "x-forkr-gid";
 
 /// The first frame of a WebSocket exec (`.../exec/ws`) or console (`.../console`), as JSON text.
-///
-/// After it, the client sends binary frames `[0, bytes...]` (stdin) and `[1]` (end of stdin),
-/// and text frames `{"resize": {"rows": R, "cols": C}}` and `{"signal": N}`. The server sends
-/// binary frames `[1, bytes...]` (stdout) and `[2, bytes...]` (stderr), then a text frame
-/// `{"exit": code}`; a console first sends `{"session": id}`, which a later console start can
-/// name to reattach and get the last 64 KiB of output replayed. Errors arrive as the usual
-/// `{"error", "message"}` text frame, and the socket closes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Every frame after it is binary, in the format of [`crate::frame`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExecStart {
     /// Empty with `tty`: an interactive login shell.
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub sh: bool,
-    #[serde(default)]
-    pub env: Vec<String>,
-    #[serde(default)]
-    pub wd: Option<String>,
-    #[serde(default)]
-    pub user: Option<String>,
+    #[serde(flatten)]
+    pub run: Command,
     /// Run on a PTY (raw bytes, one output stream, resizable).
     #[serde(default)]
     pub tty: bool,
@@ -373,24 +399,9 @@ pub struct ExecStart {
     pub session: Option<String>,
 }
 
-/// Control messages of an exec stream, as JSON text frames.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ExecControl {
-    Resize { rows: u16, cols: u16 },
-    Signal(i32),
-    Exit(i32),
-    Session(String),
-}
-
-/// Channel bytes of binary exec frames.
-pub const FRAME_STDIN: u8 = 0;
-pub const FRAME_STDIN_EOF: u8 = 1;
-pub const FRAME_STDOUT: u8 = 1;
-pub const FRAME_STDERR: u8 = 2;
-
 /// A TCP port something listens on inside a box.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortView {
     pub port: u16,
     /// The address it is bound to (`0.0.0.0`, `::`, `127.0.0.1`, ...).
@@ -400,7 +411,8 @@ pub struct PortView {
 /// `POST .../boxes/{name}/publish`. The host resolves as `4kr publish` documents: `host` wins;
 /// otherwise `{subdomain}.{domain}`, where `@` is the bare domain and `domain` defaults to the
 /// server's publish domain.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PublishBox {
     #[serde(default)]
@@ -415,14 +427,16 @@ pub struct PublishBox {
 }
 
 /// The answer to a publish: `{"host": ...}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Published {
     pub host: String,
 }
 
 /// `POST .../boxes/{name}/unpublish`: one host, named as for publish, or every host of the box
 /// when none is given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UnpublishBox {
     #[serde(default)]
@@ -434,13 +448,15 @@ pub struct UnpublishBox {
 }
 
 /// The hosts an unpublish removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Unpublished {
     pub hosts: Vec<String>,
 }
 
 /// `POST .../volumes/{name}/checkpoints` and `.../backups`: the name is optional (`v0`, `v1`, ...).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointVolume {
     #[serde(default)]
@@ -450,7 +466,8 @@ pub struct CheckpointVolume {
 }
 
 /// `POST .../volumes/{name}/restore`: exactly one of a checkpoint or a backup.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RestoreVolume {
     #[serde(default)]
@@ -461,7 +478,8 @@ pub struct RestoreVolume {
 
 /// A token's lifetime as `POST /v1/tokens` takes it: seconds, or a number with a unit
 /// (`90s`, `30m`, `12h`, `30d`, `2w`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum ExpiresIn {
     Seconds(u64),
@@ -503,7 +521,8 @@ pub fn parse_lifetime(text: &str) -> Result<u64, String> {
 
 /// `POST /v1/tokens` (admin only): a name, and either `admin` or one or more `projects`;
 /// optionally a lifetime (`expires_in`) or an end (`expires`, RFC 3339), not both.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -518,7 +537,8 @@ pub struct CreateToken {
 }
 
 /// One token, as `GET /v1/tokens` lists it: never its secret or its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenView {
     /// Stable and not secret: what `DELETE /v1/tokens/{id}` and the audit log name.
     pub id: String,
@@ -536,9 +556,48 @@ pub struct TokenView {
 }
 
 /// `POST /v1/tokens`' answer: the token's secret, shown this once, and its record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]
     pub info: TokenView,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// The flattened [`Command`] keeps both exec bodies one flat object, as docs/api.md shows.
+    #[test]
+    fn exec_bodies_stay_flat() {
+        let body = json!({"command": ["ls", "-l"], "sh": false, "env": ["A=b"], "wd": "/w",
+            "user": "app", "stdin": "hi", "bg": true});
+        let cmd: ExecCommand = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(cmd.run.command, ["ls", "-l"]);
+        assert_eq!(cmd.run.user.as_deref(), Some("app"));
+        assert_eq!(serde_json::to_value(&cmd).unwrap(), body);
+
+        let start: ExecStart =
+            serde_json::from_value(json!({"tty": true, "rows": 24, "session": "pty-1"})).unwrap();
+        assert!(start.run.command.is_empty() && start.tty);
+        let start: ExecStart =
+            serde_json::from_value(json!({"command": ["sh"], "sh": true, "cols": 80})).unwrap();
+        assert_eq!((start.run.sh, start.cols), (true, Some(80)));
+    }
+
+    #[test]
+    fn exec_bodies_refuse_unknown_fields() {
+        for (body, field) in [
+            (json!({"command": ["ls"], "surprise": 1}), "surprise"),
+            (json!({"command": ["ls"], "tty": true}), "tty"),
+        ] {
+            let e = serde_json::from_value::<ExecCommand>(body).unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        let e = serde_json::from_value::<ExecStart>(json!({"bg": true})).unwrap_err();
+        assert!(e.to_string().contains("bg"), "{e}");
+    }
 }

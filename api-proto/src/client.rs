@@ -1,10 +1,12 @@
 //! The typed client of the REST API: what 4kr uses. Every method sends and returns the types of
-//! [`crate::wire`], so a change on the server is a compile error here.
+//! [`crate::wire`], so a change on the server is a compile error here; the exec socket sends and
+//! receives the frames of [`crate::frame`].
 
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::frame::{ClientFrame, FrameError, ServerFrame};
 use crate::wire::*;
 
 /// Why a call failed.
@@ -27,6 +29,12 @@ pub enum ClientError {
     /// The server answered something that is not the API.
     #[error("unexpected answer from the server ({status}): {detail}")]
     Unexpected { status: u16, detail: String },
+    /// An exec or console WebSocket broke.
+    #[error("the exec stream broke: {0}")]
+    Stream(#[source] tokio_tungstenite::tungstenite::Error),
+    /// The server sent bytes that are not an exec frame.
+    #[error("bad frame from the server: {0}")]
+    Frame(#[from] FrameError),
 }
 
 impl ClientError {
@@ -646,9 +654,82 @@ impl Client {
     }
 }
 
-/// A WebSocket exec or console connection.
-pub type Socket =
+/// The WebSocket under an exec or console stream.
+type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Message = tokio_tungstenite::tungstenite::Message;
+
+/// An open exec or console stream: frames in, frames out. [`ExecSocket::split`] gives a half
+/// for each direction, for a reader and a writer that run side by side.
+pub struct ExecSocket {
+    sink: ExecSink,
+    frames: ExecFrames,
+}
+
+/// The sending half of an [`ExecSocket`].
+pub struct ExecSink(futures::stream::SplitSink<Socket, Message>);
+
+/// The receiving half of an [`ExecSocket`].
+pub struct ExecFrames(futures::stream::SplitStream<Socket>);
+
+impl ExecSocket {
+    fn new(socket: Socket) -> ExecSocket {
+        use futures::StreamExt;
+        let (sink, frames) = socket.split();
+        ExecSocket {
+            sink: ExecSink(sink),
+            frames: ExecFrames(frames),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) -> ClientResult<()> {
+        self.sink.send(frame).await
+    }
+
+    /// The next frame; `None` once the socket closed.
+    pub async fn recv(&mut self) -> Option<ClientResult<ServerFrame>> {
+        self.frames.recv().await
+    }
+
+    pub fn split(self) -> (ExecSink, ExecFrames) {
+        (self.sink, self.frames)
+    }
+}
+
+impl ExecSink {
+    pub async fn send(&mut self, frame: &ClientFrame) -> ClientResult<()> {
+        use futures::SinkExt;
+        self.0
+            .send(Message::Binary(frame.encode().into()))
+            .await
+            .map_err(ClientError::Stream)
+    }
+
+    /// Closes the socket: the server sees the client go.
+    pub async fn close(mut self) -> ClientResult<()> {
+        use futures::SinkExt;
+        self.0.close().await.map_err(ClientError::Stream)
+    }
+}
+
+impl ExecFrames {
+    /// The next frame; `None` once the socket closed. Pings are answered underneath.
+    pub async fn recv(&mut self) -> Option<ClientResult<ServerFrame>> {
+        use futures::StreamExt;
+        loop {
+            let msg = match self.0.next().await? {
+                Ok(m) => m,
+                Err(e) => return Some(Err(ClientError::Stream(e))),
+            };
+            return match msg {
+                Message::Binary(b) => Some(ServerFrame::decode(&b).map_err(ClientError::from)),
+                Message::Text(_) => Some(Err(FrameError::Text.into())),
+                Message::Close(_) => None,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            };
+        }
+    }
+}
 
 impl Client {
     /// Opens `.../boxes/{name}/exec/ws` (or `.../console` when `console`) and sends `start`.
@@ -658,7 +739,7 @@ impl Client {
         name: &str,
         start: &ExecStart,
         console: bool,
-    ) -> ClientResult<Socket> {
+    ) -> ClientResult<ExecSocket> {
         use futures::SinkExt;
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let tail = if console { "console" } else { "exec/ws" };
@@ -690,10 +771,10 @@ impl Client {
         };
         let first = serde_json::to_string(start).map_err(|e| unexpected(e.to_string()))?;
         socket
-            .send(tokio_tungstenite::tungstenite::Message::Text(first.into()))
+            .send(Message::Text(first.into()))
             .await
-            .map_err(|e| unexpected(e.to_string()))?;
-        Ok(socket)
+            .map_err(ClientError::Stream)?;
+        Ok(ExecSocket::new(socket))
     }
 }
 
