@@ -13,8 +13,8 @@ use forkr_api::routes;
 use forkr_api::state::{AppState, Config};
 use forkr_api::store::Store;
 use forkr_node_agent::Pool;
-use forkr_node_agent::loopback::Loopback;
-use forkr_node_agent::net::NetConfig;
+use forkr_node_agent::pool::loopback::Loopback;
+use forkr_node_agent::runtime::net::NetConfig;
 use forkr_node_agent::runtime::{ApiEndpoints, LocalRuntime, RuntimeConfig};
 
 #[derive(Parser)]

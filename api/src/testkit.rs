@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use forkr_node_agent::Pool;
-use forkr_node_agent::import::ImportOptions;
-use forkr_node_agent::loopback::Loopback;
+use forkr_node_agent::pool::import::ImportOptions;
+use forkr_node_agent::pool::loopback::Loopback;
 use forkr_node_agent::runtime::{ApiEndpoints, LocalRuntime, RuntimeConfig};
 
 use crate::auth::issue_token;

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use forkr_api_proto::frame::{ClientFrame, ServerFrame};
-use forkr_node_agent::net::SubnetLease;
+use forkr_node_agent::runtime::net::SubnetLease;
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -17,14 +17,3 @@ pub mod sys;
 pub use error::{Error, Result};
 pub use pool::Pool;
 pub use pool::checkpoint::{Shelf, Subject};
-
-// Old paths, for forkr-api and e2e until the merge (issue 13).
-#[doc(hidden)]
-pub use pool::{checkpoint, diff, import, loopback, volumes};
-#[doc(hidden)]
-pub mod grpc {
-    pub use crate::rpc::serve::*;
-    pub use crate::rpc::storage::*;
-}
-#[doc(hidden)]
-pub use runtime::{net, runner};

@@ -636,7 +636,7 @@ async fn an_untrusted_namespace_saves_new_names_and_its_own_bases_only() {
         .import_base(
             "imported",
             std::fs::File::open(tar).unwrap(),
-            &forkr_node_agent::import::ImportOptions::default(),
+            &forkr_node_agent::pool::import::ImportOptions::default(),
         )
         .unwrap();
     for alias in ["theirs", "imported"] {

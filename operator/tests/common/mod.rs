@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use forkr_agent_proto::client::{Agents, Discovery, GrpcAgents};
 use forkr_crds::{BoxResource, ForkGrant};
-use forkr_node_agent::loopback::Loopback;
 use forkr_node_agent::metrics::Metrics as AgentMetrics;
-use forkr_node_agent::{Pool, import::ImportOptions};
+use forkr_node_agent::pool::loopback::Loopback;
+use forkr_node_agent::{Pool, pool::import::ImportOptions};
 use forkr_operator::config::Settings;
 use forkr_operator::context::{Context, Stores};
 use forkr_operator::metrics::Metrics;
@@ -386,7 +386,7 @@ impl RealAgent {
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let p = pool.clone();
         tokio::spawn(async move {
-            forkr_node_agent::grpc::serve_tcp_listener(
+            forkr_node_agent::rpc::serve::serve_tcp_listener(
                 p,
                 Arc::new(AgentMetrics::default()),
                 None,

@@ -5,8 +5,8 @@
 use std::io::{Seek, Write};
 
 use async_trait::async_trait;
-use forkr_crds::validation as v;
 use forkr_agent_proto::runtime as rt;
+use forkr_crds::validation as v;
 
 use super::KubeBackend;
 use super::agent::{AgentErr, status_error, stream_upload};

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
+use forkr_agent_proto::storage as agent;
 use forkr_crds::validation as v;
 use forkr_crds::{RestoreRequest, Snapshot, SnapshotSpec, labels, snapshot_object_name};
-use forkr_agent_proto::storage as agent;
 use kube::api::{ListParams, PostParams};
 
 use super::agent::status_error;

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use forkr_agent_proto::storage as agent;
 use forkr_crds::base::{BaseSource, SaveSource};
 use forkr_crds::validation as v;
 use forkr_crds::{Base, BaseSpec};
-use forkr_agent_proto::storage as agent;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::agent::{status_error, stream_upload};

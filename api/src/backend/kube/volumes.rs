@@ -4,12 +4,12 @@
 //! the operator expects.
 
 use async_trait::async_trait;
+use forkr_agent_proto::storage as agent;
 use forkr_crds::data_volume::{
     DataVolumePhase, VolumeCheckpointSpec, VolumeCopyStatus, VolumeRestoreRequest,
 };
 use forkr_crds::validation::{validate_snapshot_name, validate_volume_name};
 use forkr_crds::{BoxResource, DataVolume};
-use forkr_agent_proto::storage as agent;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::agent::status_error;

@@ -62,7 +62,7 @@ impl Bases for LocalBackend {
         let limit = self.max_upload;
         let reader = LimitedReader::new(body, limit);
         let exceeded = reader.exceeded_flag();
-        let opts = forkr_node_agent::import::ImportOptions {
+        let opts = forkr_node_agent::pool::import::ImportOptions {
             parent: req.parent,
             tag: req.tag,
             builder: req.builder,

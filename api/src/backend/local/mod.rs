@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 
 use forkr_crds::DataVolume;
 use forkr_node_agent::Pool;
+use forkr_node_agent::pool::volumes::VolumeInfo;
 use forkr_node_agent::runtime::LocalRuntime;
-use forkr_node_agent::volumes::VolumeInfo;
 
 use async_trait::async_trait;
 
@@ -183,7 +183,7 @@ impl LocalBackend {
 }
 
 /// A pool checkpoint as the API shows it (snapshots and volume copies alike).
-fn checkpoint_view(c: forkr_node_agent::checkpoint::CheckpointInfo) -> SnapshotView {
+fn checkpoint_view(c: forkr_node_agent::pool::checkpoint::CheckpointInfo) -> SnapshotView {
     SnapshotView {
         name: c.name,
         size: c.size,

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use forkr_crds::BoxPhase;
 use forkr_crds::validation as v;
-use forkr_node_agent::diff::Strategy;
+use forkr_node_agent::pool::diff::Strategy;
 use forkr_node_agent::runtime::Phase;
 use forkr_node_agent::{Shelf, Subject};
 
