@@ -2,6 +2,10 @@
 //! of the crate reads as logic. Subvolume calls use libbtrfsutil; `send` is a raw ioctl because
 //! libbtrfsutil does not wrap it.
 
+pub mod pty;
+pub mod random;
+pub mod spawn;
+
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

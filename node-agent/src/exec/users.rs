@@ -2,7 +2,7 @@
 //! user's /etc/passwd and /etc/group lines are replaced by fresh ones; other lines stay.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
@@ -30,13 +30,12 @@ pub fn ensure_user(root: &OwnedFd, user: &User) -> Result<()> {
     let (n, id) = (&user.name, user.uid);
     // Serialise concurrent execs of this box on a lock of /etc/passwd itself.
     let passwd = oskit::open_in_root(root, Path::new("/etc/passwd"), libc::O_RDONLY, 0)?;
-    // SAFETY: valid fd.
-    if unsafe { libc::flock(passwd.as_raw_fd(), libc::LOCK_EX) } < 0 {
-        return Err(Error::Io {
-            context: "lock /etc/passwd".into(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    // flock(2), held until `passwd` closes at the end of this function.
+    let passwd = std::fs::File::from(passwd);
+    passwd.lock().map_err(|source| Error::Io {
+        context: "lock /etc/passwd".into(),
+        source,
+    })?;
     rewrite(
         root,
         "/etc/passwd",

@@ -22,13 +22,12 @@ use crate::wire::{BackgroundExec, ExecCommand, ExecOutput, ExecStart};
 /// How long an exec waits for the box's pod to be ready.
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Quotes one word for a POSIX shell.
-fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
+use forkr_node_agent::exec::ExecRequest;
+use forkr_node_agent::exec::script::{self as builder, quote};
 
-/// The shell script that runs `cmd` as `4kr exec` means it: args as words, or with `sh` one
-/// shell string; `--env` applied last; `--wd` first; stdin fed from the script itself.
+/// The shell script that runs `cmd` as `4kr exec` means it, built by the engine's own builder
+/// (`exec::script::fallback`: the box's variables, `--env`, `--wd`, the words quoted the same
+/// way), with stdin fed from the script itself when the command carries one.
 pub(super) fn script(cmd: &ExecCommand) -> ApiResult<String> {
     if cmd.command.is_empty() {
         return Err(ApiError::bad_request(
@@ -36,37 +35,27 @@ pub(super) fn script(cmd: &ExecCommand) -> ApiResult<String> {
             "command is required",
         ));
     }
-    // The exec starts with the container's environment; the box's own (BOX_NAME and the rest,
-    // as PID 1 has it) is in /etc/boxes-env.
-    let mut out = String::from("set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a; ");
-    if let Some(wd) = &cmd.wd {
-        out.push_str(&format!("cd {} && ", quote(wd)));
-    }
+    let mut env = Vec::with_capacity(cmd.env.len());
     for kv in &cmd.env {
-        v::parse_env_assignment(kv)?;
-        out.push_str(&format!("export {}; ", quote(kv)));
+        env.push(v::parse_env_assignment(kv)?);
     }
-    let body = if cmd.sh {
-        cmd.command.join(" ")
-    } else {
-        cmd.command
-            .iter()
-            .map(|w| quote(w))
-            .collect::<Vec<_>>()
-            .join(" ")
+    let req = ExecRequest {
+        args: cmd.command.clone(),
+        sh: cmd.sh,
+        env,
+        wd: cmd.wd.clone(),
+        user: None,
     };
-    match &cmd.stdin {
+    let text = builder::fallback(&req)?;
+    Ok(match &cmd.stdin {
         Some(input) => {
             use base64::Engine as _;
             let b64 = base64::engine::general_purpose::STANDARD.encode(input.as_bytes());
-            out.push_str(&format!(
-                "printf %s {} | base64 -d | ( {body} )",
-                quote(&b64)
-            ));
+            // The builder's lines stay one group whose stdin is the decoded input.
+            format!("printf %s {} | base64 -d | {{\n{text}\n}}", quote(&b64))
         }
-        None => out.push_str(&body),
-    }
-    Ok(out)
+        None => text,
+    })
 }
 
 impl KubeBackend {
@@ -560,7 +549,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scripts_quote_words_and_carry_stdin() {
+    fn scripts_are_the_engines_and_carry_stdin() {
         let cmd = ExecCommand {
             command: vec!["echo".into(), "it's".into(), "$HOME".into()],
             env: vec!["A=b c".into()],
@@ -569,7 +558,8 @@ mod tests {
         };
         assert_eq!(
             script(&cmd).unwrap(),
-            r#"set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a; cd '/work' && export 'A=b c'; 'echo' 'it'\''s' '$HOME'"#
+            "set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a\nexport -- 'A=b c'\n\
+             cd -- '/work' || exit 1\n'echo' 'it'\\''s' '$HOME'"
         );
         let sh = ExecCommand {
             command: vec!["echo $HOME | wc -c".into()],
@@ -579,8 +569,13 @@ mod tests {
         };
         assert_eq!(
             script(&sh).unwrap(),
-            "set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a; printf %s 'aGk=' | base64 -d | ( echo $HOME | wc -c )"
+            "printf %s 'aGk=' | base64 -d | {\nset -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a\necho $HOME | wc -c\n}"
         );
         assert!(script(&ExecCommand::default()).is_err());
+        let nul = ExecCommand {
+            command: vec!["a\0b".into()],
+            ..Default::default()
+        };
+        assert!(script(&nul).is_err());
     }
 }
