@@ -1084,9 +1084,11 @@ async fn a_killed_client_ends_its_foreground_exec_once_the_grace_has_passed() {
         format!("Bearer {}", t.admin).parse().unwrap(),
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(json!({"command": ["sleep", secs]}).to_string()))
-        .await
-        .unwrap();
+    ws.send(Message::text(
+        json!({"command": ["sleep", secs]}).to_string(),
+    ))
+    .await
+    .unwrap();
     t.eventually(GRACE_DEADLINE, "the foreground sleep to start", || async {
         sleepers(&t, &name, &secs).await == 1
     })
