@@ -73,6 +73,9 @@ struct Cli {
     /// The Kubernetes backend's node agents, found as forkr-operator finds them.
     #[command(flatten)]
     agent: forkr_agent_proto::discovery::AgentArgs,
+    /// How long an exec and a console outlive their client (local mode).
+    #[command(flatten)]
+    grace: forkr_node_agent::exec::grace::GraceArgs,
 }
 
 #[derive(Subcommand)]
@@ -282,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    cli.grace.install();
     if let Some(Command::Token {
         action,
         name,

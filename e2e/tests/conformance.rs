@@ -1046,3 +1046,60 @@ async fn fifty_concurrent_creates_and_execs_leave_nothing_behind() {
     let leaks = t.leaks(&named("shop", &names));
     assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }
+
+/// How many processes in box `name` run exactly `sleep <secs>`, read from /proc in the box.
+async fn sleepers(t: &Target, name: &str, secs: &str) -> usize {
+    let script = format!(
+        "n=0; for f in /proc/[0-9]*/cmdline; do c=$(tr '\\0' ' ' < \"$f\" 2>/dev/null); \
+         [ \"$c\" = 'sleep {secs} ' ] && n=$((n+1)); done; echo $n"
+    );
+    let (code, out) = t.sh("shop", name, &script).await;
+    assert_eq!(code, 0, "counting sleepers: {out}");
+    out.trim().parse().unwrap()
+}
+
+/// The exec grace (docs/operations.md, `--exec-grace`) is seconds; this deadline only bounds a
+/// broken server, it measures nothing.
+const GRACE_DEADLINE: Duration = Duration::from_secs(180);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_client_ends_its_foreground_exec_once_the_grace_has_passed() {
+    use futures::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let t = Target::start().await;
+    let name = forkr_e2e::unique("hup");
+    t.create_box("shop", json!({"name": name})).await;
+    // A duration of this test's own, so the count sees only this exec's sleep.
+    let secs = format!("{}", 100_000 + std::process::id() % 100_000);
+    let url = format!(
+        "{}/v1/projects/shop/boxes/{name}/exec/ws",
+        t.url.replacen("http", "ws", 1)
+    );
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", t.admin).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(
+        json!({"command": ["sleep", secs]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    t.eventually(GRACE_DEADLINE, "the foreground sleep to start", || async {
+        sleepers(&t, &name, &secs).await == 1
+    })
+    .await;
+    // The client dies as under kill -9: its socket goes away without a close frame.
+    drop(ws);
+    t.eventually(
+        GRACE_DEADLINE,
+        "the orphaned foreground exec to be hung up",
+        || async { sleepers(&t, &name, &secs).await == 0 },
+    )
+    .await;
+    t.delete_boxes("shop", &[name]).await;
+}

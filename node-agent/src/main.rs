@@ -76,6 +76,8 @@ struct Args {
         default_value = forkr_node_agent::exec::pid1::DEFAULT_CONTAINERD_STATE
     )]
     containerd_state: PathBuf,
+    #[command(flatten)]
+    grace: forkr_node_agent::exec::grace::GraceArgs,
 }
 
 /// The local runtime, when `--runtime-dir` asks for one; it adopts boxes still running.
@@ -121,6 +123,7 @@ fn open_runtime(args: &Args, pool: &Arc<Pool>) -> anyhow::Result<Option<Arc<Loca
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    args.grace.install();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {

@@ -140,10 +140,10 @@ async fn console_resize_raw_bytes_and_reattach_with_replay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consoles_without_a_client_are_hung_up_after_the_idle_limit() {
+async fn consoles_without_a_client_are_hung_up_after_their_grace() {
     let rt = Rt::new();
     let pid = rt.boot(&BoxSpec::new("p", "idle")).pid.unwrap();
-    let sessions = Sessions::with_idle_limit(Duration::from_millis(300));
+    let sessions = Sessions::with_grace(Duration::from_millis(300));
     let t = Target::new(pid);
     let idle = sessions
         .open(("p", "idle"), &t, &ExecRequest::default(), 24, 80)
@@ -172,4 +172,47 @@ async fn consoles_without_a_client_are_hung_up_after_the_idle_limit() {
     .await
     .unwrap();
     assert!(gone, "the idle console's processes were not hung up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_console_keeps_its_output_up_to_the_bound_and_loses_nothing() {
+    use forkr_node_agent::exec::grace::DETACHED_BUFFER;
+    let rt = Rt::new();
+    let pid = rt.boot(&BoxSpec::new("p", "bp")).pid.unwrap();
+    let sessions = Sessions::with_grace(Duration::from_secs(3600));
+    let s = sessions
+        .open(
+            ("p", "bp"),
+            &Target::new(pid),
+            &ExecRequest::default(),
+            24,
+            80,
+        )
+        .unwrap();
+    // No client: about 2 MiB of numbered lines, more than the bound.
+    const LINES: u32 = 300_000;
+    s.write(format!("seq 1 {LINES}; echo EN''D\n").as_bytes())
+        .await
+        .unwrap();
+    let s2 = s.clone();
+    let full = tokio::task::spawn_blocking(move || {
+        rtkit::wait_until(60, || s2.unseen_bytes() >= DETACHED_BUFFER)
+    })
+    .await
+    .unwrap();
+    assert!(full, "the console never filled its buffer");
+    // The terminal is no longer read: the buffer stops at the bound (plus one read).
+    assert!(s.unseen_bytes() < DETACHED_BUFFER + 16 * 1024);
+    assert_eq!(s.exit_code(), None);
+    // A client attaches: the replay holds everything since the start, then the rest follows.
+    let (replay, mut rx) = s.attach();
+    let mut seen = replay;
+    read_until(&mut rx, &mut seen, "\nEND").await;
+    let text = String::from_utf8_lossy(&seen);
+    let numbers: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), LINES as usize, "lines lost or repeated");
+    assert!(numbers.iter().copied().eq(1..=LINES), "lines out of order");
 }

@@ -303,3 +303,205 @@ fn ps_lists_the_box_processes() {
 }
 
 // Finding PID 1 in Kubernetes mode (containerd's records, not a process's look): tests/pid1.rs.
+
+// The exec driver (`exec::stream`), shared by local mode and the agent.
+
+use std::time::Duration;
+
+use forkr_node_agent::exec::grace::DETACHED_BUFFER;
+use forkr_node_agent::exec::stream::{self, Input, Output, PIPE_BYTES};
+
+/// The host pid of a process whose command line is exactly `words`.
+fn host_pid_of(words: &[&str]) -> Option<i32> {
+    let want: Vec<u8> = words
+        .iter()
+        .flat_map(|w| [w.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        (std::fs::read(e.path().join("cmdline")).ok()? == want).then_some(pid)
+    })
+}
+
+fn wait_for_pid(words: &[&str]) -> i32 {
+    let mut found = None;
+    assert!(
+        wait_until(30, || {
+            found = host_pid_of(words);
+            found.is_some()
+        }),
+        "{words:?} never started"
+    );
+    found.unwrap()
+}
+
+/// Everything a driver sends until its exit code.
+async fn collect(output: &mut tokio::sync::mpsc::Receiver<Output>) -> (Vec<u8>, Vec<u8>, i32) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while let Some(o) = output.recv().await {
+        match o {
+            Output::Stdout(b) => out.extend(b),
+            Output::Stderr(b) => err.extend(b),
+            Output::Exit(c) => return (out, err, c),
+            Output::Session(_) => {}
+        }
+    }
+    panic!("the driver ended without an exit code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_hangs_up_a_foreground_exec_once_its_client_is_gone_past_the_grace() {
+    let rt = Rt::new();
+    let pid1 = boot(&rt, "hup");
+    let t = Target::new(pid1);
+    // An attached client is never hung up, however short the grace.
+    let mut kept =
+        stream::pipes(&t, &args(&["sh", "-c", "sleep 1; echo ok"]), Duration::ZERO).unwrap();
+    let (out, _, code) = collect(&mut kept.output).await;
+    assert_eq!((out.as_slice(), code), (&b"ok\n"[..], 0));
+
+    let gone = stream::pipes(&t, &args(&["sleep", "4101"]), Duration::from_millis(300)).unwrap();
+    let sleeper = wait_for_pid(&["sleep", "4101"]);
+    // The client dies without a word: its output end goes away, its input end stays open.
+    drop(gone.output);
+    let hung_up = tokio::task::spawn_blocking(move || {
+        wait_until(30, || {
+            !std::path::Path::new(&format!("/proc/{sleeper}")).exists()
+        })
+    })
+    .await
+    .unwrap();
+    assert!(hung_up, "the orphaned sleep was not hung up");
+    drop(gone.input);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_forwards_signals_to_a_plain_exec() {
+    let rt = Rt::new();
+    let pid1 = boot(&rt, "dsig");
+    let req = ExecRequest {
+        args: vec!["trap 'echo got-term; exit 7' TERM; sleep 30 & echo ready; wait".into()],
+        sh: true,
+        ..Default::default()
+    };
+    let mut s = stream::pipes(&Target::new(pid1), &req, Duration::from_secs(60)).unwrap();
+    s.input.send(Input::Eof).await.unwrap();
+    assert_eq!(
+        s.output.recv().await,
+        Some(Output::Stdout(b"ready\n".to_vec()))
+    );
+    s.input.send(Input::Signal(libc::SIGTERM)).await.unwrap();
+    let (out, _, code) = collect(&mut s.output).await;
+    assert_eq!(String::from_utf8_lossy(&out), "got-term\n");
+    assert_eq!(code, 7);
+}
+
+/// F_GETPIPE_SZ of another process's descriptor, through /proc (the same pipe).
+fn pipe_size(pid: i32, fd: i32) -> i32 {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    // SAFETY: plain fcntl on an open fd.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETPIPE_SZ) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_uses_one_mib_pipes() {
+    let rt = Rt::new();
+    let pid1 = boot(&rt, "pipes");
+    let s = stream::pipes(
+        &Target::new(pid1),
+        &args(&["sleep", "4102"]),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let sleeper = wait_for_pid(&["sleep", "4102"]);
+    for fd in [1, 2] {
+        assert_eq!(pipe_size(sleeper, fd), PIPE_BYTES as i32, "fd {fd}");
+    }
+    drop(s);
+}
+
+/// `(wchan, bytes written so far)` of a process.
+fn write_state(pid: i32) -> Option<(String, u64)> {
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()?;
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let wchar = io
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar: "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((wchan, wchar))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_exec_blocks_on_a_full_pipe_instead_of_growing_memory() {
+    let rt = Rt::new();
+    let pid1 = boot(&rt, "bp");
+    const TOTAL: u64 = 256 << 20;
+    let words = ["head", "-c", "268435456", "/dev/zero"];
+    let s = stream::pipes(&Target::new(pid1), &args(&words), Duration::from_secs(3600)).unwrap();
+    drop(s.output);
+    let writer = wait_for_pid(&words);
+    // Blocked in a pipe write, and no longer moving: the driver stopped reading.
+    let mut last = None;
+    let blocked = tokio::task::spawn_blocking(move || {
+        wait_until(60, || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = write_state(writer);
+            let settled = now.as_ref().is_some_and(|(w, _)| w.contains("pipe")) && now == last;
+            last = now;
+            settled
+        })
+        .then_some(last)
+    })
+    .await
+    .unwrap();
+    let (_, written) = blocked
+        .flatten()
+        .expect("the writer never settled in a pipe write");
+    // What it wrote sits in the kept buffer, the driver's queue and the pipe: bounded, far
+    // below what it wanted to write.
+    let bound = (DETACHED_BUFFER + 7 * PIPE_BYTES) as u64;
+    assert!(written <= bound, "{written} bytes written, bound {bound}");
+    assert!(written < TOTAL);
+    assert!(std::path::Path::new(&format!("/proc/{writer}")).exists());
+    drop(s.input);
+}
+
+#[test]
+fn hostile_words_and_env_run_literally_in_a_box_and_in_the_fallback_script() {
+    use forkr_node_agent::exec::script;
+    let rt = Rt::new();
+    let pid = boot(&rt, "quote");
+    let hostile = [
+        "it's",
+        "\"double\"",
+        "$(touch /tmp/pwned)",
+        "`touch /tmp/pwned`",
+        "a\nb",
+        "'; exit 7; '",
+        "$HOME *",
+    ];
+    for w in hostile {
+        let out = exec_req(pid, &args(&["printf", "[%s]", w]), b"");
+        assert_eq!(out.stdout, format!("[{w}]"), "{w:?}");
+        // The fallback's text (what Kubernetes exec runs) in the same box's bash.
+        let req = ExecRequest {
+            args: vec![r#"printf '%s\n' "$V""#.into()],
+            sh: true,
+            env: vec![("V".into(), "first".into()), ("V".into(), w.into())],
+            ..Default::default()
+        };
+        let text = script::fallback(&req).unwrap();
+        let out = exec_req(pid, &args(&["bash", "-c", &text]), b"");
+        assert_eq!(out.stdout, format!("{w}\n"), "{w:?}: {text} {}", out.stderr);
+        // And the engine's own environment path gives the same.
+        assert_eq!(exec_req(pid, &req, b"").stdout, format!("{w}\n"), "{w:?}");
+    }
+    assert_eq!(
+        sh(pid, "ls /tmp/pwned 2>/dev/null | wc -l").stdout.trim(),
+        "0"
+    );
+    assert!(exec::command(&Target::new(pid), &args(&["a\0b"]), exec::Stdio3::Pipes).is_err());
+}

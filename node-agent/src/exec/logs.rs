@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{EXEC_LOG_DIR, Target};
-use crate::sys as oskit;
+use crate::sys;
 
 /// Creates the log directory, world-writable and sticky like /tmp, so execs as project users
 /// can write their logs too.
 pub fn ensure_log_dir(target: &Target) -> Result<()> {
     let root = target.root()?;
     for dir in ["/tmp/boxes", EXEC_LOG_DIR] {
-        let fd = oskit::mkdir_all_in_root(&root, Path::new(dir))?;
+        let fd = sys::mkdir_all_in_root(&root, Path::new(dir))?;
         std::fs::set_permissions(
-            oskit::fd_path(&fd),
+            sys::fd_path(&fd),
             std::os::unix::fs::PermissionsExt::from_mode(0o1777),
         )
         .ctx("chmod", Path::new(dir))?;
@@ -34,8 +34,8 @@ pub fn read_log(target: &Target, pid: Option<u32>, offset: u64) -> Result<Vec<u8
         Error::InvalidArgument("--pid is required: logs reads the log of one background process (start one with exec --bg)".into())
     })?;
     let root = target.root()?;
-    let fd = oskit::open_in_root(&root, &log_path(pid), libc::O_RDONLY, 0).map_err(|e| {
-        if oskit::is_enoent(&e) {
+    let fd = sys::open_in_root(&root, &log_path(pid), libc::O_RDONLY, 0).map_err(|e| {
+        if sys::is_enoent(&e) {
             Error::NotFound(format!(
                 "no log for pid {pid}: only processes started with exec --bg have one, and /tmp is wiped when the box stops"
             ))

@@ -12,22 +12,26 @@
 //! (`ENTER_PRELUDE`), reads, exports and closes before it execs the real `bash -l`. A PATH,
 //! LD_PRELOAD or LD_DEBUG of a box or a request therefore reaches only programs in the box.
 
+pub mod grace;
 pub mod logs;
 pub mod pid1;
+pub mod script;
 pub mod session;
+pub mod stream;
 pub mod users;
 
 pub use pid1::NodeBoxes;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
-use crate::runtime::runner::env::{BASE_PATH, single_quote};
-use crate::sys as oskit;
+use crate::runtime::runner::env::BASE_PATH;
+use crate::sys;
 use crate::sys::cmd::{HostBin, host_command};
+use crate::sys::spawn::{self as spawn_sys, Session};
+use script::{ENTER_PRELUDE, dedup_env, env_blob, is_env_name, quote};
 
 /// Where background execs write their output inside the box.
 pub const EXEC_LOG_DIR: &str = "/tmp/boxes/exec";
@@ -68,7 +72,7 @@ impl Target {
 
     /// The box's root directory as its PID 1 sees it (mounts included).
     pub fn root(&self) -> Result<OwnedFd> {
-        oskit::open_dir(Path::new(&format!("/proc/{}/root", self.pid1)))
+        sys::open_dir(Path::new(&format!("/proc/{}/root", self.pid1)))
             .map_err(|_| Error::FailedPrecondition("the box is not running".into()))
     }
 
@@ -113,58 +117,9 @@ impl Target {
     }
 }
 
-fn check_request(req: &ExecRequest) -> Result<()> {
-    for (k, _) in &req.env {
-        if !is_env_name(k) {
-            return Err(Error::InvalidArgument(format!(
-                "invalid environment variable name {k:?}: use letters, digits and '_', not starting with a digit"
-            )));
-        }
-    }
-    if req.env.iter().any(|(_, v)| v.contains('\0')) || req.args.iter().any(|a| a.contains('\0')) {
-        return Err(Error::InvalidArgument(
-            "arguments and values must not contain NUL".into(),
-        ));
-    }
-    if let Some(wd) = &req.wd
-        && !wd.starts_with('/')
-    {
-        return Err(Error::InvalidArgument(format!(
-            "--wd {wd:?} must be an absolute path"
-        )));
-    }
-    if let Some(u) = &req.user {
-        forkr_crds::validation::validate_user_name(&u.name)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        if u.uid < users::FIRST_UID {
-            return Err(Error::InvalidArgument(format!(
-                "uid {} of user {} is below {}",
-                u.uid,
-                u.name,
-                users::FIRST_UID
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The shell string of a request: `--sh` args joined as given, otherwise every arg quoted so
-/// that it reaches the program as exactly one argument. `--wd` becomes a leading `cd`.
+/// The shell string of a request (see [`script::body`]).
 pub fn script(req: &ExecRequest) -> String {
-    let body = if req.sh {
-        req.args.join(" ")
-    } else {
-        req.args
-            .iter()
-            .map(|a| single_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    match (&req.wd, &req.user) {
-        (Some(wd), _) => format!("cd -- {} || exit 1\n{body}", single_quote(wd)),
-        (None, Some(_)) => format!("cd 2>/dev/null\n{body}"),
-        (None, None) => body,
-    }
+    script::body(req)
 }
 
 /// How the child's stdio is wired.
@@ -184,44 +139,20 @@ pub struct Prepared {
     _cgroups: Vec<std::fs::File>,
 }
 
-/// A name a shell can `export` (crds' env-key rule without the reserved list: an exec may set
-/// TERM). Anything else could not reach the box's bash, so it is refused up front.
-fn is_env_name(k: &str) -> bool {
-    let b = k.as_bytes();
-    !b.is_empty()
-        && b.len() <= 256
-        && !b[0].is_ascii_digit()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-}
-
-/// The first program inside the box: a bash without profile or rc files, started by nsenter
-/// with the fixed host environment. It drops that environment, exports the NUL-separated
-/// KEY=VALUE pairs of the descriptor named by `$1`, closes it and execs the rest of its
-/// arguments (the real `/bin/bash -l...`). Its variable name is prefixed so that no box
-/// variable can collide with it.
-const ENTER_PRELUDE: &str = "unset PATH LC_ALL SHLVL PWD OLDPWD\n\
-__forkr_fd=$1; shift\n\
-while IFS= read -r -d '' __forkr_kv <&\"$__forkr_fd\"; do export -- \"$__forkr_kv\" 2>/dev/null; done\n\
-exec {__forkr_fd}<&-\n\
-unset __forkr_fd __forkr_kv\n\
-exec \"$@\"";
-
-/// The environment as the prelude reads it: `KEY=VALUE\0` per variable.
-fn env_blob(env: &[(String, String)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in env {
-        out.extend_from_slice(k.as_bytes());
-        out.push(b'=');
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
+impl Prepared {
+    /// Spawns the command as a tokio child; the cgroup files close after the fork.
+    pub fn spawn_async(self) -> Result<tokio::process::Child> {
+        spawn_sys::spawn_async(self.cmd).map_err(|source| Error::Io {
+            context: "start nsenter".into(),
+            source,
+        })
     }
-    out
 }
 
 /// Builds the host command that runs `req` inside the box. Synthesizes the user's passwd and
 /// group lines first when `--user` is given.
 pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prepared> {
-    check_request(req)?;
+    script::check(req)?;
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), BASE_PATH.into()),
         ("HOME".into(), "/root".into()),
@@ -239,7 +170,7 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
         env.push(("LOGNAME".into(), u.name.clone()));
     }
     env.extend(req.env.iter().cloned());
-    let env_fd = oskit::memfd_with(c"forkr-exec-env", &env_blob(&dedup_env(env)))?;
+    let env_fd = sys::memfd_with(c"forkr-exec-env", &env_blob(&dedup_env(env)))?;
     let env_raw: RawFd = env_fd.as_raw_fd();
     cmd.arg("--")
         .args(["/bin/bash", "--noprofile", "--norc", "-c", ENTER_PRELUDE])
@@ -251,26 +182,19 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
         cmd.arg("-l");
         if let Some(wd) = &req.wd {
             cmd.arg("-c")
-                .arg(format!("cd -- {} && exec bash -l", single_quote(wd)));
+                .arg(format!("cd -- {} && exec bash -l", quote(wd)));
         }
     } else {
         cmd.arg("-lc").arg(script(req));
     }
     let cgroups = target.cgroup_procs();
     let fds: Vec<i32> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
-    match stdio {
+    let session = match stdio {
         Stdio3::Pipes => {
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            // SAFETY: the closure only makes async-signal-safe syscalls.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let _ = oskit::child_join_cgroups(&fds);
-                    oskit::child_keep_fd(env_fd.as_raw_fd())?;
-                    oskit::child_detach()
-                });
-            }
+            Session::Detached
         }
         Stdio3::Pty(slave) => {
             let out = slave.try_clone().map_err(|source| Error::Io {
@@ -284,45 +208,20 @@ pub fn command(target: &Target, req: &ExecRequest, stdio: Stdio3) -> Result<Prep
             cmd.stdin(Stdio::from(slave))
                 .stdout(Stdio::from(out))
                 .stderr(Stdio::from(err));
-            // SAFETY: as above.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let _ = oskit::child_join_cgroups(&fds);
-                    oskit::child_keep_fd(env_fd.as_raw_fd())?;
-                    oskit::child_take_tty(0)
-                });
-            }
+            Session::Terminal
         }
         Stdio3::Detached => {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            // SAFETY: as above.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let _ = oskit::child_join_cgroups(&fds);
-                    oskit::child_keep_fd(env_fd.as_raw_fd())?;
-                    oskit::child_detach()
-                });
-            }
+            Session::Detached
         }
-    }
+    };
+    spawn_sys::child_setup(&mut cmd, fds, env_fd, session);
     Ok(Prepared {
         cmd,
         _cgroups: cgroups,
     })
-}
-
-/// Last value wins, first position kept.
-fn dedup_env(env: Vec<(String, String)>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (k, v) in env {
-        match out.iter_mut().find(|(ok, _)| *ok == k) {
-            Some(slot) => slot.1 = v,
-            None => out.push((k, v)),
-        }
-    }
-    out
 }
 
 /// Forwards `sig` to the exec's processes inside the box, as a terminal would to its
@@ -333,12 +232,12 @@ pub fn signal_exec(nsenter_pid: u32, sig: i32) -> Result<()> {
     let nsenter = nsenter_pid as i32;
     let tree = descendants(nsenter);
     let Some(&first) = tree.first() else {
-        return oskit::kill(nsenter, sig);
+        return sys::kill(nsenter, sig);
     };
     let group = pgrp_of(first);
     for pid in tree {
         if pgrp_of(pid) == group {
-            oskit::kill(pid, sig)?;
+            sys::kill(pid, sig)?;
         }
     }
     Ok(())

@@ -2,22 +2,27 @@
 //! attach again and first receives the last 64 KiB of output (what Coder's reconnecting PTY
 //! does), then the live stream.
 //!
+//! How long a console outlives its client, and what happens to its output meanwhile, is the
+//! rule of `exec::grace`: output is kept (the ring grows past 64 KiB to hold everything no
+//! client has seen, up to `grace::DETACHED_BUFFER`, then the terminal is no longer read), and
+//! after the console grace the terminal's processes get SIGHUP.
+//!
 //! A session id is a capability to read a terminal, so it is unguessable (128 bits from the
 //! kernel's CSPRNG), and each session is bound to the project and box it was opened in: a
 //! reattach names them too, and a session of another box is not found, exactly like an
 //! unknown id, so an id learned elsewhere neither works nor confirms that it exists.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::error::{Error, Result};
+use crate::exec::grace::{self, Attachment, Grace};
 use crate::exec::{self, ExecRequest, Stdio3, Target};
-use crate::sys as oskit;
+use crate::sys;
+use crate::sys::pty::Master;
 
 /// Output kept for a reattach.
 pub const REPLAY_BYTES: usize = 64 * 1024;
@@ -31,11 +36,17 @@ pub enum Event {
 }
 
 struct Inner {
+    /// The last output: at least [`REPLAY_BYTES`], and everything no client has seen.
     ring: VecDeque<u8>,
     subscriber: Option<mpsc::Sender<Event>>,
     exit: Option<i32>,
-    /// Since when no client has been attached (`None` while one is).
-    detached_since: Option<Instant>,
+    /// A client received the exit code: nothing more to keep the session for.
+    exit_delivered: bool,
+    attachment: Attachment,
+    /// Output recorded while no client was attached (all of it is in the ring).
+    unseen: usize,
+    /// The grace ran out and the terminal was hung up.
+    hung_up: bool,
 }
 
 /// One console: a process on a PTY, its replay buffer and its (at most one) attached client.
@@ -44,8 +55,12 @@ pub struct PtySession {
     /// The project and box it was opened in; a reattach must name the same.
     project: String,
     name: String,
-    master: AsyncFd<OwnedFd>,
+    master: Master,
     inner: Mutex<Inner>,
+    /// Wakes the pump when a client attaches or leaves.
+    changed: Notify,
+    /// How long it may stay without a client.
+    grace: Duration,
     /// The host-side nsenter, to hang up the session's processes when it is reaped.
     nsenter_pid: u32,
 }
@@ -62,40 +77,31 @@ impl PtySession {
         (project, name): (&str, &str),
         target: &Target,
         req: &ExecRequest,
-        rows: u16,
-        cols: u16,
+        (rows, cols): (u16, u16),
+        grace: Duration,
     ) -> Result<Arc<PtySession>> {
-        let (master, slave) = oskit::openpty(rows, cols)?;
-        set_nonblocking(&master)?;
-        let mut prepared = exec::command(target, req, Stdio3::Pty(slave))?;
-        let child = tokio::process::Command::from(std::mem::replace(
-            &mut prepared.cmd,
-            std::process::Command::new("true"),
-        ))
-        .spawn()
-        .map_err(|source| Error::Io {
-            context: "start console".into(),
-            source,
-        })?;
+        let (master, slave) = sys::openpty(rows, cols)?;
+        let master = Master::new(master)?;
+        // Our copies of the slave are gone with the command after the spawn, so the master
+        // reads EIO once the shell and everything it started on the terminal have exited.
+        let child = exec::command(target, req, Stdio3::Pty(slave))?.spawn_async()?;
         let nsenter_pid = child.id().unwrap_or(0);
-        // Our copies of the slave are gone with the command, so the master reads EIO once the
-        // shell and everything it started on the terminal have exited.
-        drop(prepared);
         let session = Arc::new(PtySession {
             id,
             project: project.to_owned(),
             name: name.to_owned(),
-            // SAFETY: the AsyncFd owns the fd, so it stays open and the same for its lifetime.
-            master: unsafe { AsyncFd::register(master) }.map_err(|e| Error::Io {
-                context: "register pty".into(),
-                source: e.into_parts().1,
-            })?,
+            master,
             inner: Mutex::new(Inner {
                 ring: VecDeque::with_capacity(REPLAY_BYTES),
                 subscriber: None,
                 exit: None,
-                detached_since: Some(Instant::now()),
+                exit_delivered: false,
+                attachment: Attachment::detached(),
+                unseen: 0,
+                hung_up: false,
             }),
+            changed: Notify::new(),
+            grace,
             nsenter_pid,
         });
         tokio::spawn(pump(session.clone(), child));
@@ -103,35 +109,71 @@ impl PtySession {
     }
 
     /// Attaches a client, replacing any previous one (whose stream ends). Returns the replay
-    /// (the last 64 KiB) and the live events; nothing is lost or repeated between the two.
+    /// (the last 64 KiB, and everything written while no client was attached) and the live
+    /// events; nothing is lost or repeated between the two.
     pub fn attach(&self) -> (Vec<u8>, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(64);
         let mut inner = lock(&self.inner);
         let replay: Vec<u8> = inner.ring.iter().copied().collect();
         if let Some(code) = inner.exit {
             let _ = tx.try_send(Event::Exit(code));
+            inner.exit_delivered = true;
         } else {
             inner.subscriber = Some(tx);
-            inner.detached_since = None;
+            inner.attachment.attach();
+            inner.unseen = 0;
         }
+        drop(inner);
+        self.changed.notify_one();
         (replay, rx)
     }
 
-    /// Detaches the current client; the shell keeps running.
+    /// Detaches the current client; the shell keeps running for its grace.
     pub fn detach(&self) {
         let mut inner = lock(&self.inner);
         inner.subscriber = None;
-        inner.detached_since.get_or_insert_with(Instant::now);
+        inner.attachment.detach();
+        drop(inner);
+        self.changed.notify_one();
     }
 
-    /// How long the session has had no client (a client whose stream is gone counts as none).
-    fn idle_for(&self) -> Option<Duration> {
+    /// Notices a client whose stream is gone; a newer client stays attached.
+    pub fn detach_if_gone(&self) {
         let mut inner = lock(&self.inner);
         if inner.subscriber.as_ref().is_some_and(|tx| tx.is_closed()) {
             inner.subscriber = None;
-            inner.detached_since = Some(Instant::now());
+            inner.attachment.detach();
+            drop(inner);
+            self.changed.notify_one();
         }
-        inner.detached_since.map(|t| t.elapsed())
+    }
+
+    /// True once the session has been without a client for its grace (a client whose stream
+    /// is gone counts as none).
+    fn expired(&self) -> bool {
+        let mut inner = lock(&self.inner);
+        if inner.subscriber.as_ref().is_some_and(|tx| tx.is_closed()) {
+            inner.subscriber = None;
+            inner.attachment.detach();
+        }
+        inner.hung_up || inner.attachment.expired(self.grace)
+    }
+
+    /// Output buffered for a client that is not attached (at most `grace::DETACHED_BUFFER`).
+    pub fn unseen_bytes(&self) -> usize {
+        lock(&self.inner).unseen
+    }
+
+    /// Hangs the terminal up (SIGHUP to its processes) once, unless the shell has exited.
+    fn hang_up(&self) {
+        let mut inner = lock(&self.inner);
+        if inner.hung_up || inner.exit.is_some() {
+            return;
+        }
+        inner.hung_up = true;
+        drop(inner);
+        let _ = crate::exec::signal_exec(self.nsenter_pid, libc::SIGHUP);
+        self.changed.notify_one();
     }
 
     /// The project and box the session was opened in.
@@ -145,99 +187,112 @@ impl PtySession {
     }
 
     /// Types `data` into the terminal.
-    pub async fn write(&self, mut data: &[u8]) -> Result<()> {
-        while !data.is_empty() {
-            let mut guard = self.master.writable().await.map_err(|source| Error::Io {
-                context: "pty".into(),
+    pub async fn write(&self, data: &[u8]) -> Result<()> {
+        self.master
+            .write_all(data)
+            .await
+            .map_err(|source| Error::Io {
+                context: "write to pty".into(),
                 source,
-            })?;
-            match guard.try_io(|fd| {
-                // SAFETY: valid fd and buffer.
-                let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            }) {
-                Ok(Ok(n)) => data = &data[n..],
-                Ok(Err(source)) => {
-                    return Err(Error::Io {
-                        context: "write to pty".into(),
-                        source,
-                    });
-                }
-                Err(_would_block) => continue,
-            }
-        }
-        Ok(())
+            })
     }
 
     /// Sends `sig` to the terminal's foreground process group, as the terminal driver does for
     /// ^C; for clients that send signals rather than control bytes.
     pub fn signal(&self, sig: i32) -> Result<()> {
-        let pgrp = oskit::foreground_group(self.master.get_ref())?;
-        oskit::kill(-pgrp, sig)
+        let pgrp = sys::foreground_group(self.master.get_ref())?;
+        sys::kill(-pgrp, sig)
     }
 
     /// Resizes the terminal (the shell gets SIGWINCH).
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
-        oskit::set_winsize(self.master.get_ref(), rows, cols)
+        sys::set_winsize(self.master.get_ref(), rows, cols)
     }
 
+    /// Keeps `data` in the ring and returns the client to send it to, if one is attached. While
+    /// none is, the ring keeps everything unseen (the pump stops reading at the bound).
     fn record(&self, data: &[u8]) -> Option<mpsc::Sender<Event>> {
         let mut inner = lock(&self.inner);
-        let ring = &mut inner.ring;
-        if data.len() >= REPLAY_BYTES {
-            ring.clear();
-            ring.extend(&data[data.len() - REPLAY_BYTES..]);
-        } else {
-            let over = (ring.len() + data.len()).saturating_sub(REPLAY_BYTES);
-            ring.drain(..over);
-            ring.extend(data);
+        if inner.subscriber.as_ref().is_some_and(|tx| tx.is_closed()) {
+            inner.subscriber = None;
+            inner.attachment.detach();
         }
+        if !inner.attachment.is_attached() && !inner.hung_up {
+            inner.unseen += data.len();
+        }
+        let keep = REPLAY_BYTES.max(inner.unseen);
+        let ring = &mut inner.ring;
+        ring.extend(data);
+        let over = ring.len().saturating_sub(keep);
+        ring.drain(..over);
         inner.subscriber.clone()
     }
-}
 
-fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
-    // SAFETY: valid fd.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(Error::Io {
-                context: "pty".into(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
+    /// What the pump may do now: read (a client is attached, or the buffer has room, or the
+    /// session is hung up and its output goes nowhere), and when the grace runs out.
+    fn pump_state(
+        &self,
+    ) -> (
+        bool,
+        Option<tokio::time::Instant>,
+        Option<mpsc::Sender<Event>>,
+    ) {
+        let inner = lock(&self.inner);
+        let attached = inner.attachment.is_attached();
+        let may_read = attached || inner.hung_up || grace::may_read(inner.unseen);
+        let deadline = if inner.hung_up {
+            None
+        } else {
+            inner
+                .attachment
+                .deadline(self.grace)
+                .map(tokio::time::Instant::from_std)
+        };
+        (may_read, deadline, inner.subscriber.clone())
     }
-    Ok(())
 }
 
-/// Moves output from the PTY to the ring and the attached client until the shell is gone.
+/// Moves output from the PTY to the ring and the attached client until the shell is gone,
+/// under the grace rule: without a client, output is kept up to the bound and then no longer
+/// read; past the grace, the terminal is hung up.
 async fn pump(s: Arc<PtySession>, mut child: tokio::process::Child) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let Ok(mut guard) = s.master.readable().await else {
-            break;
-        };
-        let res = guard.try_io(|fd| {
-            // SAFETY: valid fd and buffer.
-            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
+        let (may_read, deadline, subscriber) = s.pump_state();
+        let client_gone = async {
+            match &subscriber {
+                Some(tx) => tx.closed().await,
+                None => std::future::pending().await,
             }
-        });
-        match res {
-            Ok(Ok(0)) | Ok(Err(_)) => break, // EIO: every slave is closed
-            Ok(Ok(n)) => {
-                if let Some(tx) = s.record(&buf[..n]) {
-                    let _ = tx.send(Event::Output(buf[..n].to_vec())).await;
+        };
+        let expiry = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            n = s.master.read(&mut buf), if may_read => match n {
+                Ok(0) | Err(_) => break, // EIO: every slave is closed
+                Ok(n) => {
+                    if let Some(tx) = s.record(&buf[..n]) {
+                        let _ = tx.send(Event::Output(buf[..n].to_vec())).await;
+                    }
+                }
+            },
+            _ = client_gone => {
+                let mut inner = lock(&s.inner);
+                if inner.subscriber.as_ref().is_some_and(|tx| tx.is_closed()) {
+                    inner.subscriber = None;
+                    inner.attachment.detach();
                 }
             }
-            Err(_would_block) => continue,
+            _ = expiry => {
+                if s.expired() {
+                    s.hang_up();
+                }
+            }
+            _ = s.changed.notified() => {}
         }
     }
     let code = match child.wait().await {
@@ -249,13 +304,12 @@ async fn pump(s: Arc<PtySession>, mut child: tokio::process::Child) {
         inner.exit = Some(code);
         inner.subscriber.take()
     };
-    if let Some(tx) = tx {
-        let _ = tx.send(Event::Exit(code)).await;
+    if let Some(tx) = tx
+        && tx.send(Event::Exit(code)).await.is_ok()
+    {
+        lock(&s.inner).exit_delivered = true;
     }
 }
-
-/// How long a console may stay without a client before it is hung up.
-pub const DEFAULT_IDLE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Random bytes in a session id: 128 bits, so ids can be neither guessed nor enumerated.
 pub const ID_RANDOM_BYTES: usize = 16;
@@ -263,58 +317,46 @@ pub const ID_RANDOM_BYTES: usize = 16;
 /// A new session id: `pty-` and 32 hex digits from the kernel's CSPRNG.
 fn new_id() -> Result<String> {
     let mut bytes = [0u8; ID_RANDOM_BYTES];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        let rest = &mut bytes[filled..];
-        // SAFETY: the buffer is valid for `rest.len()` bytes. Flags 0: the urandom source,
-        // which blocks only until the pool is first seeded at boot.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let source = std::io::Error::last_os_error();
-            if source.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Error::Io {
-                context: "random console session id".into(),
-                source,
-            });
-        }
-        filled += n as usize;
-    }
+    crate::sys::random::fill(&mut bytes).map_err(|source| Error::Io {
+        context: "random console session id".into(),
+        source,
+    })?;
     Ok(format!("pty-{}", hex::encode(bytes)))
 }
 
 /// The node's console sessions, by id.
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<PtySession>>>,
-    idle_limit: Duration,
+    grace: Duration,
 }
 
 impl Default for Sessions {
+    /// With the process's console grace (`Grace::current`).
     fn default() -> Sessions {
-        Sessions::with_idle_limit(DEFAULT_IDLE_LIMIT)
+        Sessions::with_grace(Grace::current().console)
     }
 }
 
 impl Sessions {
-    /// Sessions without a client for longer than `idle_limit` are hung up (SIGHUP to their
-    /// processes) and forgotten, at the next open.
-    pub fn with_idle_limit(idle_limit: Duration) -> Sessions {
+    /// Sessions without a client for longer than `grace` are hung up (SIGHUP to their
+    /// processes) when it runs out, and forgotten at the next open.
+    pub fn with_grace(grace: Duration) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
-            idle_limit,
+            grace,
         }
     }
 
-    /// Hangs up and forgets sessions idle past the limit, and exited ones nobody looked at.
+    /// Hangs up and forgets sessions past their grace, and exited ones whose exit code a
+    /// client has received.
     pub fn reap(&self) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, s| {
-            let idle = s.idle_for().is_some_and(|d| d > self.idle_limit);
-            if idle && s.exit_code().is_none() {
-                let _ = crate::exec::signal_exec(s.nsenter_pid, libc::SIGHUP);
+            let expired = s.expired();
+            if expired {
+                s.hang_up();
             }
-            !idle
+            !expired && !lock(&s.inner).exit_delivered
         });
     }
 
@@ -330,7 +372,14 @@ impl Sessions {
     ) -> Result<Arc<PtySession>> {
         self.reap();
         let id = new_id()?;
-        let s = PtySession::spawn(id.clone(), (project, name), target, req, rows, cols)?;
+        let s = PtySession::spawn(
+            id.clone(),
+            (project, name),
+            target,
+            req,
+            (rows, cols),
+            self.grace,
+        )?;
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -2,12 +2,12 @@
 //! user's /etc/passwd and /etc/group lines are replaced by fresh ones; other lines stay.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 use crate::exec::User;
-use crate::sys as oskit;
+use crate::sys;
 
 /// The first UID of a project's allocation.
 pub const FIRST_UID: u32 = 20000;
@@ -29,14 +29,13 @@ pub fn replace_entry(lines: &str, name: &str, fresh: &str) -> String {
 pub fn ensure_user(root: &OwnedFd, user: &User) -> Result<()> {
     let (n, id) = (&user.name, user.uid);
     // Serialise concurrent execs of this box on a lock of /etc/passwd itself.
-    let passwd = oskit::open_in_root(root, Path::new("/etc/passwd"), libc::O_RDONLY, 0)?;
-    // SAFETY: valid fd.
-    if unsafe { libc::flock(passwd.as_raw_fd(), libc::LOCK_EX) } < 0 {
-        return Err(Error::Io {
-            context: "lock /etc/passwd".into(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    let passwd = sys::open_in_root(root, Path::new("/etc/passwd"), libc::O_RDONLY, 0)?;
+    // flock(2), held until `passwd` closes at the end of this function.
+    let passwd = std::fs::File::from(passwd);
+    passwd.lock().map_err(|source| Error::Io {
+        context: "lock /etc/passwd".into(),
+        source,
+    })?;
     rewrite(
         root,
         "/etc/passwd",
@@ -45,10 +44,10 @@ pub fn ensure_user(root: &OwnedFd, user: &User) -> Result<()> {
     )?;
     rewrite(root, "/etc/group", n, &format!("{n}:x:{id}:"))?;
     let home = Path::new("/home").join(n);
-    let existed = oskit::open_in_root(root, &home, libc::O_PATH | libc::O_DIRECTORY, 0).is_ok();
+    let existed = sys::open_in_root(root, &home, libc::O_PATH | libc::O_DIRECTORY, 0).is_ok();
     if !existed {
-        let fd = oskit::mkdir_all_in_root(root, &home)?;
-        let p = oskit::fd_path(&fd);
+        let fd = sys::mkdir_all_in_root(root, &home)?;
+        let p = sys::fd_path(&fd);
         std::os::unix::fs::chown(&p, Some(id), Some(id)).ctx("chown", &home)?;
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .ctx("chmod", &home)?;
@@ -60,13 +59,13 @@ pub fn ensure_user(root: &OwnedFd, user: &User) -> Result<()> {
 fn rewrite(root: &OwnedFd, path: &str, name: &str, fresh: &str) -> Result<()> {
     let p = Path::new(path);
     let mut text = String::new();
-    match oskit::open_in_root(root, p, libc::O_RDONLY, 0) {
+    match sys::open_in_root(root, p, libc::O_RDONLY, 0) {
         Ok(fd) => {
             std::fs::File::from(fd)
                 .read_to_string(&mut text)
                 .ctx("read", p)?;
         }
-        Err(e) if oskit::is_enoent(&e) => {}
+        Err(e) if sys::is_enoent(&e) => {}
         Err(e) => return Err(e),
     }
     let updated = replace_entry(&text, name, fresh);
@@ -74,7 +73,7 @@ fn rewrite(root: &OwnedFd, path: &str, name: &str, fresh: &str) -> Result<()> {
         return Ok(());
     }
     // In place, keeping the file's inode, owner and mode (a bind-mounted /etc/passwd stays valid).
-    let fd = oskit::open_in_root(root, p, libc::O_WRONLY | libc::O_CREAT, 0o644)?;
+    let fd = sys::open_in_root(root, p, libc::O_WRONLY | libc::O_CREAT, 0o644)?;
     let mut f = std::fs::File::from(fd);
     f.write_all(updated.as_bytes()).ctx("write", p)?;
     f.set_len(updated.len() as u64).ctx("truncate", p)

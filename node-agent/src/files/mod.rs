@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::{Error, IoContext, Result};
 use crate::pool::Pool;
 use crate::runtime::runner::{SHARED_MOUNTS, SYSTEM_MOUNTS};
-use crate::sys as oskit;
+use crate::sys;
 
 /// The documented refusal for anything but a regular file (forkr-api's fallback repeats it).
 pub use forkr_agent_proto::files::ONLY_FILES;
@@ -105,14 +105,14 @@ impl BoxFiles {
             {
                 let rest = if rest.is_empty() { "/" } else { rest };
                 return Ok(Located {
-                    dir: oskit::open_dir(dir)?,
+                    dir: sys::open_dir(dir)?,
                     rel: PathBuf::from(rest),
                     volume: Some(at.clone()),
                 });
             }
         }
         Ok(Located {
-            dir: oskit::open_dir(&self.root)?,
+            dir: sys::open_dir(&self.root)?,
             rel: PathBuf::from(norm),
             volume: None,
         })
@@ -145,7 +145,7 @@ impl BoxFiles {
                 break;
             }
             let here = self.place(&done)?;
-            let Some(target) = oskit::symlink_in_root(&here.dir, &here.rel)? else {
+            let Some(target) = sys::symlink_in_root(&here.dir, &here.rel)? else {
                 continue;
             };
             links += 1;
@@ -170,9 +170,8 @@ impl BoxFiles {
     /// and sockets are refused without being opened.
     pub fn get(&self, path: &str) -> Result<FileRead> {
         let Located { dir, rel, .. } = self.locate(path, true)?;
-        let probe =
-            oskit::open_in_root(&dir, &rel, libc::O_PATH, 0).map_err(|e| missing(e, path))?;
-        let md = std::fs::metadata(oskit::fd_path(&probe)).ctx("stat", Path::new(path))?;
+        let probe = sys::open_in_root(&dir, &rel, libc::O_PATH, 0).map_err(|e| missing(e, path))?;
+        let md = std::fs::metadata(sys::fd_path(&probe)).ctx("stat", Path::new(path))?;
         if md.is_dir() {
             return Err(Error::InvalidArgument(ONLY_FILES.into()));
         }
@@ -181,7 +180,7 @@ impl BoxFiles {
                 "{path} is not a regular file; {ONLY_FILES}"
             )));
         }
-        let file = std::fs::File::open(oskit::fd_path(&probe)).ctx("open", Path::new(path))?;
+        let file = std::fs::File::open(sys::fd_path(&probe)).ctx("open", Path::new(path))?;
         Ok(FileRead {
             file,
             mode: md.mode() & 0o7777,
@@ -211,24 +210,24 @@ impl BoxFiles {
             .file_name()
             .ok_or_else(|| Error::InvalidArgument(ONLY_FILES.into()))?
             .to_os_string();
-        match oskit::open_in_root(&dir, &rel, libc::O_PATH, 0) {
+        match sys::open_in_root(&dir, &rel, libc::O_PATH, 0) {
             Ok(fd) => {
-                let md = std::fs::metadata(oskit::fd_path(&fd)).ctx("stat", Path::new(path))?;
+                let md = std::fs::metadata(sys::fd_path(&fd)).ctx("stat", Path::new(path))?;
                 if md.is_dir() {
                     return Err(Error::InvalidArgument(ONLY_FILES.into()));
                 }
             }
-            Err(e) if oskit::is_enoent(&e) => {}
+            Err(e) if sys::is_enoent(&e) => {}
             Err(e) => return Err(e),
         }
         let parent_rel = rel.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let parent = oskit::mkdir_all_in_root(&dir, &parent_rel)?;
+        let parent = sys::mkdir_all_in_root(&dir, &parent_rel)?;
         let tmp_name = format!(
             ".forkr-put-{}-{}",
             std::process::id(),
             PUT_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let tmp = oskit::open_in_root(
+        let tmp = sys::open_in_root(
             &dir,
             &parent_rel.join(&tmp_name),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
@@ -268,7 +267,7 @@ impl BoxFiles {
 }
 
 fn missing(e: Error, path: &str) -> Error {
-    if oskit::is_enoent(&e) {
+    if sys::is_enoent(&e) {
         Error::NotFound(format!("{path}: no such file in the box"))
     } else {
         e
@@ -310,7 +309,7 @@ impl PendingPut {
         f.set_permissions(std::fs::Permissions::from_mode(self.mode))
             .ctx("chmod", p)?;
         drop(f);
-        let dir = oskit::fd_path(&self.parent);
+        let dir = sys::fd_path(&self.parent);
         std::fs::rename(dir.join(&self.tmp_name), dir.join(&self.name)).ctx("rename", p)?;
         Ok(self.written)
     }
@@ -319,7 +318,7 @@ impl PendingPut {
 impl Drop for PendingPut {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            oskit::unlink_at(&self.parent, &self.tmp_name);
+            sys::unlink_at(&self.parent, &self.tmp_name);
         }
     }
 }

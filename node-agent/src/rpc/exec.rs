@@ -1,20 +1,20 @@
-//! Exec, console, ps and logs over gRPC streams.
+//! Exec, console, ps and logs over gRPC streams. Exec and console are the driver of
+//! `exec::stream`; this module only translates gRPC messages to and from it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status, Streaming};
 
 use super::proto::{self, exec_input, exec_output};
 use super::{RuntimeService, Stream, blocking, box_ref, st};
-use crate::exec::session::{Event, PtySession};
+use crate::exec::grace::Grace;
+use crate::exec::stream::{self, Input, Output};
 use crate::exec::{self, ExecRequest, Stdio3, User};
 
-/// Bytes per stdout/stderr message, and the size of the output pipes.
-const CHUNK: usize = 1024 * 1024;
+/// Bytes per log message.
+const CHUNK: usize = stream::PIPE_BYTES;
 
 fn out(msg: exec_output::Msg) -> Result<proto::ExecOutput, Status> {
     Ok(proto::ExecOutput { msg: Some(msg) })
@@ -50,11 +50,9 @@ pub(super) async fn exec(
         return Err(Status::invalid_argument("the first message must be start"));
     };
     let (tx, rx) = mpsc::channel(16);
-    let heartbeat = spawn_heartbeat(tx.clone(), svc.heartbeat);
-    if start.tty || !start.reattach.is_empty() {
-        let sessions = svc.sessions.clone();
+    let (p, n) = box_ref(start.r#box.clone())?;
+    let driver = if start.tty || !start.reattach.is_empty() {
         // A reattach names its box too: a session answers only in the box it was opened in.
-        let (p, n) = box_ref(start.r#box.clone())?;
         let session = if start.reattach.is_empty() {
             let target = svc.target(p.clone(), n.clone()).await?;
             let rows = if start.rows == 0 {
@@ -73,25 +71,46 @@ pub(super) async fn exec(
         } else {
             svc.sessions.get(&start.reattach, (&p, &n)).map_err(st)?
         };
-        tokio::spawn(async move {
-            console(session, sessions, input, tx).await;
-            heartbeat.abort();
-        });
+        stream::console(session)
     } else {
-        let (p, n) = box_ref(start.r#box.clone())?;
         let target = svc.target(p, n).await?;
-        let mut prepared = exec::command(&target, &request(&start), Stdio3::Pipes).map_err(st)?;
-        let cmd = std::mem::replace(&mut prepared.cmd, std::process::Command::new("true"));
-        let child = tokio::process::Command::from(cmd)
-            .spawn()
-            .map_err(|e| Status::internal(format!("start exec: {e}")))?;
-        drop(prepared);
-        tokio::spawn(async move {
-            pipes(child, input, tx).await;
-            heartbeat.abort();
-        });
-    }
+        stream::pipes(&target, &request(&start), Grace::current().exec).map_err(st)?
+    };
+    let heartbeat = spawn_heartbeat(tx.clone(), svc.heartbeat);
+    tokio::spawn(feed(input, driver.input));
+    tokio::spawn(async move {
+        stream::forward(driver.output, tx, |o| out(output(o))).await;
+        heartbeat.abort();
+    });
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+}
+
+fn output(o: Output) -> exec_output::Msg {
+    match o {
+        Output::Session(id) => exec_output::Msg::Started(id),
+        Output::Stdout(b) => exec_output::Msg::Stdout(b),
+        Output::Stderr(b) => exec_output::Msg::Stderr(b),
+        Output::Exit(c) => exec_output::Msg::ExitCode(c),
+    }
+}
+
+/// The client's messages into the driver, until its stream ends.
+async fn feed(mut input: Streaming<proto::ExecInput>, to: mpsc::Sender<Input>) {
+    while let Ok(Some(m)) = input.message().await {
+        let m = match m.msg {
+            Some(exec_input::Msg::Stdin(data)) => Input::Stdin(data),
+            Some(exec_input::Msg::StdinEof(_)) => Input::Eof,
+            Some(exec_input::Msg::Resize(r)) => Input::Resize {
+                rows: r.rows as u16,
+                cols: r.cols as u16,
+            },
+            Some(exec_input::Msg::Signal(sig)) => Input::Signal(sig),
+            _ => continue,
+        };
+        if to.send(m).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Sends a heartbeat every `every` until aborted or the stream closes.
@@ -114,135 +133,6 @@ fn spawn_heartbeat(
         }
     })
     .abort_handle()
-}
-
-async fn pump_output(
-    mut r: impl tokio::io::AsyncRead + Unpin,
-    tx: mpsc::Sender<Result<proto::ExecOutput, Status>>,
-    wrap: fn(Vec<u8>) -> exec_output::Msg,
-) -> bool {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return true,
-            Ok(n) => {
-                if tx.send(out(wrap(buf[..n].to_vec()))).await.is_err() {
-                    return false;
-                }
-            }
-        }
-    }
-}
-
-/// Foreground exec over pipes: stdout and stderr apart, all output before the exit code, and
-/// a hang-up (client gone) forwarded as SIGHUP.
-async fn pipes(
-    mut child: tokio::process::Child,
-    mut input: Streaming<proto::ExecInput>,
-    tx: mpsc::Sender<Result<proto::ExecOutput, Status>>,
-) {
-    let pid = child.id().unwrap_or(0);
-    let mut stdin = child.stdin.take();
-    let (Some(so), Some(se)) = (child.stdout.take(), child.stderr.take()) else {
-        return;
-    };
-    crate::sys::set_pipe_size(&so, CHUNK as i32);
-    crate::sys::set_pipe_size(&se, CHUNK as i32);
-    let o = tokio::spawn(pump_output(so, tx.clone(), exec_output::Msg::Stdout));
-    let e = tokio::spawn(pump_output(se, tx.clone(), exec_output::Msg::Stderr));
-    let feeder = tokio::spawn(async move {
-        while let Ok(Some(m)) = input.message().await {
-            match m.msg {
-                Some(exec_input::Msg::Stdin(data)) => {
-                    if let Some(w) = stdin.as_mut()
-                        && w.write_all(&data).await.is_err()
-                    {
-                        stdin = None;
-                    }
-                }
-                Some(exec_input::Msg::StdinEof(_)) => stdin = None,
-                Some(exec_input::Msg::Signal(sig)) => {
-                    let _ = exec::signal_exec(pid, sig);
-                }
-                _ => {}
-            }
-        }
-        // The client went away (or half-closed): stdin ends here.
-    });
-    let pumps = async { matches!((o.await, e.await), (Ok(true), Ok(true))) };
-    let delivered = tokio::select! {
-        d = pumps => d,
-        _ = tx.closed() => false,
-    };
-    if !delivered {
-        let _ = exec::signal_exec(pid, libc::SIGHUP);
-    }
-    let code = match child.wait().await {
-        Ok(s) => exec::exit_code(s),
-        Err(_) => 255,
-    };
-    feeder.abort();
-    let _ = tx.send(out(exec_output::Msg::ExitCode(code))).await;
-}
-
-/// A console client: replay first, then live output; input, resizes. Dropping the client
-/// detaches it, and the shell keeps running for a reattach.
-async fn console(
-    session: Arc<PtySession>,
-    sessions: Arc<crate::exec::session::Sessions>,
-    mut input: Streaming<proto::ExecInput>,
-    tx: mpsc::Sender<Result<proto::ExecOutput, Status>>,
-) {
-    let (replay, mut events) = session.attach();
-    if tx
-        .send(out(exec_output::Msg::Started(session.id.clone())))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    if !replay.is_empty()
-        && tx
-            .send(out(exec_output::Msg::Stdout(replay)))
-            .await
-            .is_err()
-    {
-        return;
-    }
-    let writer = {
-        let session = session.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(m)) = input.message().await {
-                match m.msg {
-                    Some(exec_input::Msg::Stdin(data)) if session.write(&data).await.is_err() => {
-                        break;
-                    }
-                    Some(exec_input::Msg::Resize(r)) => {
-                        let _ = session.resize(r.rows as u16, r.cols as u16);
-                    }
-                    Some(exec_input::Msg::Signal(sig)) => {
-                        let _ = session.signal(sig);
-                    }
-                    _ => {}
-                }
-            }
-        })
-    };
-    while let Some(ev) = events.recv().await {
-        let msg = match ev {
-            Event::Output(b) => exec_output::Msg::Stdout(b),
-            Event::Exit(c) => {
-                let _ = tx.send(out(exec_output::Msg::ExitCode(c))).await;
-                // The last look: forgets the exited session.
-                let _ = sessions.get(&session.id, session.owner());
-                break;
-            }
-        };
-        if tx.send(out(msg)).await.is_err() {
-            break;
-        }
-    }
-    writer.abort();
 }
 
 pub(super) async fn background(

@@ -13,6 +13,9 @@ mod in_root;
 mod mount;
 pub mod netlink;
 mod process;
+pub mod pty;
+pub mod random;
+pub mod spawn;
 
 pub use btrfs::*;
 pub use fs::*;

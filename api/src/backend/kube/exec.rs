@@ -22,13 +22,12 @@ use crate::wire::{BackgroundExec, Command, ExecCommand, ExecOutput, ExecStart};
 /// How long an exec waits for the box's pod to be ready.
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Quotes one word for a POSIX shell.
-fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
+use forkr_node_agent::exec::ExecRequest;
+use forkr_node_agent::exec::script::{self as builder, quote};
 
-/// The shell script that runs `cmd` as `4kr exec` means it: args as words, or with `sh` one
-/// shell string; `--env` applied last; `--wd` first; stdin fed from the script itself.
+/// The shell script that runs `cmd` as `4kr exec` means it, built by the engine's own builder
+/// (`exec::script::fallback`: the box's variables, `--env`, `--wd`, the words quoted the same
+/// way), with stdin fed from the script itself when the command carries one.
 pub(super) fn script(cmd: &ExecCommand) -> ApiResult<String> {
     if cmd.run.command.is_empty() {
         return Err(ApiError::bad_request(
@@ -36,38 +35,27 @@ pub(super) fn script(cmd: &ExecCommand) -> ApiResult<String> {
             "command is required",
         ));
     }
-    // The exec starts with the container's environment; the box's own (BOX_NAME and the rest,
-    // as PID 1 has it) is in /etc/boxes-env.
-    let mut out = String::from("set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a; ");
-    if let Some(wd) = &cmd.run.wd {
-        out.push_str(&format!("cd {} && ", quote(wd)));
-    }
+    let mut env = Vec::with_capacity(cmd.run.env.len());
     for kv in &cmd.run.env {
-        v::parse_env_assignment(kv)?;
-        out.push_str(&format!("export {}; ", quote(kv)));
+        env.push(v::parse_env_assignment(kv)?);
     }
-    let body = if cmd.run.sh {
-        cmd.run.command.join(" ")
-    } else {
-        cmd.run
-            .command
-            .iter()
-            .map(|w| quote(w))
-            .collect::<Vec<_>>()
-            .join(" ")
+    let req = ExecRequest {
+        args: cmd.run.command.clone(),
+        sh: cmd.run.sh,
+        env,
+        wd: cmd.run.wd.clone(),
+        user: None,
     };
-    match &cmd.stdin {
+    let text = builder::fallback(&req)?;
+    Ok(match &cmd.stdin {
         Some(input) => {
             use base64::Engine as _;
             let b64 = base64::engine::general_purpose::STANDARD.encode(input.as_bytes());
-            out.push_str(&format!(
-                "printf %s {} | base64 -d | ( {body} )",
-                quote(&b64)
-            ));
+            // The builder's lines stay one group whose stdin is the decoded input.
+            format!("printf %s {} | base64 -d | {{\n{text}\n}}", quote(&b64))
         }
-        None => out.push_str(&body),
-    }
-    Ok(out)
+        None => text,
+    })
 }
 
 impl KubeBackend {
@@ -570,7 +558,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scripts_quote_words_and_carry_stdin() {
+    fn scripts_are_the_engines_and_carry_stdin() {
         let cmd = ExecCommand {
             run: Command {
                 command: vec!["echo".into(), "it's".into(), "$HOME".into()],
@@ -582,7 +570,8 @@ mod tests {
         };
         assert_eq!(
             script(&cmd).unwrap(),
-            r#"set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a; cd '/work' && export 'A=b c'; 'echo' 'it'\''s' '$HOME'"#
+            "set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a\nexport -- 'A=b c'\n\
+             cd -- '/work' || exit 1\n'echo' 'it'\\''s' '$HOME'"
         );
         let sh = ExecCommand {
             run: Command {
@@ -595,8 +584,16 @@ mod tests {
         };
         assert_eq!(
             script(&sh).unwrap(),
-            "set -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a; printf %s 'aGk=' | base64 -d | ( echo $HOME | wc -c )"
+            "printf %s 'aGk=' | base64 -d | {\nset -a; [ -r /etc/boxes-env ] && . /etc/boxes-env; set +a\necho $HOME | wc -c\n}"
         );
         assert!(script(&ExecCommand::default()).is_err());
+        let nul = ExecCommand {
+            run: Command {
+                command: vec!["a\0b".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(script(&nul).is_err());
     }
 }

@@ -1,11 +1,11 @@
 //! Commands inside a running box, through the node agent's exec engine (nsenter into PID 1's
-//! namespaces and root).
-
-use std::io::Write;
+//! namespaces and root) and its one exec driver (`exec::stream`), as the agent runs them.
 
 use async_trait::async_trait;
 use forkr_crds::validation::{parse_env_assignment, validate_user_name};
-use forkr_node_agent::exec::{self, ExecRequest, Stdio3, Target, User};
+use forkr_node_agent::exec::grace::Grace;
+use forkr_node_agent::exec::stream::{self, Input, Output};
+use forkr_node_agent::exec::{self, ExecRequest, Target, User};
 
 use super::LocalBackend;
 use crate::backend::{BoxKey, Exec, ExecStream};
@@ -66,41 +66,33 @@ impl Exec for LocalBackend {
         let req = self.exec_request(&project, &cmd, false).await?;
         let pid1 = self.pid1(&project, &name).await?;
         let stdin = cmd.stdin.unwrap_or_default().into_bytes();
-        tokio::task::spawn_blocking(move || -> forkr_node_agent::Result<ExecOutput> {
-            let mut prepared = exec::command(&Target::new(pid1), &req, Stdio3::Pipes)?;
-            let mut child = prepared
-                .cmd
-                .spawn()
-                .map_err(|source| forkr_node_agent::Error::Io {
-                    context: "start nsenter".into(),
-                    source,
-                })?;
-            drop(prepared);
-            // Feed stdin from its own thread, so a command that writes before it reads cannot
-            // deadlock against us.
-            let feeder = child.stdin.take().map(|mut w| {
-                std::thread::spawn(move || {
-                    let _ = w.write_all(&stdin);
-                })
-            });
-            let out = child
-                .wait_with_output()
-                .map_err(|source| forkr_node_agent::Error::Io {
-                    context: "wait for the command".into(),
-                    source,
-                })?;
-            if let Some(f) = feeder {
-                let _ = f.join();
+        // The same driver as a stream: stdin fed from its own task, so a command that writes
+        // before it reads cannot deadlock against us.
+        let mut driver = stream::pipes(&Target::new(pid1), &req, Grace::current().exec)?;
+        let input = driver.input;
+        tokio::spawn(async move {
+            if !stdin.is_empty() {
+                let _ = input.send(Input::Stdin(stdin)).await;
             }
-            Ok(ExecOutput {
-                exit_code: exec::exit_code(out.status),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            })
+            let _ = input.send(Input::Eof).await;
+        });
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut exit_code = None;
+        while let Some(o) = driver.output.recv().await {
+            match o {
+                Output::Stdout(b) => stdout.extend_from_slice(&b),
+                Output::Stderr(b) => stderr.extend_from_slice(&b),
+                Output::Exit(c) => exit_code = Some(c),
+                Output::Session(_) => {}
+            }
+        }
+        let exit_code = exit_code
+            .ok_or_else(|| ApiError::internal("the command ended without an exit code"))?;
+        Ok(ExecOutput {
+            exit_code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
         })
-        .await
-        .map_err(|e| ApiError::internal(format!("exec task failed: {e}")))?
-        .map_err(ApiError::from)
     }
 
     async fn exec_background(&self, key: BoxKey, cmd: ExecCommand) -> ApiResult<BackgroundExec> {
