@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }

@@ -180,6 +180,7 @@ async fn serve(state: AppState, key: BoxKey, mut socket: WebSocket, console: boo
         let _ = sink.close().await;
     });
     let input = stream.input;
+    let mut refused_frame = false;
     while let Some(Ok(msg)) = source.next().await {
         if matches!(msg, Message::Close(_)) {
             break;
@@ -193,11 +194,20 @@ async fn serve(state: AppState, key: BoxKey, mut socket: WebSocket, console: boo
             Ok(None) => {}
             Err(e) => {
                 let _ = refuse.send(ServerFrame::error("invalid_frame", e.to_string()));
+                refused_frame = true;
                 break;
             }
         }
     }
-    // The client is gone, done or refused: closing input ends stdin (a console just detaches).
+    // Closing input ends stdin (a console just detaches).
     drop(input);
-    let _ = sender.await;
+    if refused_frame {
+        // The writer still owes the client its error frame.
+        let _ = sender.await;
+    } else {
+        // The client is gone (closed, or the connection died): nobody reads the output any
+        // more, so let go of it now rather than at the next failed ping. The exec driver then
+        // sees no client and its reconnect grace starts (exec::grace).
+        sender.abort();
+    }
 }
