@@ -299,19 +299,36 @@ fn documented(doc: &Value) -> BTreeMap<String, BTreeSet<String>> {
                     continue;
                 }
                 let schema = &media["schema"];
-                let schema = match schema["$ref"].as_str() {
-                    Some(r) => &schemas[r.trim_start_matches("#/components/schemas/")],
-                    None => schema,
-                };
-                let fields = schema["properties"]
-                    .as_object()
-                    .unwrap_or_else(|| panic!("{key}: a JSON body without properties: {schema}"));
-                inputs.extend(fields.keys().map(|f| format!(".{f}")));
+                let mut fields = BTreeSet::new();
+                body_fields(schema, schemas, &mut fields);
+                assert!(
+                    !fields.is_empty(),
+                    "{key}: a JSON body without properties: {schema}"
+                );
+                inputs.extend(fields.iter().map(|f| format!(".{f}")));
             }
             out.insert(key, inputs);
         }
     }
     out
+}
+
+/// The fields a JSON body schema accepts: its own `properties`, through `$ref`s and the
+/// `allOf` parts a flattened struct is documented as (the exec command shape is shared that way).
+fn body_fields(schema: &Value, schemas: &Value, out: &mut BTreeSet<String>) {
+    if let Some(r) = schema["$ref"].as_str() {
+        return body_fields(
+            &schemas[r.trim_start_matches("#/components/schemas/")],
+            schemas,
+            out,
+        );
+    }
+    if let Some(props) = schema["properties"].as_object() {
+        out.extend(props.keys().cloned());
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        body_fields(part, schemas, out);
+    }
 }
 
 /// What the shop token must not change: project `other`'s box (its spec, root, data and env),

@@ -7,7 +7,7 @@ mod rtkit;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, symlink};
 
-use forkr_node_agent::files::{BoxFiles, ONLY_FILES};
+use forkr_node_agent::exec::files::{BoxFiles, ONLY_FILES};
 use forkr_node_agent::runtime::{BoxSpec, VolumeMount};
 use rtkit::{Rt, sh};
 

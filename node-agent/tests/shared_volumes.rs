@@ -9,7 +9,7 @@ mod rtkit;
 use std::os::unix::fs::symlink;
 
 use forkr_node_agent::Error;
-use forkr_node_agent::files::BoxFiles;
+use forkr_node_agent::exec::files::BoxFiles;
 use forkr_node_agent::runtime::BoxSpec;
 use rtkit::{Rt, sh};
 

@@ -12,6 +12,7 @@
 //! (`ENTER_PRELUDE`), reads, exports and closes before it execs the real `bash -l`. A PATH,
 //! LD_PRELOAD or LD_DEBUG of a box or a request therefore reaches only programs in the box.
 
+pub mod files;
 pub mod grace;
 pub mod logs;
 pub mod pid1;

@@ -6,7 +6,7 @@ use tonic::{Response, Status, Streaming};
 
 use super::proto::{self, get_file_chunk, put_file_chunk};
 use super::{RuntimeService, Stream, blocking, box_ref};
-use crate::files::BoxFiles;
+use crate::exec::files::BoxFiles;
 
 const CHUNK: usize = 256 * 1024;
 

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use async_trait::async_trait;
 
-use forkr_node_agent::files::BoxFiles;
+use forkr_node_agent::exec::files::BoxFiles;
 
 use super::LocalBackend;
 use crate::backend::{BoxKey, FileDownload, Files, Upload, parse_mode};
