@@ -293,21 +293,15 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// box sees it.
 pub fn spawn_background(target: &Target, req: &ExecRequest) -> Result<u32> {
     logs::ensure_log_dir(target)?;
-    let inner = script(req);
-    // $$ of the inner bash is the pid the box sees; exec keeps it for the real command.
-    let outer = format!(
-        "/bin/bash -c 'exec >\"{EXEC_LOG_DIR}/$$.log\" 2>&1 </dev/null; exec /bin/bash -lc \"$1\"' forkr-bg \"$1\" &\necho \"$!\""
-    );
+    // The wrapper the Kubernetes fallback uses too: detached, logged to EXEC_LOG_DIR/<pid>.log.
     let wrapper = ExecRequest {
-        args: vec![outer],
+        args: vec![script::background(&script(req))],
         sh: true,
         env: req.env.clone(),
         wd: None,
         user: req.user.clone(),
     };
     let mut prepared = command(target, &wrapper, Stdio3::Detached)?;
-    // `command` ends with `bash -lc <outer>`; the real command is the outer script's $1.
-    prepared.cmd.arg("forkr-bg").arg(inner);
     let out = prepared.cmd.output().map_err(|source| Error::Io {
         context: "run nsenter".into(),
         source,

@@ -140,6 +140,25 @@ pub fn fallback(req: &ExecRequest) -> Result<String> {
     Ok(out)
 }
 
+/// The wrapper of a background exec (`--bg`), the same for the engine and the Kubernetes
+/// fallback: it starts `inner` (a whole script) detached from the caller, stdin from /dev/null,
+/// stdout and stderr into `<EXEC_LOG_DIR>/<pid>.log`, and prints that pid. `$$` of the detached
+/// bash is the pid the box sees, and its `exec` keeps it for the command, so the pid printed
+/// and the log's name agree. `;` rather than `&&` before `&`: a backgrounded `a && b` would be a
+/// subshell holding the caller's stdout, and the caller would wait for the command to end.
+pub fn background(inner: &str) -> String {
+    let detached = format!(
+        "exec >{dir}/$$.log 2>&1 </dev/null; exec /bin/bash -lc {inner}",
+        dir = super::EXEC_LOG_DIR,
+        inner = quote(inner)
+    );
+    format!(
+        "mkdir -p {dir}; /bin/bash -c {detached} </dev/null >/dev/null 2>&1 & echo $!",
+        dir = super::EXEC_LOG_DIR,
+        detached = quote(&detached)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

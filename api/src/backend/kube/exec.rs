@@ -299,15 +299,9 @@ impl KubeBackend {
             stdin: None,
             ..cmd.clone()
         })?;
-        // `;`, not `&&`: `a && b &` would background a subshell that holds the exec's stdout,
-        // and the exec would not end until the command does.
-        let wrapper = format!(
-            "mkdir -p /tmp/boxes/exec; bash -c {} </dev/null >/dev/null 2>&1 & echo $!",
-            quote(&format!(
-                "exec >/tmp/boxes/exec/$$.log 2>&1; exec bash -lc {}",
-                quote(&inner)
-            ))
-        );
+        // The engine's own wrapper (exec::script::background): detached, logged to
+        // /tmp/boxes/exec/<pid>.log, its pid printed.
+        let wrapper = builder::background(&inner);
         let out = self
             .kube_exec(
                 project,
