@@ -257,14 +257,24 @@ impl KubeBackend {
             loop {
                 let m = match next.take() {
                     Some(m) => m,
-                    None => match out.message().await {
-                        Ok(Some(m)) => m,
-                        // The agent went away mid-stream: the command's fate is unknown.
-                        Ok(None) | Err(_) => {
-                            let _ = out_tx.send(ExecOut::Exit(255)).await;
-                            return;
+                    None => {
+                        let m = tokio::select! {
+                            m = out.message() => m,
+                            // Nobody reads any more (the client went away): dropping `out`
+                            // cancels the call, so the agent's driver sees no client and its
+                            // reconnect grace starts. Waiting for the next message instead
+                            // would keep a silent command attached for ever.
+                            _ = out_tx.closed() => return,
+                        };
+                        match m {
+                            Ok(Some(m)) => m,
+                            // The agent went away mid-stream: the command's fate is unknown.
+                            Ok(None) | Err(_) => {
+                                let _ = out_tx.send(ExecOut::Exit(255)).await;
+                                return;
+                            }
                         }
-                    },
+                    }
                 };
                 let sent = match m.msg {
                     Some(rt::exec_output::Msg::Started(id)) if !id.is_empty() => {
