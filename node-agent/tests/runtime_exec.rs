@@ -45,6 +45,30 @@ fn exit_codes_stdio_and_binary_data() {
 }
 
 #[test]
+fn a_command_starts_with_every_signal_at_its_default() {
+    // An ignored signal stays ignored across exec: an agent started under `nohup` would hand
+    // its ignored SIGHUP to every command, and the exec grace's hang-up would never end one.
+    // SAFETY: this test's own process (nextest runs each test in one); nothing else runs here.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    let rt = Rt::new();
+    let pid = boot(&rt, "sigs");
+    let out = sh(pid, "grep SigIgn /proc/self/status");
+    let hex = out
+        .stdout
+        .trim()
+        .trim_start_matches("SigIgn:")
+        .trim()
+        .to_owned();
+    let ignored = u64::from_str_radix(&hex, 16).unwrap();
+    assert_eq!(
+        ignored & 1,
+        0,
+        "SIGHUP is ignored in the box: {}",
+        out.stdout
+    );
+}
+
+#[test]
 fn args_are_words_and_sh_is_one_string() {
     let rt = Rt::new();
     let pid = boot(&rt, "quote");

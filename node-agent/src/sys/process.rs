@@ -136,6 +136,21 @@ pub fn child_take_tty(fd: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// In a freshly forked child: every signal back to its default action. An ignored signal stays
+/// ignored across exec, so a command would otherwise inherit whatever the agent was started
+/// with: under `nohup`, SIGHUP ignored, and a client's hang-up (the exec grace's SIGHUP) would
+/// never end it. Handlers are reset by exec anyway; this undoes `SIG_IGN`. Only
+/// async-signal-safe calls.
+pub fn child_default_signals() {
+    for sig in 1..libc::SIGRTMIN() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: signal(2) is async-signal-safe; an invalid number only fails.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
 /// In a freshly forked child: start a new session without a terminal, so the caller's hang-up
 /// never reaches it. Only async-signal-safe calls.
 pub fn child_detach() -> io::Result<()> {

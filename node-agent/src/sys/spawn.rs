@@ -23,10 +23,11 @@ pub enum Session {
 /// `cgroup_fds` (best effort, as before), keeps `keep` open across exec under its number, and
 /// starts `session`. `keep` is moved into the hook so it stays open until the spawn.
 pub fn child_setup(cmd: &mut Command, cgroup_fds: Vec<i32>, keep: OwnedFd, session: Session) {
-    // SAFETY: the closure only makes async-signal-safe syscalls (write, fcntl, lseek, setsid,
-    // ioctl) and allocates nothing.
+    // SAFETY: the closure only makes async-signal-safe syscalls (signal, write, fcntl, lseek,
+    // setsid, ioctl) and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
+            sys::child_default_signals();
             let _ = sys::child_join_cgroups(&cgroup_fds);
             sys::child_keep_fd(keep.as_raw_fd())?;
             match session {
