@@ -3,7 +3,6 @@
 //! output frame carries its offset in its stream, counted here. The server pings every 20 s, so
 //! idle sessions survive proxies that drop silent connections.
 
-use std::io::Read;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -56,12 +55,7 @@ fn error_frame(e: &ApiError) -> Message {
 /// The id of a plain exec stream: 128 random bits, like a console's, so that a later reattach
 /// can take it as it is.
 fn exec_session_id() -> ApiResult<String> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| ApiError::internal(format!("session id: {e}")))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("exec-{hex}"))
+    Ok(forkr_node_agent::exec::session::new_id("exec")?)
 }
 
 /// A client frame as the backend takes it; a bad one is answered with `invalid_frame`.

@@ -314,14 +314,15 @@ async fn pump(s: Arc<PtySession>, mut child: tokio::process::Child) {
 /// Random bytes in a session id: 128 bits, so ids can be neither guessed nor enumerated.
 pub const ID_RANDOM_BYTES: usize = 16;
 
-/// A new session id: `pty-` and 32 hex digits from the kernel's CSPRNG.
-fn new_id() -> Result<String> {
+/// A new session id: `prefix`, `-` and 32 hex digits from the kernel's CSPRNG (`pty` for a
+/// console; the gateway names plain exec streams `exec` the same way).
+pub fn new_id(prefix: &str) -> Result<String> {
     let mut bytes = [0u8; ID_RANDOM_BYTES];
     crate::sys::random::fill(&mut bytes).map_err(|source| Error::Io {
-        context: "random console session id".into(),
+        context: "random session id".into(),
         source,
     })?;
-    Ok(format!("pty-{}", hex::encode(bytes)))
+    Ok(format!("{prefix}-{}", hex::encode(bytes)))
 }
 
 /// The node's console sessions, by id.
@@ -371,7 +372,7 @@ impl Sessions {
         cols: u16,
     ) -> Result<Arc<PtySession>> {
         self.reap();
-        let id = new_id()?;
+        let id = new_id("pty")?;
         let s = PtySession::spawn(
             id.clone(),
             (project, name),
