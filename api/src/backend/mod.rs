@@ -19,40 +19,18 @@ use crate::wire::{
     BackgroundExec, BaseDetailsView, BaseSummaryView, BaseWritten, BoxView, CheckpointVolume,
     CreateBox, DiffFileView, DiffStatusView, ExecCommand, ExecOutput, ExecStart, FileQuery,
     FileWritten, ImportBase, PortView, PublishBox, Published, RestoreVolume, SnapshotView,
-    UnpublishBox, Unpublished, UserView, VolumeView,
+    UnpublishBox, Unpublished, VolumeView,
 };
 
 /// An upload as it arrives: chunks of the request body, never buffered whole.
 pub type Upload = futures::stream::BoxStream<'static, std::io::Result<axum::body::Bytes>>;
 
-/// What a client sends into a running exec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecIn {
-    Stdin(Vec<u8>),
-    /// End of stdin.
-    Eof,
-    Resize {
-        rows: u16,
-        cols: u16,
-    },
-    Signal(i32),
-}
-
-/// What a running exec sends back. `Exit` is last.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecOut {
-    /// A console's id, first, for a later reattach.
-    Session(String),
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
-    Exit(i32),
-}
-
-/// Both ends of a running exec. Dropping `input` closes stdin; a console keeps running.
-pub struct ExecStream {
-    pub input: tokio::sync::mpsc::Sender<ExecIn>,
-    pub output: tokio::sync::mpsc::Receiver<ExecOut>,
-}
+// One exec protocol for every backend and the node's driver: what a client sends in, what a
+// running exec sends back (`Exit` last), and both ends (dropping `output` detaches the client
+// and starts the reconnect grace; a console keeps running).
+pub use forkr_node_agent::exec::stream::{
+    Input as ExecIn, Output as ExecOut, Stream as ExecStream,
+};
 
 /// A file on its way out: its metadata and an open handle.
 pub struct FileDownload {
@@ -80,33 +58,6 @@ pub enum VolumeCopy {
     Backup,
 }
 
-/// Copies a command's stdout or stderr into its exec stream until the end or until the stream's
-/// reader goes away.
-pub(crate) async fn pump_output(
-    mut r: impl tokio::io::AsyncRead + Unpin,
-    tx: tokio::sync::mpsc::Sender<ExecOut>,
-    stderr: bool,
-) {
-    use tokio::io::AsyncReadExt as _;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let chunk = buf[..n].to_vec();
-                let msg = if stderr {
-                    ExecOut::Stderr(chunk)
-                } else {
-                    ExecOut::Stdout(chunk)
-                };
-                if tx.send(msg).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-}
-
 /// `4kr cp`'s mode: octal, 0644 when unset.
 pub(crate) fn parse_mode(mode: Option<&str>) -> ApiResult<u32> {
     match mode {
@@ -129,31 +80,25 @@ pub(crate) fn parse_mode(mode: Option<&str>) -> ApiResult<u32> {
 /// forbids (a name taken, a volume in use).
 #[async_trait]
 pub trait Backend:
-    Users + Volumes + Bases + Boxes + Hosts + Snapshots + Exec + Ports + Files + 'static
+    Volumes + Bases + Boxes + Hosts + Snapshots + Exec + Ports + Files + 'static
 {
     /// Whether the backend can serve (its store and storage answer).
     async fn ready(&self) -> ApiResult<()>;
-    /// The gateway's own SQLite (tokens, users, base owners), which both backends keep.
+    /// The gateway's own SQLite (tokens, users, base owners), which both backends keep: a
+    /// project's users live there alone, so the routes read them through [`on_store`].
     fn gateway_store(&self) -> std::sync::Arc<crate::store::Store>;
 }
 
-/// A project's users, which commands can run as.
-#[async_trait]
-pub trait Users: Send + Sync {
-    async fn list_users(&self, project: String) -> ApiResult<Vec<UserView>>;
-    async fn create_user(
-        &self,
-        project: String,
-        name: String,
-        shell: String,
-    ) -> ApiResult<UserView>;
-    async fn update_user(
-        &self,
-        project: String,
-        name: String,
-        shell: String,
-    ) -> ApiResult<UserView>;
-    async fn delete_user(&self, project: String, name: String) -> ApiResult<()>;
+/// Runs `f` on the gateway's SQLite off the async threads (its calls block).
+pub(crate) async fn on_store<T, F>(store: std::sync::Arc<crate::store::Store>, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+        .map_err(ApiError::from)
 }
 
 /// Data volumes and their read-only copies.

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use forkr_crds::validation::validate_user_name;
 
 use crate::authz::Checked;
+use crate::backend::on_store;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Named, Project};
 use crate::state::AppState;
@@ -34,7 +35,12 @@ pub async fn list(
     State(state): State<AppState>,
     Project(project): Project,
 ) -> ApiResult<Json<Vec<UserView>>> {
-    Ok(Json(state.backend.list_users(project).await?))
+    Ok(Json(
+        on_store(state.backend.gateway_store(), move |s| {
+            s.list_users(&project)
+        })
+        .await?,
+    ))
 }
 
 /// Adds a user: the next UID from 20000, GID = UID, home /home/<name>, shell /bin/bash.
@@ -49,7 +55,10 @@ pub async fn create(
     validate_user_name(&req.name)?;
     let shell = req.shell.unwrap_or_else(|| DEFAULT_SHELL.to_owned());
     validate_shell(&shell)?;
-    let user = state.backend.create_user(project, req.name, shell).await?;
+    let user = on_store(state.backend.gateway_store(), move |s| {
+        s.create_user(&project, &req.name, &shell)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -65,10 +74,10 @@ pub async fn update(
     validate_user_name(&named.name)?;
     validate_shell(&req.shell)?;
     Ok(Json(
-        state
-            .backend
-            .update_user(named.project, named.name, req.shell)
-            .await?,
+        on_store(state.backend.gateway_store(), move |s| {
+            s.update_user(&named.project, &named.name, &req.shell)
+        })
+        .await?,
     ))
 }
 
@@ -78,6 +87,9 @@ pub async fn update(
     responses((status = 204), (status = 400, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, named: Named) -> ApiResult<StatusCode> {
     validate_user_name(&named.name)?;
-    state.backend.delete_user(named.project, named.name).await?;
+    on_store(state.backend.gateway_store(), move |s| {
+        s.delete_user(&named.project, &named.name).map(drop)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

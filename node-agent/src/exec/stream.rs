@@ -96,7 +96,7 @@ pub fn pipes(target: &Target, req: &ExecRequest, grace: Duration) -> Result<Stre
 
 /// Reads one pipe into the driver in chunks; stops at the end, or when the driver stops
 /// taking chunks (backpressure reaches the command through the full pipe).
-async fn read_pipe(
+pub async fn read_pipe(
     mut r: impl tokio::io::AsyncRead + Unpin,
     tx: mpsc::Sender<Output>,
     wrap: fn(Vec<u8>) -> Output,

@@ -15,9 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::{KubeBackend, kube_error};
-use crate::backend::{ExecIn, ExecOut, ExecStream, pump_output};
+use crate::backend::{ExecIn, ExecOut, ExecStream};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{BackgroundExec, Command, ExecCommand, ExecOutput, ExecStart};
+use forkr_node_agent::exec::stream::read_pipe;
 
 /// How long an exec waits for the box's pod to be ready.
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -268,8 +269,8 @@ impl KubeBackend {
         });
         let (out, err) = (att.stdout(), att.stderr());
         let status = att.take_status();
-        let out_task = out.map(|o| tokio::spawn(pump_output(o, out_tx.clone(), false)));
-        let err_task = err.map(|e| tokio::spawn(pump_output(e, out_tx.clone(), true)));
+        let out_task = out.map(|o| tokio::spawn(read_pipe(o, out_tx.clone(), ExecOut::Stdout)));
+        let err_task = err.map(|e| tokio::spawn(read_pipe(e, out_tx.clone(), ExecOut::Stderr)));
         tokio::spawn(async move {
             for t in [out_task, err_task].into_iter().flatten() {
                 let _ = t.await;

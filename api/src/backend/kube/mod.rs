@@ -13,7 +13,6 @@ mod exec;
 mod grants;
 mod snapshots;
 mod storage;
-mod users;
 mod volumes;
 
 use std::sync::Arc;
@@ -118,11 +117,7 @@ impl KubeBackend {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
     {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
-            .map_err(ApiError::from)
+        crate::backend::on_store(self.store.clone(), f).await
     }
 }
 

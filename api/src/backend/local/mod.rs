@@ -15,7 +15,6 @@ mod ports;
 mod publish;
 mod snapshots;
 mod stream;
-mod users;
 mod volumes;
 
 pub use crate::backend::hostrules::api_host;
@@ -165,11 +164,7 @@ impl LocalBackend {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
-            .map_err(ApiError::from)
+        crate::backend::on_store(self.store.clone(), f).await
     }
 
     async fn volume_info(&self, project: &str, name: &str) -> ApiResult<Option<VolumeInfo>> {

@@ -1,14 +1,13 @@
-//! Streamed exec and console in local mode: a thin adapter from the backend's `ExecIn` and
-//! `ExecOut` to the node agent's exec driver (`forkr_node_agent::exec::stream`), so local
-//! mode and the agent behave the same (pipe sizes, signals, the reconnect grace).
+//! Streamed exec and console in local mode: the node agent's exec driver itself (its `Input`
+//! and `Output` are the backend's `ExecIn` and `ExecOut`), so local mode and the agent behave
+//! the same (pipe sizes, signals, the reconnect grace).
 
 use forkr_node_agent::exec::Target;
 use forkr_node_agent::exec::grace::Grace;
-use forkr_node_agent::exec::stream::{self, Input, Output};
-use tokio::sync::mpsc;
+use forkr_node_agent::exec::stream;
 
 use super::LocalBackend;
-use crate::backend::{BoxKey, ExecIn, ExecOut, ExecStream};
+use crate::backend::{BoxKey, ExecStream};
 use crate::error::ApiResult;
 use crate::wire::{ExecCommand, ExecStart};
 
@@ -44,36 +43,6 @@ impl LocalBackend {
                 }
             }
         };
-        Ok(adapt(driver))
-    }
-}
-
-/// The backend's channels over the driver's.
-fn adapt(driver: stream::Stream) -> ExecStream {
-    let (in_tx, mut in_rx) = mpsc::channel::<ExecIn>(16);
-    let (out_tx, out_rx) = mpsc::channel::<ExecOut>(16);
-    let to_driver = driver.input;
-    tokio::spawn(async move {
-        while let Some(m) = in_rx.recv().await {
-            let m = match m {
-                ExecIn::Stdin(d) => Input::Stdin(d),
-                ExecIn::Eof => Input::Eof,
-                ExecIn::Resize { rows, cols } => Input::Resize { rows, cols },
-                ExecIn::Signal(s) => Input::Signal(s),
-            };
-            if to_driver.send(m).await.is_err() {
-                return;
-            }
-        }
-    });
-    tokio::spawn(stream::forward(driver.output, out_tx, |o| match o {
-        Output::Session(id) => ExecOut::Session(id),
-        Output::Stdout(b) => ExecOut::Stdout(b),
-        Output::Stderr(b) => ExecOut::Stderr(b),
-        Output::Exit(c) => ExecOut::Exit(c),
-    }));
-    ExecStream {
-        input: in_tx,
-        output: out_rx,
+        Ok(driver)
     }
 }
